@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each creates or refreshes
+# the virtualenv in .venv (re-installing when pyproject.toml changes) and runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow lint verilog clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"aoncim needs Python 3.11 (torch==2.13.0 wheel); {sys.executable} is {v[0]}.{v[1]}: run make PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aoncim demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/python -m aoncim.hw.lint
+
+verilog: $(STAMP)
+	$(BIN)/aoncim verilog -o out/aoncim_top.v
+
+clean:
+	rm -rf sim_build out .pytest_cache

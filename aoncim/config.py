@@ -1,0 +1,166 @@
+"""The one hardware configuration shared by model, compiler, RTL generator and testbench.
+
+Every number that describes the chip lives here. Derived quantities (address widths, memory
+windows, ADC full scale) are properties so they can never disagree with the primary fields.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot describe a buildable chip."""
+
+
+def _clog2(n: int) -> int:
+    return max(0, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class AonCimConfig:
+    # Crossbar: rows of DAC-driven word lines x columns of differential conductance pairs.
+    rows: int = 1024
+    cols: int = 512
+    # Input stage: unsigned PWM-coded activations; each layer may use fewer bits (act_bits_supported).
+    dac_bits: int = 8
+    act_bits_supported: tuple[int, ...] = (8, 6, 4)
+    # Conductance snapshot: each device of a pair is an unsigned code of gcode_bits.
+    gcode_bits: int = 8
+    # ADC: signed symmetric output of adc_bits, fixed gain code = round(I * mult / 2**shift).
+    adc_bits: int = 8
+    n_adcs: int = 32
+    adc_gain_mult: int = 3277
+    adc_gain_shift: int = 24
+    # Read noise added before the ADC, as a std-dev in ADC LSBs; 0 switches it off.
+    read_noise_lsb: float = 0.5
+    # Post-processing fixed point: per-channel scale and bias widths, per-layer shift limit.
+    pp_scale_bits: int = 16
+    pp_bias_bits: int = 32
+    pp_shift_max: int = 31
+    out_bits: int = 16
+    # Memories (entries).
+    act_depth: int = 4096
+    out_depth: int = 256
+    max_layers: int = 16
+    param_depth: int = 2048
+    # Host bus.
+    bus_data_bits: int = 32
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ConfigError(f"invalid config: {what}")
+
+        for name in ("rows", "cols", "n_adcs", "act_depth", "out_depth", "max_layers", "param_depth"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v > 0 and v & (v - 1) == 0,
+                 f"{name}={v} must be a positive power of two")
+        need(self.cols % self.n_adcs == 0, f"cols={self.cols} must be a multiple of n_adcs={self.n_adcs}")
+        need(2 <= self.dac_bits <= 12, f"dac_bits={self.dac_bits} must be in 2..12")
+        need(len(self.act_bits_supported) > 0 and all(2 <= b <= self.dac_bits for b in self.act_bits_supported),
+             f"act_bits_supported={self.act_bits_supported} must lie in 2..dac_bits={self.dac_bits}")
+        need(2 <= self.gcode_bits <= 15, f"gcode_bits={self.gcode_bits} must be in 2..15 (a pair packs in one 32-bit word)")
+        need(2 <= self.adc_bits <= 16, f"adc_bits={self.adc_bits} must be in 2..16")
+        need(0 < self.adc_gain_mult < 2**20, f"adc_gain_mult={self.adc_gain_mult} must be in 1..2**20-1")
+        need(1 <= self.adc_gain_shift <= 40, f"adc_gain_shift={self.adc_gain_shift} must be in 1..40")
+        need(0 <= self.read_noise_lsb <= 16, f"read_noise_lsb={self.read_noise_lsb} must be in 0..16")
+        need(self.noise_mult < 2**24, f"read_noise_lsb={self.read_noise_lsb} too large for adc_gain_shift")
+        need(2 <= self.pp_scale_bits <= 24, f"pp_scale_bits={self.pp_scale_bits} must be in 2..24")
+        need(8 <= self.pp_bias_bits <= 32, f"pp_bias_bits={self.pp_bias_bits} must be in 8..32")
+        need(1 <= self.pp_shift_max <= 31, f"pp_shift_max={self.pp_shift_max} must be in 1..31")
+        need(self.dac_bits < self.out_bits <= 32, f"out_bits={self.out_bits} must be in dac_bits+1..32")
+        need(self.bus_data_bits == 32, "bus_data_bits must be 32 (AXI4-Lite)")
+        need(self.max_layers <= 256, f"max_layers={self.max_layers} must be <= 256")
+        need(self.rows * self.cols <= 2**22, f"rows*cols={self.rows * self.cols} exceeds the 4M-pair address window")
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def gcode_max(self) -> int:
+        return (1 << self.gcode_bits) - 1
+
+    @property
+    def dac_max(self) -> int:
+        return (1 << self.dac_bits) - 1
+
+    @property
+    def adc_max(self) -> int:
+        """Largest ADC code magnitude; the transfer is symmetric, -adc_max..adc_max."""
+        return (1 << (self.adc_bits - 1)) - 1
+
+    @property
+    def adc_bound(self) -> float:
+        """ADC full scale in units of (full-scale input x full-scale conductance) rows."""
+        return self.adc_max * 2**self.adc_gain_shift / (self.adc_gain_mult * self.dac_max * self.gcode_max)
+
+    # Irwin-Hall sum of four uniform bytes: mean 510, std sqrt(4*(256**2-1)/12).
+    NOISE_STD_RAW = (4 * (256**2 - 1) / 12) ** 0.5
+    NOISE_MEAN_RAW = 510
+
+    @property
+    def noise_mult(self) -> int:
+        """Multiplier that scales one raw noise sample to read_noise_lsb ADC LSBs (at 2**shift)."""
+        return round(self.read_noise_lsb * 2**self.adc_gain_shift / self.NOISE_STD_RAW)
+
+    @property
+    def col_sum_bits(self) -> int:
+        """Signed width of an exact column sum: rows * dac_max * gcode_max, plus sign."""
+        return (self.rows * self.dac_max * self.gcode_max).bit_length() + 1
+
+    @property
+    def row_bits(self) -> int:
+        return _clog2(self.rows)
+
+    @property
+    def col_bits(self) -> int:
+        return _clog2(self.cols)
+
+    @property
+    def act_addr_bits(self) -> int:
+        return _clog2(self.act_depth)
+
+    @property
+    def config_hash(self) -> int:
+        """32-bit identity of the config; the RTL reports it, images carry it."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["act_bits_supported"] = list(self.act_bits_supported)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AonCimConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        d = dict(d)
+        if "act_bits_supported" in d:
+            d["act_bits_supported"] = tuple(d["act_bits_supported"])
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"invalid config: {e}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AonCimConfig":
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} not found") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {p} is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file {p} must hold a JSON object of fields")
+        return cls.from_dict(d)
+
+
+DEFAULT_CONFIG = AonCimConfig()

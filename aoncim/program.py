@@ -1,0 +1,165 @@
+"""The AON-CiM program: what the compiler emits, the image stores, the golden model and the RTL run.
+
+A program is a list of layer descriptors plus the data they reference: conductance codes placed as
+rectangles on the one crossbar, and per-channel post-processing constants. The descriptor bit layout
+is defined once here (`DESCRIPTOR_FIELDS`) and used both to pack words on the host and to build the
+`amaranth.lib.data` layout in the RTL, so the two can never disagree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from .config import AonCimConfig
+
+OP_MVM = 1  # convolution / fully connected: im2col rows x a column window of the crossbar
+
+# (name, bits). Order is the bit order from LSB of word 0; total padded to DESC_WORDS words.
+DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
+    ("opcode", 4),
+    ("in_bits", 4),      # activation bits of the input (PWM duration 2**in_bits)
+    ("out_bits", 4),     # activation bits written for the next layer
+    ("stride", 4),
+    ("pad", 4),
+    ("relu", 1),         # only meaningful for to_out layers; activations are always clamped >= 0
+    ("to_out", 1),       # write signed results to the output memory instead of an activation bank
+    ("in_bank", 1),
+    ("out_bank", 1),
+    ("shift", 6),        # post-processing right shift
+    ("in_h", 12), ("in_w", 12), ("in_c", 12),
+    ("k_h", 12), ("k_w", 12),
+    ("out_h", 12), ("out_w", 12), ("out_c", 12),
+    ("k_rows", 16),      # k_h * k_w * in_c: rows of the placed rectangle
+    ("row0", 16), ("col0", 16),
+    ("param_base", 16),
+    ("in_base", 16), ("out_base", 16),
+)
+DESC_WORDS = 8
+DESC_BITS = 32 * DESC_WORDS
+assert sum(b for _, b in DESCRIPTOR_FIELDS) <= DESC_BITS
+
+
+class ProgramError(ValueError):
+    """A program that the configured chip cannot run."""
+
+
+@dataclass(frozen=True)
+class LayerDescriptor:
+    opcode: int
+    in_bits: int
+    out_bits: int
+    stride: int
+    pad: int
+    relu: int
+    to_out: int
+    in_bank: int
+    out_bank: int
+    shift: int
+    in_h: int
+    in_w: int
+    in_c: int
+    k_h: int
+    k_w: int
+    out_h: int
+    out_w: int
+    out_c: int
+    k_rows: int
+    row0: int
+    col0: int
+    param_base: int
+    in_base: int
+    out_base: int
+
+    @property
+    def positions(self) -> int:
+        """MVMs this layer issues: one per output position."""
+        return self.out_h * self.out_w
+
+    def pack(self) -> list[int]:
+        value, pos = 0, 0
+        for name, bits in DESCRIPTOR_FIELDS:
+            v = getattr(self, name)
+            if not 0 <= v < (1 << bits):
+                raise ProgramError(f"descriptor field {name}={v} does not fit in {bits} bits")
+            value |= v << pos
+            pos += bits
+        return [(value >> (32 * i)) & 0xFFFFFFFF for i in range(DESC_WORDS)]
+
+    @classmethod
+    def unpack(cls, words: list[int]) -> "LayerDescriptor":
+        value = sum((w & 0xFFFFFFFF) << (32 * i) for i, w in enumerate(words))
+        kw, pos = {}, 0
+        for name, bits in DESCRIPTOR_FIELDS:
+            kw[name] = (value >> pos) & ((1 << bits) - 1)
+            pos += bits
+        return cls(**kw)
+
+    def check(self, cfg: AonCimConfig) -> None:
+        """Raise ProgramError if the chip described by `cfg` cannot run this layer."""
+        def need(cond, what):
+            if not cond:
+                raise ProgramError(what)
+        need(self.opcode == OP_MVM, f"unknown opcode {self.opcode}")
+        for b in (self.in_bits, self.out_bits):
+            need(b in cfg.act_bits_supported, f"activation bits {b} not in {cfg.act_bits_supported}")
+        need(self.stride >= 1, "stride must be >= 1")
+        need(self.k_rows == self.k_h * self.k_w * self.in_c, "k_rows != k_h*k_w*in_c")
+        need(self.out_h == (self.in_h + 2 * self.pad - self.k_h) // self.stride + 1 and
+             self.out_w == (self.in_w + 2 * self.pad - self.k_w) // self.stride + 1,
+             "output size inconsistent with input, kernel, stride and padding")
+        need(self.row0 + self.k_rows <= cfg.rows,
+             f"rows {self.row0}..{self.row0 + self.k_rows - 1} exceed the array's {cfg.rows} rows")
+        need(self.col0 + self.out_c <= cfg.cols,
+             f"columns {self.col0}..{self.col0 + self.out_c - 1} exceed the array's {cfg.cols} columns")
+        need(self.param_base + self.out_c <= cfg.param_depth, "post-processing parameters exceed param_depth")
+        need(self.shift <= cfg.pp_shift_max, f"shift {self.shift} > pp_shift_max {cfg.pp_shift_max}")
+        need(self.in_base + self.in_h * self.in_w * self.in_c <= cfg.act_depth, "input exceeds act_depth")
+        depth = cfg.out_depth if self.to_out else cfg.act_depth
+        need(self.out_base + self.positions * self.out_c <= depth,
+             f"output exceeds {'out_depth' if self.to_out else 'act_depth'}")
+
+
+@dataclass
+class Program:
+    """Everything a host loads into the chip for one network."""
+
+    layers: list[LayerDescriptor]
+    # Conductance codes of the whole array, (rows, cols) each; only placed rectangles are non-zero.
+    g_plus: np.ndarray
+    g_minus: np.ndarray
+    # Post-processing constants, indexed by param_base + channel.
+    pp_scale: np.ndarray
+    pp_bias: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+    def check(self, cfg: AonCimConfig) -> None:
+        if not 1 <= len(self.layers) <= cfg.max_layers:
+            raise ProgramError(f"{len(self.layers)} layers; the chip runs 1..{cfg.max_layers}")
+        for i, d in enumerate(self.layers):
+            try:
+                d.check(cfg)
+            except ProgramError as e:
+                raise ProgramError(f"layer {i} ({self.layer_name(i)}): {e}") from None
+        if self.g_plus.shape != (cfg.rows, cfg.cols) or self.g_minus.shape != (cfg.rows, cfg.cols):
+            raise ProgramError(f"conductance arrays must be {cfg.rows}x{cfg.cols}")
+        for g in (self.g_plus, self.g_minus):
+            if g.min() < 0 or g.max() > cfg.gcode_max:
+                raise ProgramError(f"conductance codes outside 0..{cfg.gcode_max}")
+        lim_s, lim_b = 1 << (cfg.pp_scale_bits - 1), 1 << (cfg.pp_bias_bits - 1)
+        if np.any(np.abs(self.pp_scale) >= lim_s) or np.any(np.abs(self.pp_bias) >= lim_b):
+            raise ProgramError("post-processing constants exceed pp_scale_bits/pp_bias_bits")
+
+    def layer_name(self, i: int) -> str:
+        return self.names[i] if i < len(self.names) else f"L{i}"
+
+    def used_rect(self, i: int) -> tuple[int, int, int, int]:
+        d = self.layers[i]
+        return d.row0, d.k_rows, d.col0, d.out_c
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Program):
+            return NotImplemented
+        return (self.layers == other.layers and self.names == other.names
+                and all(np.array_equal(getattr(self, f.name), getattr(other, f.name))
+                        for f in fields(self) if f.name not in ("layers", "names")))

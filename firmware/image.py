@@ -1,0 +1,155 @@
+"""Versioned, checksummed binary program image (layout in docs/image-format.md).
+
+    header   magic "AONCIMG\\0" | u16 version | u16 reserved(0) | u32 config hash | u32 section count
+    table    per section: u32 id | u32 offset | u32 length        (offsets from the image start)
+    payload  sections, each 4-byte aligned
+    trailer  u32 CRC-32 (zlib) of every byte before it
+
+All integers little-endian. The reader checks every field and refuses anything else with one line.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import struct
+import zlib
+
+import numpy as np
+
+from aoncim.config import AonCimConfig
+from aoncim.program import DESC_WORDS, LayerDescriptor, Program, ProgramError
+
+MAGIC = b"AONCIMG\0"
+VERSION = 1
+_HEADER = struct.Struct("<8sHHII")
+_ENTRY = struct.Struct("<III")
+
+
+class Section(enum.IntEnum):
+    CONFIG = 1       # JSON of the AonCimConfig the image targets
+    DESCRIPTORS = 2  # u32 words, DESC_WORDS per layer
+    NAMES = 3        # JSON list of layer names
+    PP_SCALE = 4     # i32 per channel
+    PP_BIAS = 5      # i32 per channel
+    GCODE = 6        # u32 rect count, then per rect u32 row0,nrows,col0,ncols and u16 G+ then u16 G- codes
+
+
+class ImageError(ValueError):
+    """A file that is not a valid program image for this chip."""
+
+
+def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
+    prog.check(cfg)
+    gcode = [struct.pack("<I", len(prog.layers))]
+    for i in range(len(prog.layers)):
+        r0, nr, c0, nc = prog.used_rect(i)
+        gcode.append(struct.pack("<4I", r0, nr, c0, nc))
+        for g in (prog.g_plus, prog.g_minus):
+            gcode.append(np.ascontiguousarray(g[r0 : r0 + nr, c0 : c0 + nc], dtype="<u2").tobytes())
+    sections = {
+        Section.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True).encode(),
+        Section.DESCRIPTORS: np.array([w for d in prog.layers for w in d.pack()], dtype="<u4").tobytes(),
+        Section.NAMES: json.dumps(prog.names).encode(),
+        Section.PP_SCALE: np.asarray(prog.pp_scale, dtype="<i4").tobytes(),
+        Section.PP_BIAS: np.asarray(prog.pp_bias, dtype="<i4").tobytes(),
+        Section.GCODE: b"".join(gcode),
+    }
+    offset = _HEADER.size + _ENTRY.size * len(sections)
+    table, payload = [], []
+    for sid, blob in sections.items():
+        blob += b"\0" * (-len(blob) % 4)
+        table.append(_ENTRY.pack(sid, offset, len(blob)))
+        payload.append(blob)
+        offset += len(blob)
+    body = _HEADER.pack(MAGIC, VERSION, 0, cfg.config_hash, len(sections)) + b"".join(table) + b"".join(payload)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, AonCimConfig]:
+    """Parse and validate an image; returns the program and the config it targets.
+
+    With `cfg`, the image must target exactly that config (same hash)."""
+    n = len(blob)
+    if n < _HEADER.size + 4:
+        raise ImageError(f"image is {n} bytes, shorter than the {_HEADER.size + 4}-byte header and CRC")
+    magic, version, reserved, chash, count = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise ImageError(f"bad magic {magic!r} at offset 0: not an aoncim program image")
+    if version != VERSION:
+        raise ImageError(f"image format version {version}, this reader understands {VERSION}: recompile the model")
+    (crc,) = struct.unpack_from("<I", blob, n - 4)
+    if zlib.crc32(blob[: n - 4]) != crc:
+        raise ImageError(f"CRC-32 mismatch (stored {crc:#010x}): the image is corrupted or truncated")
+    if reserved != 0:
+        raise ImageError(f"reserved header field is {reserved}, must be 0")
+    if not 1 <= count <= len(Section) or _HEADER.size + _ENTRY.size * count > n - 4:
+        raise ImageError(f"section count {count} is invalid for a {n}-byte image")
+    secs: dict[Section, bytes] = {}
+    for k in range(count):
+        sid, off, length = _ENTRY.unpack_from(blob, _HEADER.size + _ENTRY.size * k)
+        if sid not in Section._value2member_map_:
+            raise ImageError(f"section table entry {k}: unknown section id {sid}")
+        if Section(sid) in secs:
+            raise ImageError(f"section {Section(sid).name} appears twice")
+        if off % 4 or off < _HEADER.size + _ENTRY.size * count or off + length > n - 4:
+            raise ImageError(f"section {Section(sid).name}: offset {off} length {length} outside the payload")
+        secs[Section(sid)] = blob[off : off + length]
+    missing = [s.name for s in Section if s not in secs]
+    if missing:
+        raise ImageError(f"missing section(s) {', '.join(missing)}")
+
+    try:
+        img_cfg = AonCimConfig.from_dict(json.loads(secs[Section.CONFIG].rstrip(b"\0")))
+        names = json.loads(secs[Section.NAMES].rstrip(b"\0"))
+    except (ValueError, TypeError) as e:
+        raise ImageError(f"CONFIG/NAMES section is not valid: {e}") from None
+    if img_cfg.config_hash != chash:
+        raise ImageError(f"header config hash {chash:#010x} does not match the CONFIG section")
+    if cfg is not None and cfg.config_hash != chash:
+        raise ImageError(f"image targets config hash {chash:#010x}, the chip is {cfg.config_hash:#010x}: "
+                         "recompile for this config")
+    c = img_cfg
+    words = np.frombuffer(secs[Section.DESCRIPTORS], dtype="<u4")
+    if len(words) == 0 or len(words) % DESC_WORDS:
+        raise ImageError(f"DESCRIPTORS section holds {len(words)} words, not a multiple of {DESC_WORDS}")
+    layers = [LayerDescriptor.unpack(list(map(int, words[i : i + DESC_WORDS]))) for i in range(0, len(words), DESC_WORDS)]
+    if not isinstance(names, list) or len(names) != len(layers):
+        raise ImageError(f"NAMES section lists {len(names) if isinstance(names, list) else '?'} names for {len(layers)} layers")
+    scale = np.frombuffer(secs[Section.PP_SCALE], dtype="<i4").astype(np.int64)
+    bias = np.frombuffer(secs[Section.PP_BIAS], dtype="<i4").astype(np.int64)
+    if len(scale) != len(bias):
+        raise ImageError(f"PP_SCALE has {len(scale)} entries but PP_BIAS {len(bias)}")
+    g_plus = np.zeros((c.rows, c.cols), dtype=np.int64)
+    g_minus = np.zeros_like(g_plus)
+    gsec = secs[Section.GCODE]
+    try:
+        (nrect,) = struct.unpack_from("<I", gsec)
+        pos = 4
+        if nrect != len(layers):
+            raise ImageError(f"GCODE section holds {nrect} rectangles for {len(layers)} layers")
+        for i in range(nrect):
+            r0, nr, c0, nc = struct.unpack_from("<4I", gsec, pos)
+            pos += 16
+            if r0 + nr > c.rows or c0 + nc > c.cols:
+                raise ImageError(f"GCODE rectangle {i} ({r0}+{nr} x {c0}+{nc}) lies outside the {c.rows}x{c.cols} array")
+            for g in (g_plus, g_minus):
+                size = 2 * nr * nc
+                if pos + size > len(gsec):
+                    raise ImageError(f"GCODE section truncated in rectangle {i}")
+                g[r0 : r0 + nr, c0 : c0 + nc] = np.frombuffer(gsec, dtype="<u2", count=nr * nc, offset=pos).reshape(nr, nc)
+                pos += size
+    except struct.error:
+        raise ImageError("GCODE section truncated") from None
+    prog = Program(layers, g_plus, g_minus, scale, bias, names)
+    try:
+        prog.check(c)
+    except ProgramError as e:
+        raise ImageError(f"program invalid for its config: {e}") from None
+    for i in range(len(layers)):
+        if prog.used_rect(i) != struct.unpack_from("<4I", gsec, 4 + _rect_offset(prog, i)):
+            raise ImageError(f"GCODE rectangle {i} does not match layer {i}'s placement")
+    return prog, c
+
+
+def _rect_offset(prog: Program, i: int) -> int:
+    return sum(16 + 4 * prog.layers[k].k_rows * prog.layers[k].out_c for k in range(i))

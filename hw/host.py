@@ -1,0 +1,96 @@
+"""Host register file and window decoder behind the register bus.
+
+Registers and their bits are defined in `aoncim.regmap`; this block implements them and routes
+window accesses (program, parameters, activations, output, conductances) to the top level, which
+owns the memories. Reads answer one cycle after `r_stb`, as the bus contract requires. Writes are
+whole words (byte strobes are ignored: every register and window element is a word).
+"""
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from aoncim.config import AonCimConfig
+from aoncim.regmap import (CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR, IRQ_PAUSED,
+                           AddressMap, Reg, Region)
+
+from .bus import RegisterBusSignature
+
+
+class HostInterface(wiring.Component):
+    def __init__(self, cfg: AonCimConfig):
+        self.cfg = cfg
+        self.amap = AddressMap(cfg)
+        rb = self.amap.region_word_bits
+        super().__init__({
+            "bus": In(RegisterBusSignature(self.amap.word_addr_bits)),
+            # control out
+            "start": Out(1), "cont": Out(1), "step": Out(1),
+            "num_layers": Out(range(cfg.max_layers + 1)), "noise_seed": Out(32), "irq": Out(1),
+            # status in
+            "busy": In(1), "done": In(1), "paused": In(1), "error": In(1), "error_code": In(8),
+            "layer": In(range(cfg.max_layers)), "cycles": In(32), "mvms": In(32),
+            "ev_done": In(1), "ev_paused": In(1), "ev_error": In(1),
+            # windows: offset within the region, a write strobe per region, read data per region
+            "win_addr": Out(rb),
+            "win_wdata": Out(32),
+            "win_we": Out(data.ArrayLayout(1, len(Region))),
+            "win_rdata": In(data.ArrayLayout(32, len(Region))),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        bus = self.bus
+        rb = self.amap.region_word_bits
+        region = Signal(3)
+        m.d.comb += [region.eq(bus.addr[rb:]), self.win_addr.eq(bus.addr[:rb]), self.win_wdata.eq(bus.w_data)]
+        for reg in Region:
+            if reg != Region.REGS:
+                m.d.comb += self.win_we[reg].eq(bus.w_stb & (region == reg))
+
+        irq_status = Signal(3)
+        irq_enable = Signal(3)
+        m.d.comb += self.irq.eq((irq_status & irq_enable).any())
+        events = Cat(self.ev_done, self.ev_paused, self.ev_error)
+        irq_clear = Signal(3)
+
+        reg_w = bus.w_stb & (region == Region.REGS)
+        m.d.sync += [self.start.eq(0), self.cont.eq(0)]
+        with m.If(reg_w):
+            with m.Switch(bus.addr[:rb]):
+                with m.Case(Reg.CTRL):
+                    m.d.sync += [
+                        self.start.eq(bus.w_data[CTRL_START.bit_length() - 1]),
+                        self.cont.eq(bus.w_data[CTRL_CONTINUE.bit_length() - 1]),
+                        self.step.eq(bus.w_data[CTRL_STEP.bit_length() - 1]),
+                    ]
+                with m.Case(Reg.IRQ_STATUS):
+                    m.d.comb += irq_clear.eq(bus.w_data[:3])
+                with m.Case(Reg.IRQ_ENABLE):
+                    m.d.sync += irq_enable.eq(bus.w_data[:3])
+                with m.Case(Reg.NUM_LAYERS):
+                    m.d.sync += self.num_layers.eq(bus.w_data)
+                with m.Case(Reg.NOISE_SEED):
+                    m.d.sync += self.noise_seed.eq(bus.w_data)
+        # Events set, write-one clears; a new event wins over a clear in the same cycle.
+        m.d.sync += irq_status.eq((irq_status & ~irq_clear) | events)
+        assert (IRQ_DONE, IRQ_PAUSED, IRQ_ERROR) == (1, 2, 4)
+
+        status = Cat(self.busy, self.done, self.paused, self.error, Signal(4), self.layer, Signal(8 - self.layer.shape().width),
+                     self.error_code)
+        reg_rdata = Signal(32)
+        with m.Switch(bus.addr[:rb]):
+            for reg, value in (
+                (Reg.ID, CHIP_ID), (Reg.CONFIG_HASH, cfg.config_hash),
+                (Reg.CTRL, self.step << (CTRL_STEP.bit_length() - 1)),
+                (Reg.STATUS, status), (Reg.IRQ_STATUS, irq_status), (Reg.IRQ_ENABLE, irq_enable),
+                (Reg.NUM_LAYERS, self.num_layers), (Reg.NOISE_SEED, self.noise_seed),
+                (Reg.CYCLES, self.cycles), (Reg.MVMS, self.mvms),
+            ):
+                with m.Case(reg):
+                    m.d.comb += reg_rdata.eq(value)
+        reg_q = Signal(32)
+        region_q = Signal(3)
+        m.d.sync += [reg_q.eq(reg_rdata), region_q.eq(region)]
+        m.d.comb += bus.r_data.eq(Mux(region_q == Region.REGS, reg_q, self.win_rdata[region_q]))
+        return m

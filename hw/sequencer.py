@@ -1,0 +1,208 @@
+"""Layer-serial sequencer: runs the descriptors one layer after another on the one crossbar.
+
+Per layer: fetch and check the descriptor; per output position (one MVM): stream the im2col input
+vector row by row from the activation SRAM into the DAC registers (the behavioural array sums as
+rows arrive), hold the PWM window for 2**in_bits cycles, then convert the layer's column window
+slot by slot (n_adcs columns per slot) and feed each channel's code through post-processing.
+The schedule is strictly sequential; its cycle count is documented in docs/architecture.md.
+"""
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from aoncim.config import AonCimConfig
+from aoncim.program import DESC_BITS, DESCRIPTOR_FIELDS, OP_MVM
+from aoncim.regmap import ErrorCode
+
+PP_LATENCY = 2  # parameter read + post-processing register, before the activation write lands
+
+
+def descriptor_layout() -> data.StructLayout:
+    fields = dict(DESCRIPTOR_FIELDS)
+    fields["_pad"] = DESC_BITS - sum(fields.values())
+    return data.StructLayout(fields)
+
+
+class LayerSequencer(wiring.Component):
+    def __init__(self, cfg: AonCimConfig):
+        self.cfg = cfg
+        c = cfg
+        super().__init__({
+            # control / status
+            "start": In(1), "cont": In(1), "step": In(1),
+            "num_layers": In(range(c.max_layers + 1)),
+            "busy": Out(1), "done": Out(1), "paused": Out(1), "error": Out(1),
+            "error_code": Out(8), "layer": Out(range(c.max_layers)),
+            "cycles": Out(32), "mvms": Out(32),
+            "ev_done": Out(1), "ev_paused": Out(1), "ev_error": Out(1),
+            # program memory read (1-cycle latency)
+            "prog_addr": Out(range(c.max_layers)),
+            "prog_data": In(descriptor_layout()),
+            # activation SRAM read (1-cycle latency); the top selects the bank
+            "act_raddr": Out(c.act_addr_bits),
+            "act_rbank": Out(1),
+            "act_rdata": In(c.dac_bits),
+            # behavioural array
+            "load_valid": Out(1), "load_first": Out(1), "load_row": Out(c.row_bits), "load_x": Out(c.dac_bits),
+            "conv_stb": Out(1), "conv_slot": Out(range(c.cols // c.n_adcs)), "conv_bits": Out(4), "conv_mvm": Out(32),
+            "codes": In(data.ArrayLayout(signed(c.adc_bits), c.n_adcs)),
+            # post-processing: parameter address at t, the rest at t+1 with the parameter data
+            "param_addr": Out(range(c.param_depth)),
+            "pp_valid": Out(1), "pp_code": Out(signed(c.adc_bits)),
+            "pp_addr": Out(max(c.act_addr_bits, (c.out_depth - 1).bit_length())),
+            "pp_shift": Out(6), "pp_out_bits": Out(4), "pp_to_out": Out(1), "pp_relu": Out(1),
+            "wr_bank": Out(1),
+        })
+
+    def elaborate(self, platform):
+        c = self.cfg
+        m = Module()
+        n_log2 = (c.n_adcs - 1).bit_length()
+
+        d = Signal(descriptor_layout())
+        layer = Signal(range(c.max_layers))
+        mvm = Signal(32)
+        # position and im2col counters
+        oy, ox = Signal(12), Signal(12)
+        iy0, ix0 = Signal(signed(14)), Signal(signed(14))
+        ky, kx, ci = Signal(12), Signal(12), Signal(12)
+        r = Signal(16)
+        pos_base = Signal(self.pp_addr.shape())
+        pwm = Signal(c.dac_bits + 1)
+        slot = Signal(range(c.cols // c.n_adcs))
+        lane = Signal(range(c.n_adcs))
+        s_lo, s_hi = Signal.like(slot), Signal.like(slot)
+        lane_first, lane_last = Signal.like(lane), Signal.like(lane)
+        drain = Signal(range(PP_LATENCY + 1))
+
+        m.d.comb += [
+            self.layer.eq(layer), self.mvms.eq(mvm),
+            self.act_rbank.eq(d.in_bank), self.wr_bank.eq(d.out_bank),
+            self.pp_shift.eq(d.shift), self.pp_out_bits.eq(d.out_bits),
+            self.pp_to_out.eq(d.to_out), self.pp_relu.eq(d.relu),
+            self.conv_bits.eq(d.in_bits), self.conv_mvm.eq(mvm), self.conv_slot.eq(slot),
+            self.prog_addr.eq(layer),
+        ]
+
+        # im2col address of row r = (ky, kx, ci); out-of-bounds rows are zero padding.
+        iy, ix = Signal(signed(14)), Signal(signed(14))
+        inside = Signal()
+        m.d.comb += [
+            iy.eq(iy0 + ky), ix.eq(ix0 + kx),
+            inside.eq((iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)),
+            self.act_raddr.eq(d.in_base + (iy.as_unsigned()[:12] * d.in_w + ix.as_unsigned()[:12]) * d.in_c + ci),
+            self.load_row.eq(d.row0 + r),
+        ]
+        pad_q = Signal()
+        m.d.sync += pad_q.eq(~inside)
+        m.d.comb += self.load_x.eq(Mux(pad_q, 0, self.act_rdata))
+
+        # Post-processing issue stage, aligned with the parameter read.
+        pp_valid, pp_code, pp_addr = Signal(), Signal.like(self.pp_code), Signal.like(self.pp_addr)
+        m.d.comb += [self.pp_valid.eq(pp_valid), self.pp_code.eq(pp_code), self.pp_addr.eq(pp_addr)]
+        ch = Signal(12)
+        m.d.comb += [ch.eq((slot << n_log2) + lane - d.col0), self.param_addr.eq(d.param_base + ch)]
+        m.d.sync += pp_valid.eq(0)
+
+        busy = Signal()
+        paused = Signal()
+        m.d.comb += [self.busy.eq(busy), self.paused.eq(paused)]
+        m.d.sync += [self.ev_done.eq(0), self.ev_paused.eq(0), self.ev_error.eq(0)]
+        with m.If(busy & ~paused):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        def fail(code: ErrorCode):
+            m.d.sync += [self.error.eq(1), self.error_code.eq(code), self.ev_error.eq(1), busy.eq(0)]
+            m.next = "IDLE"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [
+                        layer.eq(0), mvm.eq(0), self.cycles.eq(0), self.done.eq(0),
+                        self.error.eq(0), self.error_code.eq(0),
+                    ]
+                    with m.If(self.num_layers == 0):
+                        fail(ErrorCode.NO_LAYERS)
+                    with m.Else():
+                        m.d.sync += busy.eq(1)
+                        m.next = "FETCH"
+            with m.State("FETCH"):
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                p = self.prog_data
+                m.d.sync += [
+                    d.eq(p), oy.eq(0), ox.eq(0), iy0.eq(-p.pad), ix0.eq(-p.pad), pos_base.eq(p.out_base),
+                    s_lo.eq(p.col0 >> n_log2), s_hi.eq((p.col0 + p.out_c - 1) >> n_log2),
+                    lane_first.eq(p.col0[:n_log2] if n_log2 else 0),
+                    lane_last.eq((p.col0 + p.out_c - 1)[:n_log2] if n_log2 else 0),
+                    ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0),
+                ]
+                with m.If(p.opcode != OP_MVM):
+                    fail(ErrorCode.BAD_OPCODE)
+                with m.Else():
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [self.load_valid.eq(1), self.load_first.eq(r == 0)]
+                m.d.sync += r.eq(r + 1)
+                with m.If(ci == d.in_c - 1):
+                    m.d.sync += ci.eq(0)
+                    with m.If(kx == d.k_w - 1):
+                        m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                    with m.Else():
+                        m.d.sync += kx.eq(kx + 1)
+                with m.Else():
+                    m.d.sync += ci.eq(ci + 1)
+                with m.If(r == d.k_rows - 1):
+                    m.d.sync += [pwm.eq(0), slot.eq(s_lo)]
+                    m.next = "PWM"
+            with m.State("PWM"):
+                # The analog integration window: 2**in_bits input-clock cycles.
+                m.d.sync += pwm.eq(pwm + 1)
+                with m.If(pwm == (1 << d.in_bits) - 1):
+                    m.next = "CONVERT"
+            with m.State("CONVERT"):
+                m.d.comb += self.conv_stb.eq(1)
+                m.d.sync += lane.eq(Mux(slot == s_lo, lane_first, 0))
+                m.next = "POSTPROC"
+            with m.State("POSTPROC"):
+                m.d.sync += [pp_valid.eq(1), pp_code.eq(self.codes[lane]), pp_addr.eq(pos_base + ch)]
+                with m.If((slot == s_hi) & (lane == lane_last)):
+                    m.next = "NEXT_POS"
+                with m.Elif(lane == c.n_adcs - 1):
+                    m.d.sync += slot.eq(slot + 1)
+                    m.next = "CONVERT"
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+            with m.State("NEXT_POS"):
+                m.d.sync += [mvm.eq(mvm + 1), pos_base.eq(pos_base + d.out_c),
+                             ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0)]
+                m.next = "LOAD"
+                with m.If(ox == d.out_w - 1):
+                    m.d.sync += [ox.eq(0), ix0.eq(-d.pad)]
+                    with m.If(oy == d.out_h - 1):
+                        m.d.sync += drain.eq(0)
+                        m.next = "LAYER_END"
+                    with m.Else():
+                        m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
+                with m.Else():
+                    m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
+            with m.State("LAYER_END"):
+                # Let the last post-processed values land before anyone reads them.
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == PP_LATENCY - 1):
+                    with m.If(layer == self.num_layers - 1):
+                        m.d.sync += [self.done.eq(1), self.ev_done.eq(1), busy.eq(0)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                        with m.If(self.step):
+                            m.d.sync += [paused.eq(1), self.ev_paused.eq(1)]
+                            m.next = "PAUSED"
+                        with m.Else():
+                            m.next = "FETCH"
+            with m.State("PAUSED"):
+                with m.If(self.cont):
+                    m.d.sync += paused.eq(0)
+                    m.next = "FETCH"
+        return m

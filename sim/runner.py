@@ -1,0 +1,116 @@
+"""Build the generated Verilog with a simulator and run the cocotb testbench on a job.
+
+Builds are cached per (simulator, Verilog text): a second run of the same design starts at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aoncim.config import AonCimConfig
+from aoncim.firmware.image import write_image
+from aoncim.hw.verilog import TOP_NAME, generate_verilog
+from aoncim.model.bittrue import BitTrueExecutor
+from aoncim.program import Program
+from aoncim.toolchain import activate_simulator
+
+DEFAULT_BUILD_ROOT = Path(os.environ.get("AONCIM_BUILD_ROOT", Path.cwd() / "sim_build"))
+
+
+@dataclass
+class Build:
+    sim: str
+    build_dir: Path
+    verilog: Path
+    seconds: float  # 0 when the cached build was reused
+    cached: bool
+
+
+@dataclass
+class CosimResult:
+    build: Build
+    inferences: list[dict]
+    compared: list[int]
+    layer_fail: list[int]
+    mismatches: list[str]
+    load_s: float
+    wall_s: float
+    log: str = ""
+    layer_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_ok(self) -> int:
+        return sum(r["ok"] for r in self.inferences)
+
+
+def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = None, waves: bool = False,
+          verbose: bool = False) -> Build:
+    activate_simulator(sim)
+    from cocotb_tools.runner import get_runner
+
+    text = generate_verilog(cfg)
+    key = hashlib.sha256(f"{sim}{waves}".encode() + text.encode()).hexdigest()[:12]
+    bdir = Path(build_root or DEFAULT_BUILD_ROOT) / f"{sim}-{key}"
+    bdir.mkdir(parents=True, exist_ok=True)
+    vpath = bdir / f"{TOP_NAME}.v"
+    stamp = bdir / "built.ok"
+    if stamp.exists() and vpath.exists() and vpath.read_text() == text:
+        return Build(sim, bdir, vpath, 0.0, True)
+    vpath.write_text(text)
+    args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"] if sim == "verilator" else []
+    if sim == "verilator" and waves:
+        args += ["--trace-fst", "--trace-structs"]
+    t0 = time.perf_counter()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
+        get_runner(sim).build(sources=[vpath], hdl_toplevel=TOP_NAME, build_dir=bdir, build_args=args,
+                              always=True, waves=waves, log_file=bdir / "build.log")
+    stamp.write_text(key)
+    return Build(sim, bdir, vpath, time.perf_counter() - t0, False)
+
+
+def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int]) -> list[list[np.ndarray]]:
+    ex = BitTrueExecutor(cfg, prog)
+    return [[t.output.numpy() for t in ex.run(x, s)] for x, s in zip(inputs, seeds)]
+
+
+def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
+              rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
+              build_root: Path | None = None, waves: bool = False, verbose: bool = False) -> CosimResult:
+    """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
+    computed with `cfg`. The two differ only in tests that prove mismatches are caught."""
+    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose)
+    expected = golden_outputs(cfg, prog, inputs, seeds)
+    from cocotb_tools.runner import get_runner
+
+    with tempfile.TemporaryDirectory(prefix="aoncim-cosim-") as tmp:
+        tmp = Path(tmp)
+        job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
+               "seeds": list(seeds), "expected": expected, "check_identity": check_identity}
+        (tmp / "job.pkl").write_bytes(pickle.dumps(job))
+        res_path = tmp / "results.json"
+        t0 = time.perf_counter()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
+            get_runner(sim).test(
+                test_module="aoncim.sim.tb_top", hdl_toplevel=TOP_NAME, build_dir=b.build_dir, test_dir=tmp,
+                extra_env={"AONCIM_JOB": str(tmp / "job.pkl"), "AONCIM_RESULTS": str(res_path)},
+                results_xml=str(tmp / "results.xml"), waves=waves, log_file=tmp / "sim.log")
+        wall = time.perf_counter() - t0
+        log = (tmp / "sim.log").read_text() if (tmp / "sim.log").exists() else out.getvalue()
+        if not res_path.exists():
+            tail = "\n".join(log.strip().splitlines()[-15:])
+            raise RuntimeError(f"co-simulation produced no results; simulator log tail:\n{tail}")
+        r = json.loads(res_path.read_text())
+    return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], r["mismatches"], r["load_s"], wall, log,
+                       list(prog.names))
