@@ -5,6 +5,7 @@ AXI4-Lite master in simulation or over an MCU's memory-mapped bus.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Awaitable, Callable, Protocol
 
 import numpy as np
@@ -80,7 +81,7 @@ class AonCimDriver:
         return vals.reshape(d.out_h, d.out_w, d.out_c)
 
     async def run(self, prog: Program, seed: int,
-                  on_layer: Callable[[int, np.ndarray], Awaitable[None] | None] | None = None) -> dict:
+                  on_layer: Callable[[int, np.ndarray], Awaitable[object] | object] | None = None) -> dict:
         """Start one inference and wait for it. With `on_layer`, pause after every layer and hand
         its output to the callback (layer-by-layer comparison); returns cycles and MVMs."""
         step = on_layer is not None
@@ -101,7 +102,7 @@ class AonCimDriver:
             if step:
                 out = await self.read_layer_output(prog.layers[layer])
                 res = on_layer(layer, out)
-                if res is not None:
+                if inspect.isawaitable(res):
                     await res
             layer += 1
             if irq & IRQ_DONE or status & ST_DONE:

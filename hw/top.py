@@ -16,6 +16,7 @@ from aoncim.program import DESC_BITS
 from aoncim.regmap import AddressMap, Region
 
 from .axil import AxiLiteSignature, AxiLiteSubordinate
+from .bus import RegisterBusSignature
 from .host import HostInterface
 from .pcm_array import PcmArray
 from .postproc import PostProcessor
@@ -23,6 +24,8 @@ from .sequencer import LayerSequencer
 
 
 class AonCim(wiring.Component):
+    """The chip as the outside sees it: an AXI4-Lite subordinate port and an interrupt."""
+
     def __init__(self, cfg: AonCimConfig):
         self.cfg = cfg
         self.amap = AddressMap(cfg)
@@ -32,15 +35,34 @@ class AonCim(wiring.Component):
         })
 
     def elaborate(self, platform):
-        c = self.cfg
         m = Module()
         m.submodules.axil = axil = AxiLiteSubordinate(self.amap.byte_addr_bits)
+        m.submodules.core = core = AonCimCore(self.cfg)
+        wiring.connect(m, wiring.flipped(self.s_axil), axil.axil)
+        wiring.connect(m, axil.bus, core.bus)
+        m.d.comb += self.irq.eq(core.irq)
+        return m
+
+
+class AonCimCore(wiring.Component):
+    """Everything behind the bus adapter; simulated directly by the Amaranth-level tests."""
+
+    def __init__(self, cfg: AonCimConfig):
+        self.cfg = cfg
+        self.amap = AddressMap(cfg)
+        super().__init__({
+            "bus": In(RegisterBusSignature(self.amap.word_addr_bits)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        c = self.cfg
+        m = Module()
         m.submodules.host = host = HostInterface(c)
         m.submodules.seq = seq = LayerSequencer(c)
         m.submodules.pp = pp = PostProcessor(c)
         m.submodules.array = array = PcmArray(c)
-        wiring.connect(m, wiring.flipped(self.s_axil), axil.axil)
-        wiring.connect(m, axil.bus, host.bus)
+        wiring.connect(m, wiring.flipped(self.bus), host.bus)
         m.d.comb += self.irq.eq(host.irq)
 
         # control and status
