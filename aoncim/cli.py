@@ -27,9 +27,11 @@ def _user_errors():
     from aoncim.firmware.driver import ChipError
     from aoncim.firmware.image import ImageError
     from aoncim.program import ProgramError
+    from aoncim.sim.runner import BuildError, CosimError
     from aoncim.toolchain import SimulatorNotFound
 
-    return (ConfigError, CompileError, ChipError, ImageError, ProgramError, SimulatorNotFound, FileNotFoundError)
+    return (ConfigError, CompileError, ChipError, ImageError, ProgramError, SimulatorNotFound, BuildError,
+            CosimError, FileNotFoundError)
 
 
 def _load_config(path: str | None) -> AonCimConfig:
@@ -79,9 +81,12 @@ def _tiny_job(cfg: AonCimConfig, n: int, seed: int, act_bits: int):
 def _cosim(n: int, seed: int, sim: str, act_bits: int, config_path: str | None, waves: bool) -> int:
     from aoncim.sim.runner import golden_outputs, run_cosim
 
+    from aoncim.toolchain import find_simulator
+
     cfg = _load_config(config_path)
     if n < 1:
         raise ConfigError(f"--inputs {n}: need at least one inference")
+    find_simulator(sim)  # fail before compiling and elaborating, not after
     prog, inputs, seeds, labels = _tiny_job(cfg, n, seed, act_bits)
     console.print(f"[bold]co-simulation[/] of TinyNet ({len(prog.layers)} layers) on {sim}, {n} inputs, "
                   f"{act_bits}-bit activations, read noise {cfg.read_noise_lsb} LSB, seed {seed}")

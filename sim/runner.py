@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from aoncim.config import AonCimConfig
+from aoncim.firmware.driver import ChipError
 from aoncim.firmware.image import write_image
 from aoncim.hw.verilog import TOP_NAME, WAIVERS, cached_verilog
 from aoncim.model.bittrue import BitTrueExecutor
@@ -29,6 +30,10 @@ DEFAULT_BUILD_ROOT = Path(os.environ.get("AONCIM_BUILD_ROOT", Path.cwd() / "sim_
 
 class BuildError(RuntimeError):
     """The simulator could not build the generated Verilog."""
+
+
+class CosimError(RuntimeError):
+    """The testbench did not run to the end (the message points at the simulator log)."""
 
 
 @dataclass
@@ -145,8 +150,12 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
         wall = time.perf_counter() - t0
         log = (tmp / "sim.log").read_text() if (tmp / "sim.log").exists() else out.getvalue()
         if not res_path.exists():
-            tail = "\n".join(log.strip().splitlines()[-15:])
-            raise RuntimeError(f"co-simulation produced no results; simulator log tail:\n{tail}")
+            keep = Path(b.build_dir) / "last_failed_sim.log"
+            keep.write_text(log)
+            last = next((ln for ln in reversed(log.strip().splitlines()) if ln.strip()), "no output")
+            raise CosimError(f"co-simulation produced no results ({last.strip()[:200]}); full log: {keep}")
         r = json.loads(res_path.read_text())
+    if r.get("error"):
+        raise ChipError(r["error"])
     return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], r["mismatches"], r["load_s"], wall, log,
                        list(prog.names))

