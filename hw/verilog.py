@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -54,7 +55,11 @@ def cached_verilog(cfg: AonCimConfig, cache_dir: Path, name: str = TOP_NAME) -> 
 
 
 def write_verilog(cfg: AonCimConfig, path: str | Path, name: str = TOP_NAME) -> Path:
+    """Write the top level for `cfg` to `path`, through the cache in the build root."""
+    from aoncim.toolchain import build_root
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(generate_verilog(cfg, name))
+    src, _ = cached_verilog(cfg, build_root() / "verilog", name)
+    shutil.copyfile(src, p)
     return p

@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import pickle
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,8 @@ from aoncim.hw.verilog import TOP_NAME, WAIVERS, cached_verilog
 from aoncim.model.bittrue import BitTrueExecutor
 from aoncim.program import Program
 from aoncim.toolchain import activate_simulator
+from aoncim.toolchain import build_root as default_build_root
 
-DEFAULT_BUILD_ROOT = Path(os.environ.get("AONCIM_BUILD_ROOT", Path.cwd() / "sim_build"))
 
 
 class BuildError(RuntimeError):
@@ -87,10 +87,12 @@ def _runner(sim: str):
 
 
 def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = None, waves: bool = False,
-          verbose: bool = False) -> Build:
-    """Generate (or reuse) the Verilog for `cfg` and build it for `sim` (or reuse that build)."""
+          verbose: bool = False, status: Callable[[str], None] = lambda msg: None) -> Build:
+    """Generate (or reuse) the Verilog for `cfg` and build it for `sim` (or reuse that build).
+    `status` is told what is happening (the first elaboration and build take a minute)."""
     activate_simulator(sim)
-    root = Path(build_root or DEFAULT_BUILD_ROOT)
+    root = Path(build_root or default_build_root())
+    status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)")
     src, _ = cached_verilog(cfg, root / "verilog")
     key = f"{sim}-{'waves-' if waves else ''}{src.stem.rsplit('-', 1)[-1]}"
     bdir = root / key
@@ -99,6 +101,7 @@ def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = N
     if stamp.exists() and vpath.exists():
         return Build(sim, bdir, vpath, 0.0, True)
     bdir.mkdir(parents=True, exist_ok=True)
+    status(f"building the generated Verilog with {sim} (cached after the first run)")
     shutil.copyfile(src, vpath)
     sources: list[Path] = [vpath]
     args: list[str] = []
@@ -129,10 +132,12 @@ def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], s
 
 def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
               rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
-              build_root: Path | None = None, waves: bool = False, verbose: bool = False) -> CosimResult:
+              build_root: Path | None = None, waves: bool = False, verbose: bool = False,
+              status: Callable[[str], None] = lambda msg: None) -> CosimResult:
     """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
     computed with `cfg`. The two differ only in tests that prove mismatches are caught."""
-    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose)
+    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
+    status(f"golden model: {len(inputs)} inference(s)")
     expected = golden_outputs(cfg, prog, inputs, seeds)
     with tempfile.TemporaryDirectory(prefix="aoncim-cosim-") as tmp:
         tmp = Path(tmp)
@@ -142,6 +147,7 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
         res_path = tmp / "results.json"
         t0 = time.perf_counter()
         out = io.StringIO()
+        status(f"co-simulating {len(inputs)} inference(s) on {sim}, comparing every layer")
         with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
             _runner(sim).test(
                 test_module="aoncim.sim.tb_top", hdl_toplevel=TOP_NAME, hdl_toplevel_lang="verilog", build_dir=b.build_dir, test_dir=tmp,

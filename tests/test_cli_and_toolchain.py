@@ -9,7 +9,6 @@ from aoncim.cli import main
 from aoncim.config import DEFAULT_CONFIG
 from aoncim.hw.lint import lint_verilog
 from aoncim.hw.verilog import cached_verilog
-from aoncim.sim.runner import DEFAULT_BUILD_ROOT
 
 
 def invoke(*args, env=None):
@@ -66,7 +65,7 @@ def test_cosim_command_end_to_end():
 
 
 def test_generated_verilog_is_lint_clean():
-    src, _ = cached_verilog(DEFAULT_CONFIG, DEFAULT_BUILD_ROOT / "verilog")
+    src, _ = cached_verilog(DEFAULT_CONFIG, toolchain.build_root() / "verilog")
     assert lint_verilog(src) == []
 
 
