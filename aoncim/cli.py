@@ -12,7 +12,8 @@ from rich.table import Table
 
 from .config import DEFAULT_CONFIG, AonCimConfig, ConfigError
 
-console = Console(highlight=False)
+# Logs and CI are not terminals; 120 columns keeps the per-layer table on one line per layer there.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 class UserError(click.ClickException):

@@ -102,6 +102,11 @@ class AonCimConfig:
     NOISE_MEAN_RAW = 510
 
     @property
+    def noise_bits(self) -> int:
+        """Signed width of one raw noise sample, -NOISE_MEAN_RAW..4*255-NOISE_MEAN_RAW."""
+        return (4 * 255 - self.NOISE_MEAN_RAW).bit_length() + 1
+
+    @property
     def noise_mult(self) -> int:
         """Multiplier that scales one raw noise sample to read_noise_lsb ADC LSBs (at 2**shift)."""
         return round(self.read_noise_lsb * 2**self.adc_gain_shift / self.NOISE_STD_RAW)

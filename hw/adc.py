@@ -15,7 +15,7 @@ class AdcLane(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "col_sum": In(signed(cfg.col_sum_bits)),
-            "noise": In(signed(11)),
+            "noise": In(signed(cfg.noise_bits)),
             "bits": In(4),
             "code": Out(signed(cfg.adc_bits)),
         })

@@ -32,7 +32,7 @@ class ReadNoiseSource(wiring.Component):
             "seed": In(32),
             "mvm": In(32),
             "col": In(cfg.col_bits),
-            "sample": Out(signed(11)),
+            "sample": Out(signed(cfg.noise_bits)),
         })
 
     def elaborate(self, platform):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import hashlib
 import pickle
-import shutil
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ from aoncim.program import Program
 from aoncim.toolchain import activate_simulator
 from aoncim.toolchain import build_root as default_build_root
 
+
+
+# The testbench clock is 10 ns; Icarus defaults to 1 s precision without a timescale.
+TIMESCALE = ("1ns", "1ps")
 
 
 class BuildError(RuntimeError):
@@ -62,6 +67,21 @@ class CosimResult:
         return sum(r["ok"] for r in self.inferences)
 
 
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
+
+
+def _icarus_time_zero_fix(verilog: str) -> str:
+    """Make Yosys' `always @*` blocks run once at start-up under Icarus.
+
+    Yosys makes every combinational block sensitive to a dummy register initialised to 0 so that
+    it evaluates at time 0; Icarus applies declaration initialisers without an event, so those
+    blocks (FSM outputs such as the AXI BVALID) stay X until an input changes (amaranth-lang/
+    amaranth#594). Assigning the dummy after 1 time unit gives them the event.
+    """
+    return _TRIGGER.sub(lambda m: f"{m.group(1)}reg {m.group(2)};\n{m.group(1)}initial #1 {m.group(2)} = 1'h0;",
+                        verilog)
+
+
 def _runner(sim: str):
     """cocotb's runner for `sim`; for Verilator, one that exposes only the top-level ports.
 
@@ -94,7 +114,17 @@ def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = N
     root = Path(build_root or default_build_root())
     status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)")
     src, _ = cached_verilog(cfg, root / "verilog")
-    key = f"{sim}-{'waves-' if waves else ''}{src.stem.rsplit('-', 1)[-1]}"
+    sources: list[Path] = []
+    args: list[str] = []
+    if sim == "verilator":
+        # The waivers keep Verilator's default warnings fatal for anything not justified there.
+        sources.append(WAIVERS)
+        args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        if waves:
+            args += ["--trace-fst", "--trace-structs"]
+    prep = "t0fix-1" if sim == "icarus" else ""  # bump when the source transform changes
+    flags = hashlib.sha256(" ".join(args + [str(TIMESCALE), prep]).encode()).hexdigest()[:6]
+    key = f"{sim}-{'waves-' if waves else ''}{src.stem.rsplit('-', 1)[-1]}-{flags}"
     bdir = root / key
     stamp = bdir / "built.ok"
     vpath = bdir / f"{TOP_NAME}.v"
@@ -102,21 +132,15 @@ def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = N
         return Build(sim, bdir, vpath, 0.0, True)
     bdir.mkdir(parents=True, exist_ok=True)
     status(f"building the generated Verilog with {sim} (cached after the first run)")
-    shutil.copyfile(src, vpath)
-    sources: list[Path] = [vpath]
-    args: list[str] = []
-    if sim == "verilator":
-        # The waivers keep Verilator's default warnings fatal for anything not justified there.
-        sources.insert(0, WAIVERS)
-        args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
-        if waves:
-            args += ["--trace-fst", "--trace-structs"]
+    text = src.read_text()
+    vpath.write_text(_icarus_time_zero_fix(text) if sim == "icarus" else text)
+    sources.append(vpath)
     t0 = time.perf_counter()
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
             _runner(sim).build(sources=sources, hdl_toplevel=TOP_NAME, build_dir=bdir, build_args=args,
-                                  always=True, waves=waves, log_file=bdir / "build.log")
+                                  always=True, waves=waves, timescale=TIMESCALE, log_file=bdir / "build.log")
     except RuntimeError:
         log = bdir / "build.log"
         tail = log.read_text().strip().splitlines()[-1] if log.exists() else out.getvalue().strip()[-300:]
@@ -158,7 +182,9 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
         if not res_path.exists():
             keep = Path(b.build_dir) / "last_failed_sim.log"
             keep.write_text(log)
-            last = next((ln for ln in reversed(log.strip().splitlines()) if ln.strip()), "no output")
+            lines = [ln.strip() for ln in log.strip().splitlines()]
+            last = next((ln for ln in reversed(lines) if re.search(r"\w+(Error|Exception): ", ln)),
+                        next((ln for ln in reversed(lines) if ln.strip("* ")), "no output"))
             raise CosimError(f"co-simulation produced no results ({last.strip()[:200]}); full log: {keep}")
         r = json.loads(res_path.read_text())
     if r.get("error"):

@@ -6,6 +6,7 @@ slots and unaligned column windows, and is where mutated RTL is built to prove m
 caught.
 """
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -79,3 +80,13 @@ def test_chip_of_another_config_is_refused():
     prog, inputs, seeds = small_job(n=1)
     with pytest.raises(ChipError, match="config hash"):
         run_cosim(SMALL, prog, inputs, seeds, rtl_cfg=bad)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed (apt-get install iverilog)")
+def test_small_config_bit_exact_on_icarus():
+    """The second simulator; slow (~1 min, mostly the program load through Icarus' VPI)."""
+    prog, inputs, seeds = small_job(n=2)
+    r = run_cosim(SMALL, prog, inputs, seeds, sim="icarus")
+    assert r.mismatches == [], "\n".join(r.mismatches)
+    assert r.n_ok == 2
