@@ -114,6 +114,8 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int, config_path: str | None, 
     console.print(f"cycles/inference {inf[0]['cycles']}  MVMs/inference {inf[0]['mvms']}  "
                   f"Verilator build {build}  program load {r.load_s:.2f} s  "
                   f"co-sim {np.mean(per) * 1e3:.1f} ms/inference  total {time.perf_counter() - t0:.1f} s")
+    if r.waves:
+        console.print(f"waveform: {r.waves}")
     console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
     console.print(f"bit-exact: {r.n_ok}/{len(inf)} inferences")
     return 0 if r.n_ok == len(inf) else 1
@@ -125,7 +127,7 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int, config_path: str | None, 
 @click.option("--sim", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
 @click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision of every layer.")
 @click.option("--config", "config_path", type=click.Path(), help="JSON file of AonCimConfig fields.")
-@click.option("--waves", is_flag=True, help="Dump an FST waveform in the simulation directory.")
+@click.option("--waves", is_flag=True, help="Dump a VCD waveform (path printed at the end).")
 def cosim(n: int, seed: int, sim: str, act_bits: int, config_path: str | None, waves: bool) -> None:
     """Co-simulate the RTL against the bit-true golden model, layer by layer."""
     sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves)))

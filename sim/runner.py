@@ -10,6 +10,7 @@ import json
 import hashlib
 import pickle
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class CosimResult:
     wall_s: float
     log: str = ""
     layer_names: list[str] = field(default_factory=list)
+    waves: Path | None = None  # the waveform dump, when asked for
 
     @property
     def n_ok(self) -> int:
@@ -121,7 +123,8 @@ def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = N
         sources.append(WAIVERS)
         args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
         if waves:
-            args += ["--trace-fst", "--trace-structs"]
+            # cocotb adds --trace (VCD). FST would need liblz4 headers the wheel does not ship.
+            args += ["--trace-structs"]
     prep = "t0fix-1" if sim == "icarus" else ""  # bump when the source transform changes
     flags = hashlib.sha256(" ".join(args + [str(TIMESCALE), prep]).encode()).hexdigest()[:6]
     key = f"{sim}-{'waves-' if waves else ''}{src.stem.rsplit('-', 1)[-1]}-{flags}"
@@ -143,10 +146,17 @@ def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = N
                                   always=True, waves=waves, timescale=TIMESCALE, log_file=bdir / "build.log")
     except RuntimeError:
         log = bdir / "build.log"
-        tail = log.read_text().strip().splitlines()[-1] if log.exists() else out.getvalue().strip()[-300:]
+        lines = (log.read_text() if log.exists() else out.getvalue()).strip().splitlines() or ["no output"]
+        tail = next((ln for ln in lines if re.search(r"error", ln, re.I)), lines[-1]).strip()[:300]
         raise BuildError(f"{sim} build of {vpath} failed ({tail}); full log: {log}") from None
     stamp.write_text(key)
     return Build(sim, bdir, vpath, time.perf_counter() - t0, False)
+
+
+def _fresh_dir(p: Path) -> Path:
+    shutil.rmtree(p, ignore_errors=True)
+    p.mkdir(parents=True)
+    return p
 
 
 def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int]) -> list[list[np.ndarray]]:
@@ -163,7 +173,10 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
     b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
     status(f"golden model: {len(inputs)} inference(s)")
     expected = golden_outputs(cfg, prog, inputs, seeds)
-    with tempfile.TemporaryDirectory(prefix="aoncim-cosim-") as tmp:
+    # With waves the run directory is kept (the simulator writes the dump there); else it is temporary.
+    run_dir = tempfile.TemporaryDirectory(prefix="aoncim-cosim-") if not waves else \
+        contextlib.nullcontext(_fresh_dir(b.build_dir / "run"))
+    with run_dir as tmp:
         tmp = Path(tmp)
         job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
                "seeds": list(seeds), "expected": expected, "check_identity": check_identity}
@@ -187,7 +200,8 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
                         next((ln for ln in reversed(lines) if ln.strip("* ")), "no output"))
             raise CosimError(f"co-simulation produced no results ({last.strip()[:200]}); full log: {keep}")
         r = json.loads(res_path.read_text())
+        dump = next((p for p in sorted(tmp.glob("*")) if p.suffix in (".fst", ".vcd")), None) if waves else None
     if r.get("error"):
         raise ChipError(r["error"])
     return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], r["mismatches"], r["load_s"], wall, log,
-                       list(prog.names))
+                       list(prog.names), dump)

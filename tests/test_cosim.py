@@ -90,3 +90,12 @@ def test_small_config_bit_exact_on_icarus():
     r = run_cosim(SMALL, prog, inputs, seeds, sim="icarus")
     assert r.mismatches == [], "\n".join(r.mismatches)
     assert r.n_ok == 2
+
+
+def test_waveform_dump_is_kept():
+    prog, inputs, seeds = small_job(n=1)
+    r = run_cosim(SMALL, prog, inputs, seeds, waves=True)
+    assert r.n_ok == 1 and r.waves is not None and r.waves.exists()
+    with open(r.waves) as f:
+        head = f.read(200_000)
+    assert "$enddefinitions" in head and " irq " in head
