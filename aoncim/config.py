@@ -49,6 +49,11 @@ class AonCimConfig:
     param_depth: int = 2048
     # Host bus.
     bus_data_bits: int = 32
+    # PCM devices (spec section 2): maximum conductance of one device, drift reference time t0 and
+    # read pulse duration; gcode k of a device stands for k / gcode_max * g_max_us.
+    g_max_us: float = 25.0
+    drift_t0_s: float = 20.0
+    t_read_s: float = 250e-9
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -76,6 +81,9 @@ class AonCimConfig:
         need(self.dac_bits < self.out_bits <= 32, f"out_bits={self.out_bits} must be in dac_bits+1..32")
         need(self.bus_data_bits == 32, "bus_data_bits must be 32 (AXI4-Lite)")
         need(self.max_layers <= 256, f"max_layers={self.max_layers} must be <= 256")
+        need(0 < self.g_max_us <= 1000, f"g_max_us={self.g_max_us} must be in (0, 1000] microsiemens")
+        need(0 < self.drift_t0_s <= 3600, f"drift_t0_s={self.drift_t0_s} must be in (0, 3600] s")
+        need(0 < self.t_read_s < self.drift_t0_s, f"t_read_s={self.t_read_s} must be in (0, drift_t0_s)")
         need(self.rows * self.cols <= 2**22, f"rows*cols={self.rows * self.cols} exceeds the 4M-pair address window")
 
     # ------------------------------------------------------------------ derived quantities
@@ -96,6 +104,12 @@ class AonCimConfig:
     def adc_bound(self) -> float:
         """ADC full scale in units of (full-scale input x full-scale conductance) rows."""
         return self.adc_max * 2**self.adc_gain_shift / (self.adc_gain_mult * self.dac_max * self.gcode_max)
+
+    @property
+    def out_noise_std(self) -> float:
+        """Read noise before the ADC in the statistical model's units (one full-scale input times
+        the largest weight, summed over one row): 2302.08469's output noise, ~0.04 by default."""
+        return self.read_noise_lsb * self.adc_bound / self.adc_max
 
     # Irwin-Hall sum of four uniform bytes: mean 510, std sqrt(4*(256**2-1)/12).
     NOISE_STD_RAW = (4 * (256**2 - 1) / 12) ** 0.5
