@@ -42,6 +42,8 @@ class AonCimConfig:
     pp_bias_bits: int = 32
     pp_shift_max: int = 31
     out_bits: int = 16
+    # Average pooling feeds window sums of activation codes through post-processing: their width.
+    pool_sum_bits: int = 16
     # Memories (entries).
     act_depth: int = 4096
     out_depth: int = 256
@@ -78,6 +80,7 @@ class AonCimConfig:
         need(2 <= self.pp_scale_bits <= 24, f"pp_scale_bits={self.pp_scale_bits} must be in 2..24")
         need(8 <= self.pp_bias_bits <= 32, f"pp_bias_bits={self.pp_bias_bits} must be in 8..32")
         need(1 <= self.pp_shift_max <= 31, f"pp_shift_max={self.pp_shift_max} must be in 1..31")
+        need(self.dac_bits < self.pool_sum_bits <= 24, f"pool_sum_bits={self.pool_sum_bits} must be in dac_bits+1..24")
         need(self.dac_bits < self.out_bits <= 32, f"out_bits={self.out_bits} must be in dac_bits+1..32")
         need(self.bus_data_bits == 32, "bus_data_bits must be 32 (AXI4-Lite)")
         need(self.max_layers <= 256, f"max_layers={self.max_layers} must be <= 256")

@@ -13,7 +13,10 @@ import numpy as np
 
 from .config import AonCimConfig
 
-OP_MVM = 1  # convolution / fully connected: im2col rows x a column window of the crossbar
+OP_MVM = 1      # convolution / fully connected: im2col rows x a column window of the crossbar
+OP_MAXPOOL = 2  # digital: max of each k_h x k_w window of activation codes (no array access)
+OP_AVGPOOL = 3  # digital: window sum of codes through post-processing (scale, bias, shift, clamp)
+OPCODES = {OP_MVM: "mvm", OP_MAXPOOL: "maxpool", OP_AVGPOOL: "avgpool"}
 
 # (name, bits). Order is the bit order from LSB of word 0; total padded to DESC_WORDS words.
 DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
@@ -73,8 +76,17 @@ class LayerDescriptor:
 
     @property
     def positions(self) -> int:
-        """MVMs this layer issues: one per output position."""
+        """Output positions: one MVM each for an MVM layer, one window each for a pooling layer."""
         return self.out_h * self.out_w
+
+    @property
+    def is_mvm(self) -> bool:
+        return self.opcode == OP_MVM
+
+    @property
+    def mvms(self) -> int:
+        """Array MVMs this layer issues (pooling runs in the digital periphery)."""
+        return self.positions if self.is_mvm else 0
 
     def pack(self) -> list[int]:
         value, pos = 0, 0
@@ -100,18 +112,29 @@ class LayerDescriptor:
         def need(cond, what):
             if not cond:
                 raise ProgramError(what)
-        need(self.opcode == OP_MVM, f"unknown opcode {self.opcode}")
+        need(self.opcode in OPCODES, f"unknown opcode {self.opcode}; known: {OPCODES}")
         for b in (self.in_bits, self.out_bits):
             need(b in cfg.act_bits_supported, f"activation bits {b} not in {cfg.act_bits_supported}")
         need(self.stride >= 1, "stride must be >= 1")
-        need(self.k_rows == self.k_h * self.k_w * self.in_c, "k_rows != k_h*k_w*in_c")
+        need(self.k_h >= 1 and self.k_w >= 1, "kernel must be at least 1x1")
         need(self.out_h == (self.in_h + 2 * self.pad - self.k_h) // self.stride + 1 and
              self.out_w == (self.in_w + 2 * self.pad - self.k_w) // self.stride + 1,
              "output size inconsistent with input, kernel, stride and padding")
-        need(self.row0 + self.k_rows <= cfg.rows,
-             f"rows {self.row0}..{self.row0 + self.k_rows - 1} exceed the array's {cfg.rows} rows")
-        need(self.col0 + self.out_c <= cfg.cols,
-             f"columns {self.col0}..{self.col0 + self.out_c - 1} exceed the array's {cfg.cols} columns")
+        if self.is_mvm:
+            need(self.k_rows == self.k_h * self.k_w * self.in_c, "k_rows != k_h*k_w*in_c")
+            need(self.row0 + self.k_rows <= cfg.rows,
+                 f"rows {self.row0}..{self.row0 + self.k_rows - 1} exceed the array's {cfg.rows} rows")
+            need(self.col0 + self.out_c <= cfg.cols,
+                 f"columns {self.col0}..{self.col0 + self.out_c - 1} exceed the array's {cfg.cols} columns")
+        else:
+            need(self.k_rows == 0 and self.row0 == 0 and self.col0 == 0, "a pooling layer uses no array rows/columns")
+            need(self.out_c == self.in_c, "a pooling layer keeps the channel count")
+            need(self.pad == 0, "pooling layers take no padding")
+            need(self.k_h * self.k_w * ((1 << self.in_bits) - 1) < 1 << cfg.pool_sum_bits,
+                 f"pooling window {self.k_h}x{self.k_w} sum exceeds pool_sum_bits={cfg.pool_sum_bits}")
+        if self.opcode == OP_MAXPOOL:
+            need(self.out_bits == self.in_bits and not self.to_out,
+                 "max pooling keeps activation bits and writes an activation bank")
         need(self.param_base + self.out_c <= cfg.param_depth, "post-processing parameters exceed param_depth")
         need(self.shift <= cfg.pp_shift_max, f"shift {self.shift} > pp_shift_max {cfg.pp_shift_max}")
         need(self.in_base + self.in_h * self.in_w * self.in_c <= cfg.act_depth, "input exceeds act_depth")
@@ -154,8 +177,13 @@ class Program:
         return self.names[i] if i < len(self.names) else f"L{i}"
 
     def used_rect(self, i: int) -> tuple[int, int, int, int]:
+        """(row0, rows, col0, cols) of layer i's conductances; (0, 0, 0, 0) for a pooling layer."""
         d = self.layers[i]
-        return d.row0, d.k_rows, d.col0, d.out_c
+        return (d.row0, d.k_rows, d.col0, d.out_c) if d.is_mvm else (0, 0, 0, 0)
+
+    @property
+    def mvm_layers(self) -> list[int]:
+        return [i for i, d in enumerate(self.layers) if d.is_mvm]
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Program):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from aoncim.config import AonCimConfig
-from aoncim.program import OP_MVM, LayerDescriptor, Program, ProgramError
+from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, LayerDescriptor, Program, ProgramError
 
 
 class CompileError(ValueError):
@@ -24,67 +24,112 @@ class CompileError(ValueError):
 
 
 @dataclass
-class _MvmLayer:
+class _Layer:
+    """One chip layer over HWC activations: an MVM on the array or a digital pooling step."""
+
+    kind: str                       # "mvm" | "maxpool" | "avgpool"
     name: str
-    weight: np.ndarray  # (k_rows, out_c) rows in (ky, kx, c) order
-    bias: np.ndarray
     in_shape: tuple[int, int, int]  # H, W, C
     k: tuple[int, int]
     stride: int
     pad: int
-    relu: bool
+    relu: bool = False
+    weight: np.ndarray | None = None    # mvm: (k_rows, out_c), rows in (ky, kx, c) order
+    bias: np.ndarray | None = None      # mvm: real bias after batch-norm folding
+    chan_scale: np.ndarray | None = None  # mvm: batch-norm gain, applied digitally per channel
+
+    @property
+    def out_c(self) -> int:
+        return self.weight.shape[1] if self.kind == "mvm" else self.in_shape[2]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        h, w, _ = self.in_shape
+        return ((h + 2 * self.pad - self.k[0]) // self.stride + 1, (w + 2 * self.pad - self.k[1]) // self.stride + 1)
 
 
-def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_MvmLayer]:
-    """Sequential conv/linear/relu/flatten -> MVM layers over HWC activations."""
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
+    """Sequential Conv2d/Linear/BatchNorm/ReLU/pooling/Flatten -> chip layers over HWC activations."""
     mods = [m for m in net.modules() if not list(m.children())]
     c, h, w = input_shape
-    out: list[_MvmLayer] = []
+    out: list[_Layer] = []
     for i, m in enumerate(mods):
         name = f"{i}:{type(m).__name__}"
         if isinstance(m, nn.Conv2d):
-            if m.groups != 1 or m.dilation != (1, 1) or m.stride[0] != m.stride[1] or m.padding[0] != m.padding[1]:
-                raise CompileError(f"layer {name}: only square stride/padding, groups=1, dilation=1 are supported")
-            wt = m.weight.detach().numpy()  # (O, C, kh, kw)
+            if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.stride[0] != m.stride[1] or \
+                    m.padding[0] != m.padding[1] or isinstance(m.padding, str):
+                raise CompileError(f"layer {name}: only groups=1, dilation=1 and equal stride/padding in both "
+                                   "dimensions are supported")
+            wt = m.weight.detach().double().numpy()  # (O, C, kh, kw)
             kh, kw = wt.shape[2:]
-            out.append(_MvmLayer(name, wt.transpose(2, 3, 1, 0).reshape(kh * kw * c, -1),
-                                 _bias(m), (h, w, c), (kh, kw), m.stride[0], m.padding[0], False))
-            h = (h + 2 * m.padding[0] - kh) // m.stride[0] + 1
-            w = (w + 2 * m.padding[0] - kw) // m.stride[0] + 1
-            c = wt.shape[0]
+            L = _Layer("mvm", name, (h, w, c), (kh, kw), m.stride[0], m.padding[0],
+                       weight=wt.transpose(2, 3, 1, 0).reshape(kh * kw * c, -1), bias=_bias(m),
+                       chan_scale=np.ones(wt.shape[0]))
         elif isinstance(m, nn.Linear):
-            wt = m.weight.detach().numpy()  # (O, C*H*W) in torch's CHW flatten order
+            wt = m.weight.detach().double().numpy()  # (O, C*H*W) in torch's CHW flatten order
             if wt.shape[1] != c * h * w:
                 raise CompileError(f"layer {name}: expects {wt.shape[1]} inputs, gets {c}x{h}x{w}")
             # A fully connected layer is a convolution whose kernel covers the whole HWC input.
             wt = wt.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
-            out.append(_MvmLayer(name, wt, _bias(m), (h, w, c), (h, w), 1, 0, False))
-            h, w, c = 1, 1, wt.shape[1]
+            L = _Layer("mvm", name, (h, w, c), (h, w), 1, 0, weight=wt, bias=_bias(m),
+                       chan_scale=np.ones(wt.shape[1]))
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            prev = out[-1] if out else None
+            if prev is None or prev.kind != "mvm" or prev.relu:
+                raise CompileError(f"layer {name}: batch norm must directly follow a Conv2d/Linear to be folded")
+            a = m.weight.detach().double().numpy() / np.sqrt(m.running_var.double().numpy() + m.eps)
+            prev.bias = a * (prev.bias - m.running_mean.double().numpy()) + m.bias.detach().double().numpy()
+            prev.chan_scale = prev.chan_scale * a
+            continue
         elif isinstance(m, nn.ReLU):
             if not out:
                 raise CompileError(f"layer {name}: ReLU before any conv/linear layer")
             out[-1].relu = True
-        elif isinstance(m, nn.Flatten):
-            pass
+            continue
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            k, st = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+            if _pair(m.padding) != (0, 0) or st[0] != st[1] or m.ceil_mode or \
+                    (isinstance(m, nn.MaxPool2d) and _pair(m.dilation) != (1, 1)):
+                raise CompileError(f"layer {name}: pooling needs padding 0, equal strides, ceil_mode False")
+            L = _Layer("maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool", name, (h, w, c), k, st[0], 0)
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            if _pair(m.output_size) != (1, 1):
+                raise CompileError(f"layer {name}: only global average pooling (output size 1) is supported")
+            L = _Layer("avgpool", name, (h, w, c), (h, w), 1, 0)
+        elif isinstance(m, (nn.Flatten, nn.Identity, nn.Dropout)):
+            continue
         else:
-            raise CompileError(f"layer {name}: unsupported module; use Conv2d, Linear, ReLU, Flatten")
-    if not out:
+            raise CompileError(f"layer {name}: unsupported module; use Conv2d, Linear, BatchNorm, ReLU, "
+                               "MaxPool2d/AvgPool2d/AdaptiveAvgPool2d(1), Flatten")
+        out.append(L)
+        (h, w), c = L.out_hw, L.out_c
+    if not any(L.kind == "mvm" for L in out):
         raise CompileError("network has no Conv2d/Linear layer")
+    if out[-1].kind != "mvm":
+        raise CompileError(f"layer {out[-1].name}: the last layer must be a Conv2d/Linear (its signed outputs are "
+                           "the network's result)")
     return out
 
 
 def _bias(m: nn.Module) -> np.ndarray:
     n = m.weight.shape[0]
-    return m.bias.detach().numpy() if m.bias is not None else np.zeros(n)
+    return m.bias.detach().double().numpy() if m.bias is not None else np.zeros(n)
 
 
-def _place(layers: list[_MvmLayer], cfg: AonCimConfig) -> list[tuple[int, int]]:
-    """Shelf packing: layers side by side along the columns, each from row 0.
+def _place(layers: list[_Layer], cfg: AonCimConfig) -> list[tuple[int, int]]:
+    """Shelf packing: MVM layers side by side along the columns, each from row 0.
 
     The walking skeleton's packer; firmware issue 5 replaces it with a rectangle packer.
     """
     places, col = [], 0
     for L in layers:
+        if L.kind != "mvm":
+            places.append((0, 0))
+            continue
         rows, cols = L.weight.shape
         if rows > cfg.rows:
             raise CompileError(f"layer {L.name}: needs {rows} rows > array rows {cfg.rows}; "
@@ -108,6 +153,11 @@ def _fixed_point(scale: np.ndarray, bias: np.ndarray, cfg: AonCimConfig, name: s
                        f"{cfg.pp_scale_bits}-bit fixed point; raise pp_scale_bits")
 
 
+def _act_scale(a: torch.Tensor, amax: int) -> float:
+    """Activation step from the 99.9th percentile of the calibrated (non-negative) activations."""
+    return float(torch.quantile(a.flatten()[:1_000_000].float(), 0.999)) / amax or 1.0
+
+
 def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_bits: int = 8,
                     out_fraction: float = 0.25) -> Program:
     """Quantise and place `net` for `cfg`.
@@ -118,50 +168,63 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
     """
     if act_bits not in cfg.act_bits_supported:
         raise CompileError(f"act_bits={act_bits} not supported; choose one of {cfg.act_bits_supported}")
+    net = net.eval()
     c, h, w = tuple(calib.shape[1:])
     layers = _lower(net, (c, h, w))
     places = _place(layers, cfg)
     amax = (1 << act_bits) - 1
+    gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - act_bits) / 2**cfg.adc_gain_shift
 
-    # Float reference activations of every layer on the calibration set, for the scales.
-    x = calib.permute(0, 2, 3, 1).double()  # N, H, W, C
+    # Float reference activations of every layer on the calibration set, for the scales; each layer
+    # sees the previous layer's quantised activations, as on the chip.
+    x = torch.clamp(torch.round(calib.permute(0, 2, 3, 1).double() * amax), 0, amax) / amax  # N, H, W, C
     s_in = 1.0 / amax
     g_plus = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
     g_minus = np.zeros_like(g_plus)
     descs, scales, biases, names = [], [], [], []
-    bank, act_base, param_base = 0, 0, 0
+    bank, param_base = 0, 0
     for i, (L, (row0, col0)) in enumerate(zip(layers, places)):
         last = i == len(layers) - 1
-        d = _geometry(L)
-        z = torch.from_numpy(_im2col_f(x, L) @ L.weight + L.bias)  # N, P, O (float pre-activation)
-        w_max = float(np.abs(L.weight).max()) or 1.0
-        gq = np.rint(np.clip(L.weight / w_max, -1, 1) * cfg.gcode_max).astype(np.int64)
-        g_plus[row0 : row0 + gq.shape[0], col0 : col0 + gq.shape[1]] = np.maximum(gq, 0)
-        g_minus[row0 : row0 + gq.shape[0], col0 : col0 + gq.shape[1]] = np.maximum(-gq, 0)
-        gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - act_bits) / 2**cfg.adc_gain_shift
-        if last:
-            s_out = float(z.abs().max()) / (out_fraction * (2 ** (cfg.out_bits - 1) - 1)) or 1.0
-        else:
-            a = torch.relu(z) if L.relu else z.clamp(min=0)
-            s_out = float(torch.quantile(a.flatten()[:1_000_000].float(), 0.999)) / amax or 1.0
-        qs, qb, shift = _fixed_point(np.full(L.weight.shape[1], s_in * w_max / cfg.gcode_max / gain / s_out),
-                                     L.bias / s_out, cfg, L.name)
-        n_out = d["out_h"] * d["out_w"] * L.weight.shape[1]
-        descs.append(LayerDescriptor(
-            opcode=OP_MVM, in_bits=act_bits, out_bits=act_bits, stride=L.stride, pad=L.pad,
-            relu=int(L.relu), to_out=int(last), in_bank=bank, out_bank=1 - bank, shift=shift,
-            k_rows=L.weight.shape[0], row0=row0, col0=col0, param_base=param_base,
-            in_base=act_base, out_base=0, out_c=L.weight.shape[1], **d))
-        scales.append(qs)
-        biases.append(qb)
-        names.append(L.name)
-        # Next layer sees the quantised activations in the float reference too.
-        y = torch.clamp(torch.round(z / s_out), 0, amax) * s_out
-        x = y.reshape(-1, d["out_h"], d["out_w"], L.weight.shape[1])
-        s_in, bank, act_base, param_base = s_out, 1 - bank, 0, param_base + L.weight.shape[1]
+        (oh, ow), oc = L.out_hw, L.out_c
+        shift, qs, qb = 0, None, None
+        if L.kind == "mvm":
+            z = torch.from_numpy(_im2col_f(x, L) @ L.weight * L.chan_scale + L.bias)  # N, P, O
+            w_max = float(np.abs(L.weight).max()) or 1.0
+            gq = np.rint(np.clip(L.weight / w_max, -1, 1) * cfg.gcode_max).astype(np.int64)
+            g_plus[row0 : row0 + gq.shape[0], col0 : col0 + oc] = np.maximum(gq, 0)
+            g_minus[row0 : row0 + gq.shape[0], col0 : col0 + oc] = np.maximum(-gq, 0)
+            if last:
+                s_out = float(z.abs().max()) / (out_fraction * (2 ** (cfg.out_bits - 1) - 1)) or 1.0
+            else:
+                s_out = _act_scale(z.clamp(min=0), amax)
+            qs, qb, shift = _fixed_point(L.chan_scale * s_in * w_max / cfg.gcode_max / gain / s_out,
+                                         L.bias / s_out, cfg, L.name)
+        elif L.kind == "avgpool":
+            z = _windows_f(x, L).mean(-1)  # N, oh, ow, C
+            s_out = _act_scale(z, amax)
+            qs, qb, shift = _fixed_point(np.full(oc, s_in / (L.k[0] * L.k[1] * s_out)), np.zeros(oc), cfg, L.name)
+        else:  # maxpool: codes pass through unchanged
+            z, s_out = _windows_f(x, L).amax(-1), s_in
+        n_out = oh * ow * oc
         if not last and n_out > cfg.act_depth:
             raise CompileError(f"layer {L.name}: output needs {n_out} activation words > act_depth "
                                f"{cfg.act_depth}; raise act_depth")
+        opcode = {"mvm": OP_MVM, "maxpool": OP_MAXPOOL, "avgpool": OP_AVGPOOL}[L.kind]
+        descs.append(LayerDescriptor(
+            opcode=opcode, in_bits=act_bits, out_bits=act_bits, stride=L.stride, pad=L.pad,
+            relu=int(L.relu), to_out=int(last), in_bank=bank, out_bank=1 - bank, shift=shift,
+            in_h=L.in_shape[0], in_w=L.in_shape[1], in_c=L.in_shape[2], k_h=L.k[0], k_w=L.k[1],
+            out_h=oh, out_w=ow, out_c=oc, k_rows=L.weight.shape[0] if L.kind == "mvm" else 0,
+            row0=row0, col0=col0, param_base=param_base if qs is not None else 0,
+            in_base=0, out_base=0))
+        if qs is not None:
+            scales.append(qs)
+            biases.append(qb)
+            param_base += oc
+        names.append(L.name)
+        y = z if L.kind == "maxpool" else torch.clamp(torch.round(z / s_out), 0, amax) * s_out
+        x = y.reshape(-1, oh, ow, oc)
+        s_in, bank = s_out, 1 - bank
     prog = Program(descs, g_plus, g_minus, np.concatenate(scales), np.concatenate(biases), names)
     try:
         prog.check(cfg)
@@ -170,20 +233,21 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
     return prog
 
 
-def _geometry(L: _MvmLayer) -> dict:
-    h, w, c = L.in_shape
-    kh, kw = L.k
-    return dict(in_h=h, in_w=w, in_c=c, k_h=kh, k_w=kw,
-                out_h=(h + 2 * L.pad - kh) // L.stride + 1, out_w=(w + 2 * L.pad - kw) // L.stride + 1)
-
-
-def _im2col_f(x: torch.Tensor, L: _MvmLayer) -> np.ndarray:
+def _im2col_f(x: torch.Tensor, L: _Layer) -> np.ndarray:
     """Float im2col, (N, H, W, C) -> (N, P, k_rows), rows in (ky, kx, c) order."""
     kh, kw = L.k
     xp = torch.nn.functional.pad(x, (0, 0, L.pad, L.pad, L.pad, L.pad))
     p = xp.unfold(1, kh, L.stride).unfold(2, kw, L.stride)  # N, oh, ow, C, kh, kw
-    p = p.permute(0, 1, 2, 4, 5, 3)
+    oh, ow = L.out_hw
+    p = p[:, :oh, :ow].permute(0, 1, 2, 4, 5, 3)
     return p.reshape(x.shape[0], -1, kh * kw * x.shape[3]).numpy()
+
+
+def _windows_f(x: torch.Tensor, L: _Layer) -> torch.Tensor:
+    """(N, H, W, C) -> (N, oh, ow, C, kh*kw) pooling windows."""
+    oh, ow = L.out_hw
+    p = x.unfold(1, L.k[0], L.stride).unfold(2, L.k[1], L.stride)[:, :oh, :ow]
+    return p.reshape(x.shape[0], oh, ow, x.shape[3], -1)
 
 
 def quantise_input(x: torch.Tensor, bits: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from aoncim.config import AonCimConfig
-from aoncim.program import LayerDescriptor, Program
+from aoncim.program import OP_MAXPOOL, LayerDescriptor, Program
 
 _M32 = np.uint64(0xFFFFFFFF)
 
@@ -78,56 +78,103 @@ class PostProcessing:
         return y.clamp(0, (1 << d.out_bits) - 1)
 
 
-def im2col(x_hwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
-    """(H, W, C) activation codes -> (positions, k_h*k_w*C) rows in (ky, kx, c) order, zero padded."""
-    x = torch.nn.functional.pad(x_hwc, (0, 0, d.pad, d.pad, d.pad, d.pad))
-    p = x.unfold(0, d.k_h, d.stride).unfold(1, d.k_w, d.stride)  # (oh, ow, C, kh, kw)
-    p = p[: d.out_h, : d.out_w].permute(0, 1, 3, 4, 2)  # (oh, ow, kh, kw, C)
-    return p.reshape(d.out_h * d.out_w, d.k_rows)
+def im2col(x_nhwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
+    """(N, H, W, C) activation codes -> (N, positions, k_h*k_w*C) rows in (ky, kx, c) order, zero padded."""
+    x = torch.nn.functional.pad(x_nhwc, (0, 0, d.pad, d.pad, d.pad, d.pad))
+    p = x.unfold(1, d.k_h, d.stride).unfold(2, d.k_w, d.stride)  # (N, oh, ow, C, kh, kw)
+    p = p[:, : d.out_h, : d.out_w].permute(0, 1, 2, 4, 5, 3)     # (N, oh, ow, kh, kw, C)
+    return p.reshape(x.shape[0], d.out_h * d.out_w, d.k_h * d.k_w * d.in_c)
+
+
+def pool_windows(x_nhwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
+    """(N, H, W, C) -> (N, oh, ow, C, kh*kw): the window of every output position, per channel."""
+    p = x_nhwc.unfold(1, d.k_h, d.stride).unfold(2, d.k_w, d.stride)  # (N, oh, ow, C, kh, kw)
+    return p[:, : d.out_h, : d.out_w].reshape(x_nhwc.shape[0], d.out_h, d.out_w, d.in_c, -1)
 
 
 @dataclass
 class LayerTrace:
-    """Integer outputs of one layer: activation codes (H, W, C) or signed outputs, plus ADC codes."""
+    """Integer results of one layer for a batch: outputs (N, H, W, C) (activation codes, or signed
+    outputs of a to_out layer), and for MVM layers the ADC codes and exact column sums
+    (N, positions, out_c)."""
 
     output: torch.Tensor
-    adc_codes: torch.Tensor
-    col_sums: torch.Tensor
+    adc_codes: torch.Tensor | None = None
+    col_sums: torch.Tensor | None = None
 
 
 class BitTrueExecutor:
-    """Runs a Program on integer inputs exactly as the chip does, layer by layer."""
+    """Runs a Program on integer inputs exactly as the chip does, layer by layer.
+
+    Column sums are formed with a float64 matrix product: every operand and partial sum is an
+    integer below 2**53 (|sum| <= rows * dac_max * gcode_max), so the product is exact whatever the
+    summation order, and BLAS makes batched evaluation of whole test sets practical.
+    """
 
     def __init__(self, cfg: AonCimConfig, program: Program):
         program.check(cfg)
+        if cfg.rows * cfg.dac_max * cfg.gcode_max >= 2**53:
+            raise ValueError("column sums could exceed 2**53: float64 evaluation would not be exact")
         self.cfg = cfg
         self.program = program
         self.adc = AdcTransfer(cfg)
         self.pp = PostProcessing(cfg)
-        self._g = torch.from_numpy(program.g_plus.astype(np.int64) - program.g_minus.astype(np.int64))
+        self._g = torch.from_numpy((program.g_plus.astype(np.int64) - program.g_minus.astype(np.int64)).astype(np.float64))
 
     def run(self, x_hwc: np.ndarray | torch.Tensor, seed: int) -> list[LayerTrace]:
-        cfg, noise = self.cfg, ReadNoise(self.cfg, seed)
+        """One inference: input (H, W, C) codes, read-noise seed -> per-layer traces without batch axis."""
+        traces = self.run_batch(torch.as_tensor(np.asarray(x_hwc))[None], [seed])
+        return [LayerTrace(t.output[0], None if t.adc_codes is None else t.adc_codes[0],
+                           None if t.col_sums is None else t.col_sums[0]) for t in traces]
+
+    def run_batch(self, x_nhwc: np.ndarray | torch.Tensor, seeds) -> list[LayerTrace]:
+        """A batch of inferences, each with its own read-noise seed (the NOISE_SEED of its run)."""
         first = self.program.layers[0]
-        x = torch.as_tensor(np.asarray(x_hwc), dtype=torch.int64)
+        x = torch.as_tensor(np.asarray(x_nhwc), dtype=torch.int64)
         expect = (first.in_h, first.in_w, first.in_c)
-        if tuple(x.shape) != expect:
-            raise ValueError(f"input shape {tuple(x.shape)} != {expect} (H, W, C) expected by layer 0")
-        if x.min() < 0 or x.max() >= (1 << first.in_bits):
+        if x.dim() != 4 or tuple(x.shape[1:]) != expect:
+            raise ValueError(f"input shape {tuple(x.shape[1:]) if x.dim() == 4 else tuple(x.shape)} != {expect} "
+                             "(H, W, C) expected by layer 0")
+        if x.numel() and (x.min() < 0 or x.max() >= (1 << first.in_bits)):
             raise ValueError(f"input codes must lie in 0..{(1 << first.in_bits) - 1} ({first.in_bits}-bit)")
+        seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
+        if len(seeds) != x.shape[0]:
+            raise ValueError(f"{len(seeds)} seeds for {x.shape[0]} inputs: give one read-noise seed per input")
         traces, mvm0 = [], 0
         for d in self.program.layers:
-            rows = im2col(x, d)
-            g = self._g[d.row0 : d.row0 + d.k_rows, d.col0 : d.col0 + d.out_c]
-            col_sums = rows @ g  # (positions, out_c), exact
+            if d.is_mvm:
+                trace = self._mvm(x, d, seeds, mvm0)
+                mvm0 += d.positions
+            else:
+                trace = self._pool(x, d)
+            traces.append(trace)
+            x = trace.output
+        return traces
+
+    def _params(self, d: LayerDescriptor) -> tuple[torch.Tensor, torch.Tensor]:
+        ps = slice(d.param_base, d.param_base + d.out_c)
+        return (torch.as_tensor(self.program.pp_scale[ps], dtype=torch.int64),
+                torch.as_tensor(self.program.pp_bias[ps], dtype=torch.int64))
+
+    def _mvm(self, x: torch.Tensor, d: LayerDescriptor, seeds: np.ndarray, mvm0: int) -> LayerTrace:
+        cfg, n = self.cfg, x.shape[0]
+        rows = im2col(x, d).to(torch.float64)
+        g = self._g[d.row0 : d.row0 + d.k_rows, d.col0 : d.col0 + d.out_c]
+        col_sums = (rows @ g).to(torch.int64)  # (N, positions, out_c), exact
+        if cfg.read_noise_lsb > 0:
             mvm = np.arange(d.positions, dtype=np.int64)[:, None] + mvm0
             col = np.arange(d.out_c, dtype=np.int64)[None, :] + d.col0
-            n = torch.from_numpy(noise.raw(mvm, col)) if cfg.read_noise_lsb > 0 else torch.zeros_like(col_sums)
-            codes = self.adc(col_sums, n, d.in_bits)
-            ps = slice(d.param_base, d.param_base + d.out_c)
-            scale = torch.as_tensor(self.program.pp_scale[ps], dtype=torch.int64)
-            bias = torch.as_tensor(self.program.pp_bias[ps], dtype=torch.int64)
-            y = self.pp(codes, scale, bias, d).reshape(d.out_h, d.out_w, d.out_c)
-            traces.append(LayerTrace(output=y, adc_codes=codes, col_sums=col_sums))
-            x, mvm0 = y, mvm0 + d.positions
-        return traces
+            noise = torch.from_numpy(np.stack([ReadNoise(cfg, int(s)).raw(mvm, col) for s in seeds]))
+        else:
+            noise = torch.zeros_like(col_sums)
+        codes = self.adc(col_sums, noise, d.in_bits)
+        scale, bias = self._params(d)
+        y = self.pp(codes, scale, bias, d).reshape(n, d.out_h, d.out_w, d.out_c)
+        return LayerTrace(y, codes, col_sums)
+
+    def _pool(self, x: torch.Tensor, d: LayerDescriptor) -> LayerTrace:
+        win = pool_windows(x, d)
+        if d.opcode == OP_MAXPOOL:
+            return LayerTrace(win.amax(-1))
+        scale, bias = self._params(d)
+        return LayerTrace(self.pp(win.sum(-1), scale, bias, d))

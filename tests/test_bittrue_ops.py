@@ -1,0 +1,93 @@
+"""Bit-true golden model beyond plain MVMs: folded batch norm, max/avg/global pooling, batching."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aoncim.config import AonCimConfig
+from aoncim.firmware.compiler import CompileError, compile_network, quantise_input
+from aoncim.model.bittrue import BitTrueExecutor
+from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM
+
+CFG = AonCimConfig(read_noise_lsb=0.0)
+
+
+def bn_pool_net(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 24, 3, padding=1), nn.BatchNorm2d(24), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(24, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 6))
+    # Non-trivial batch-norm statistics, as after training.
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+    return net.eval()
+
+
+def test_lowering_emits_pool_layers_and_folds_batch_norm():
+    prog = compile_network(bn_pool_net(), CFG, torch.rand(64, 1, 16, 16))
+    ops = [d.opcode for d in prog.layers]
+    assert ops == [OP_MVM, OP_MAXPOOL, OP_MVM, OP_AVGPOOL, OP_MVM, OP_AVGPOOL, OP_MVM]
+    gap = prog.layers[5]
+    assert (gap.k_h, gap.k_w, gap.out_h, gap.out_w) == (4, 4, 1, 1)
+    assert sum(d.mvms for d in prog.layers) == 16 * 16 + 8 * 8 + 4 * 4 + 1
+    # Per-channel scales differ once batch norm is folded into post-processing.
+    d0 = prog.layers[0]
+    assert len(set(prog.pp_scale[d0.param_base : d0.param_base + d0.out_c].tolist())) > 1
+
+
+def test_bit_true_tracks_float_network():
+    net = bn_pool_net(1)
+    x = torch.rand(48, 1, 16, 16)
+    prog = compile_network(net, CFG, x, act_bits=8)
+    out = BitTrueExecutor(CFG, prog).run_batch(quantise_input(x, 8), np.arange(48))[-1].output
+    chip = out.reshape(48, -1).double().numpy()
+    with torch.no_grad():
+        ref = net(x).double().numpy()
+    corr = np.corrcoef(chip.ravel(), ref.ravel())[0, 1]
+    assert corr > 0.97, corr
+    assert (chip.argmax(1) == ref.argmax(1)).mean() >= 0.85
+
+
+def test_pool_layers_compute_the_contract():
+    prog = compile_network(bn_pool_net(2), CFG, torch.rand(16, 1, 16, 16))
+    ex = BitTrueExecutor(CFG, prog)
+    x = quantise_input(torch.rand(3, 1, 16, 16), 8)
+    tr = ex.run_batch(x, [0, 1, 2])
+    conv0, mp = tr[0].output, tr[1].output
+    want = torch.nn.functional.max_pool2d(conv0.permute(0, 3, 1, 2).double(), 2).permute(0, 2, 3, 1).long()
+    assert torch.equal(mp, want)
+    d = prog.layers[3]
+    conv1 = tr[2].output
+    s = conv1.unfold(1, 2, 2).unfold(2, 2, 2).sum((-1, -2))  # N, oh, ow, C window sums
+    sc = torch.as_tensor(prog.pp_scale[d.param_base : d.param_base + d.out_c])
+    bi = torch.as_tensor(prog.pp_bias[d.param_base : d.param_base + d.out_c])
+    y = ((s * sc + bi + (1 << (d.shift - 1))) >> d.shift).clamp(0, 255)
+    assert torch.equal(tr[3].output, y)
+
+
+def test_batched_equals_single_runs_with_noise():
+    cfg = AonCimConfig()
+    prog = compile_network(bn_pool_net(3), cfg, torch.rand(16, 1, 16, 16))
+    ex = BitTrueExecutor(cfg, prog)
+    x = quantise_input(torch.rand(4, 1, 16, 16), 8)
+    batch = ex.run_batch(x, [11, 12, 13, 14])
+    for i, s in enumerate([11, 12, 13, 14]):
+        single = ex.run(x[i], s)
+        assert all(torch.equal(a.output, b.output[i]) for a, b in zip(single, batch))
+
+
+def test_unsupported_pooling_is_a_clear_error():
+    calib = torch.rand(4, 1, 8, 8)
+    with pytest.raises(CompileError, match="padding 0"):
+        compile_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2, padding=1), nn.Flatten(),
+                                      nn.Linear(4 * 3 * 3, 2)), CFG, calib)
+    with pytest.raises(CompileError, match="last layer"):
+        compile_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1)), CFG, calib)
+    with pytest.raises(CompileError, match="batch norm must directly follow"):
+        compile_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten(),
+                                      nn.Linear(4 * 6 * 6, 2)), CFG, calib)
