@@ -42,6 +42,10 @@ class AonCimConfig:
     pp_bias_bits: int = 32
     pp_shift_max: int = 31
     out_bits: int = 16
+    # Global drift compensation: one unsigned fixed-point constant alpha per layer, multiplied into
+    # the ADC code in post-processing; alpha_frac_bits fractional bits (1.0 = 2**alpha_frac_bits).
+    alpha_bits: int = 16
+    alpha_frac_bits: int = 12
     # Average pooling feeds window sums of activation codes through post-processing: their width.
     pool_sum_bits: int = 16
     # Memories (entries).
@@ -80,6 +84,8 @@ class AonCimConfig:
         need(2 <= self.pp_scale_bits <= 24, f"pp_scale_bits={self.pp_scale_bits} must be in 2..24")
         need(8 <= self.pp_bias_bits <= 32, f"pp_bias_bits={self.pp_bias_bits} must be in 8..32")
         need(1 <= self.pp_shift_max <= 31, f"pp_shift_max={self.pp_shift_max} must be in 1..31")
+        need(2 <= self.alpha_bits <= 24 and 0 <= self.alpha_frac_bits < self.alpha_bits,
+             f"alpha_bits={self.alpha_bits}, alpha_frac_bits={self.alpha_frac_bits}: need 0 <= frac < bits <= 24")
         need(self.dac_bits < self.pool_sum_bits <= 24, f"pool_sum_bits={self.pool_sum_bits} must be in dac_bits+1..24")
         need(self.dac_bits < self.out_bits <= 32, f"out_bits={self.out_bits} must be in dac_bits+1..32")
         need(self.bus_data_bits == 32, "bus_data_bits must be 32 (AXI4-Lite)")
@@ -117,6 +123,11 @@ class AonCimConfig:
     # Irwin-Hall sum of four uniform bytes: mean 510, std sqrt(4*(256**2-1)/12).
     NOISE_STD_RAW = (4 * (256**2 - 1) / 12) ** 0.5
     NOISE_MEAN_RAW = 510
+
+    @property
+    def alpha_one(self) -> int:
+        """The fixed-point alpha that means 'no compensation'."""
+        return 1 << self.alpha_frac_bits
 
     @property
     def noise_bits(self) -> int:

@@ -155,6 +155,14 @@ class Program:
     pp_scale: np.ndarray
     pp_bias: np.ndarray
     names: list[str] = field(default_factory=list)
+    # Drift-compensation constant per layer (fixed point, cfg.alpha_frac_bits); None means 1.0.
+    alpha: np.ndarray | None = None
+
+    def alphas(self, cfg: AonCimConfig) -> np.ndarray:
+        """Per-layer alpha, with the default (1.0) filled in."""
+        if self.alpha is None:
+            return np.full(len(self.layers), cfg.alpha_one, dtype=np.int64)
+        return np.asarray(self.alpha, dtype=np.int64)
 
     def check(self, cfg: AonCimConfig) -> None:
         if not 1 <= len(self.layers) <= cfg.max_layers:
@@ -169,6 +177,9 @@ class Program:
         for g in (self.g_plus, self.g_minus):
             if g.min() < 0 or g.max() > cfg.gcode_max:
                 raise ProgramError(f"conductance codes outside 0..{cfg.gcode_max}")
+        a = self.alphas(cfg)
+        if a.shape != (len(self.layers),) or a.min() < 0 or a.max() >= 1 << cfg.alpha_bits:
+            raise ProgramError(f"alpha must hold one value in 0..2**{cfg.alpha_bits}-1 per layer")
         lim_s, lim_b = 1 << (cfg.pp_scale_bits - 1), 1 << (cfg.pp_bias_bits - 1)
         if np.any(np.abs(self.pp_scale) >= lim_s) or np.any(np.abs(self.pp_bias) >= lim_b):
             raise ProgramError("post-processing constants exceed pp_scale_bits/pp_bias_bits")
@@ -188,6 +199,9 @@ class Program:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Program):
             return NotImplemented
-        return (self.layers == other.layers and self.names == other.names
-                and all(np.array_equal(getattr(self, f.name), getattr(other, f.name))
-                        for f in fields(self) if f.name not in ("layers", "names")))
+
+        def same(a, b) -> bool:
+            return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+        return self.layers == other.layers and self.names == other.names and all(
+            same(getattr(self, f), getattr(other, f)) for f in ("g_plus", "g_minus", "pp_scale", "pp_bias", "alpha"))

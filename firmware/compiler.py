@@ -225,7 +225,8 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
         y = z if L.kind == "maxpool" else torch.clamp(torch.round(z / s_out), 0, amax) * s_out
         x = y.reshape(-1, oh, ow, oc)
         s_in, bank = s_out, 1 - bank
-    prog = Program(descs, g_plus, g_minus, np.concatenate(scales), np.concatenate(biases), names)
+    prog = Program(descs, g_plus, g_minus, np.concatenate(scales), np.concatenate(biases), names,
+                   alpha=np.full(len(descs), cfg.alpha_one, dtype=np.int64))
     try:
         prog.check(cfg)
     except ProgramError as e:

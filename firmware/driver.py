@@ -49,6 +49,10 @@ class AonCimDriver:
 
     async def load_program(self, prog: Program) -> None:
         prog.check(self.cfg)
+        if np.any(prog.alphas(self.cfg) != self.cfg.alpha_one):
+            # The contract has alpha; the RTL's post-processing gains its alpha register with
+            # hardware issue 4. Until then a compensated program would run uncompensated.
+            raise ChipError("program has drift-compensation alphas != 1.0 but this RTL has no alpha registers yet")
         base = self.amap.base
         words = [w for d in prog.layers for w in d.pack()]
         await self.bus.write_words(base(Region.PROGRAM), words)

@@ -20,7 +20,7 @@ from aoncim.config import AonCimConfig
 from aoncim.program import DESC_WORDS, LayerDescriptor, Program, ProgramError
 
 MAGIC = b"AONCIMG\0"
-VERSION = 1
+VERSION = 2  # 2: ALPHA section
 _HEADER = struct.Struct("<8sHHII")
 _ENTRY = struct.Struct("<III")
 
@@ -32,6 +32,7 @@ class Section(enum.IntEnum):
     PP_SCALE = 4     # i32 per channel
     PP_BIAS = 5      # i32 per channel
     GCODE = 6        # u32 rect count, then per rect u32 row0,nrows,col0,ncols and u16 G+ then u16 G- codes
+    ALPHA = 7        # u32 per layer: drift-compensation constant, cfg.alpha_frac_bits fractional bits
 
 
 class ImageError(ValueError):
@@ -53,6 +54,7 @@ def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
         Section.PP_SCALE: np.asarray(prog.pp_scale, dtype="<i4").tobytes(),
         Section.PP_BIAS: np.asarray(prog.pp_bias, dtype="<i4").tobytes(),
         Section.GCODE: b"".join(gcode),
+        Section.ALPHA: np.asarray(prog.alphas(cfg), dtype="<u4").tobytes(),
     }
     offset = _HEADER.size + _ENTRY.size * len(sections)
     table, payload = [], []
@@ -140,7 +142,10 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
                 pos += size
     except struct.error:
         raise ImageError("GCODE section truncated") from None
-    prog = Program(layers, g_plus, g_minus, scale, bias, names)
+    alpha = np.frombuffer(secs[Section.ALPHA], dtype="<u4").astype(np.int64)
+    if len(alpha) != len(layers):
+        raise ImageError(f"ALPHA section holds {len(alpha)} values for {len(layers)} layers")
+    prog = Program(layers, g_plus, g_minus, scale, bias, names, alpha=alpha)
     try:
         prog.check(c)
     except ProgramError as e:

@@ -63,15 +63,22 @@ class AdcTransfer:
 
 
 class PostProcessing:
-    """Per-channel requantisation: y = (code*scale + bias + 2**(shift-1)) >> shift, then clamp."""
+    """Per-channel requantisation with the layer's drift-compensation constant alpha (f = alpha_frac_bits):
+
+        y = (code*alpha*scale + (bias << f) + 2**(shift+f-1)) >> (shift+f), then clamp.
+
+    One rounding at the end; with alpha = 1.0 (2**f) this is exactly
+    (code*scale + bias + 2**(shift-1)) >> shift.
+    """
 
     def __init__(self, cfg: AonCimConfig):
         self.cfg = cfg
 
-    def __call__(self, code: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
-        y = code * scale + bias
-        if d.shift:
-            y = (y + (1 << (d.shift - 1))) >> d.shift
+    def __call__(self, code: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, d: LayerDescriptor,
+                 alpha: int | None = None) -> torch.Tensor:
+        f = self.cfg.alpha_frac_bits
+        a = self.cfg.alpha_one if alpha is None else int(alpha)
+        y = (code * a * scale + (bias << f) + (1 << (d.shift + f - 1) if d.shift + f else 0)) >> (d.shift + f)
         if d.to_out:
             lo = 0 if d.relu else -(1 << (self.cfg.out_bits - 1))
             return y.clamp(lo, (1 << (self.cfg.out_bits - 1)) - 1)
@@ -119,6 +126,7 @@ class BitTrueExecutor:
         self.program = program
         self.adc = AdcTransfer(cfg)
         self.pp = PostProcessing(cfg)
+        self._alpha = program.alphas(cfg)
         self._g = torch.from_numpy((program.g_plus.astype(np.int64) - program.g_minus.astype(np.int64)).astype(np.float64))
 
     def run(self, x_hwc: np.ndarray | torch.Tensor, seed: int) -> list[LayerTrace]:
@@ -141,12 +149,12 @@ class BitTrueExecutor:
         if len(seeds) != x.shape[0]:
             raise ValueError(f"{len(seeds)} seeds for {x.shape[0]} inputs: give one read-noise seed per input")
         traces, mvm0 = [], 0
-        for d in self.program.layers:
+        for i, d in enumerate(self.program.layers):
             if d.is_mvm:
-                trace = self._mvm(x, d, seeds, mvm0)
+                trace = self._mvm(x, d, seeds, mvm0, int(self._alpha[i]))
                 mvm0 += d.positions
             else:
-                trace = self._pool(x, d)
+                trace = self._pool(x, d, int(self._alpha[i]))
             traces.append(trace)
             x = trace.output
         return traces
@@ -156,7 +164,7 @@ class BitTrueExecutor:
         return (torch.as_tensor(self.program.pp_scale[ps], dtype=torch.int64),
                 torch.as_tensor(self.program.pp_bias[ps], dtype=torch.int64))
 
-    def _mvm(self, x: torch.Tensor, d: LayerDescriptor, seeds: np.ndarray, mvm0: int) -> LayerTrace:
+    def _mvm(self, x: torch.Tensor, d: LayerDescriptor, seeds: np.ndarray, mvm0: int, alpha: int) -> LayerTrace:
         cfg, n = self.cfg, x.shape[0]
         rows = im2col(x, d).to(torch.float64)
         g = self._g[d.row0 : d.row0 + d.k_rows, d.col0 : d.col0 + d.out_c]
@@ -169,12 +177,12 @@ class BitTrueExecutor:
             noise = torch.zeros_like(col_sums)
         codes = self.adc(col_sums, noise, d.in_bits)
         scale, bias = self._params(d)
-        y = self.pp(codes, scale, bias, d).reshape(n, d.out_h, d.out_w, d.out_c)
+        y = self.pp(codes, scale, bias, d, alpha).reshape(n, d.out_h, d.out_w, d.out_c)
         return LayerTrace(y, codes, col_sums)
 
-    def _pool(self, x: torch.Tensor, d: LayerDescriptor) -> LayerTrace:
+    def _pool(self, x: torch.Tensor, d: LayerDescriptor, alpha: int) -> LayerTrace:
         win = pool_windows(x, d)
         if d.opcode == OP_MAXPOOL:
             return LayerTrace(win.amax(-1))
         scale, bias = self._params(d)
-        return LayerTrace(self.pp(win.sum(-1), scale, bias, d))
+        return LayerTrace(self.pp(win.sum(-1), scale, bias, d, alpha))

@@ -91,3 +91,46 @@ def test_unsupported_pooling_is_a_clear_error():
     with pytest.raises(CompileError, match="batch norm must directly follow"):
         compile_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten(),
                                       nn.Linear(4 * 6 * 6, 2)), CFG, calib)
+
+
+def test_alpha_is_an_exact_fixed_point_gain():
+    from aoncim.model.bittrue import PostProcessing
+    from aoncim.program import LayerDescriptor
+
+    cfg = AonCimConfig()
+    pp = PostProcessing(cfg)
+    rng = np.random.default_rng(0)
+    code = torch.as_tensor(rng.integers(-127, 128, 500))
+    scale = torch.as_tensor(rng.integers(-2**15, 2**15, 500))
+    bias = torch.as_tensor(rng.integers(-2**20, 2**20, 500))
+    base = dict(opcode=OP_MVM, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=1, in_bank=0, out_bank=1,
+                in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=1, row0=0, col0=0,
+                param_base=0, in_base=0, out_base=0)
+    for shift in (0, 1, 9, 20):
+        d = LayerDescriptor(shift=shift, **base)
+        plain = code * scale + bias
+        plain = (plain + (1 << (shift - 1))) >> shift if shift else plain
+        assert torch.equal(pp(code, scale, bias, d), plain.clamp(-2**15, 2**15 - 1))
+        assert torch.equal(pp(code, scale, bias, d, alpha=2 * cfg.alpha_one), pp(2 * code, scale, bias, d))
+
+
+def test_global_drift_is_compensated_by_alpha():
+    from aoncim.model.snapshot import compensated, snapshot, target_conductances
+
+    cfg = AonCimConfig()
+    net = bn_pool_net(4)
+    x = torch.rand(32, 1, 16, 16)
+    prog = compile_network(net, cfg, x)
+    gp, gm = target_conductances(prog, cfg)
+    drifted = snapshot(prog, cfg, 0.7 * gp, 0.7 * gm)  # every device lost 30 %
+    fixed = compensated(prog, drifted, cfg)
+    a = fixed.alphas(cfg)[prog.mvm_layers] / cfg.alpha_one
+    assert np.all(np.abs(a - 1 / 0.7) < 0.05), a
+    q = quantise_input(x, 8)
+    seeds = np.arange(32)
+
+    def logits(p):
+        return BitTrueExecutor(cfg, p).run_batch(q, seeds)[-1].output.reshape(32, -1).double()
+
+    ref, drift, comp = logits(prog), logits(drifted), logits(fixed)
+    assert (comp - ref).abs().mean() < 0.3 * (drift - ref).abs().mean()

@@ -1,0 +1,105 @@
+"""The chip's view of programmed and drifted PCM: conductance snapshots and per-layer alpha.
+
+The bit-true contract (docs/architecture.md) holds integer conductance codes; a device at g µS is
+the code round(g / g_max * gcode_max), clipped to the code range. A Program compiled from a model
+carries the *target* codes; `snapshot` swaps in the codes of conductances some device model
+produced (programming noise, drift and read noise at time t), and `drift_alpha` does what the host
+does for global drift compensation: read each layer's array with a fixed calibration input right
+after programming (r0) and again at time t (r_t), and set the layer's alpha = r0 / r_t.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from aoncim.config import AonCimConfig
+from aoncim.program import Program
+
+from .bittrue import AdcTransfer, ReadNoise
+
+CALIB_READS = 16      # calibration reads averaged per layer, to beat down the read noise
+CALIB_FULL_SCALE = 0.5  # the calibration input drives the largest column to this fraction of the ADC range
+# Calibration reads use counter values no inference uses (inferences count MVMs from 0).
+CALIB_MVM_BASE = 0xFFFF0000
+
+
+def codes_to_us(codes: np.ndarray, cfg: AonCimConfig) -> np.ndarray:
+    return np.asarray(codes, dtype=np.float64) / cfg.gcode_max * cfg.g_max_us
+
+
+def us_to_codes(g_us: np.ndarray, cfg: AonCimConfig) -> np.ndarray:
+    """Quantise conductances to the snapshot's codes (negative or above g_max saturate)."""
+    return np.clip(np.rint(np.asarray(g_us, dtype=np.float64) / cfg.g_max_us * cfg.gcode_max), 0, cfg.gcode_max
+                   ).astype(np.int64)
+
+
+def target_conductances(prog: Program, cfg: AonCimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(g+, g-) in µS that the compiler asks to be programmed, over the whole array."""
+    return codes_to_us(prog.g_plus, cfg), codes_to_us(prog.g_minus, cfg)
+
+
+def snapshot(prog: Program, cfg: AonCimConfig, g_plus_us: np.ndarray, g_minus_us: np.ndarray) -> Program:
+    """`prog` with the codes of the given conductances in its placed rectangles (zero elsewhere)."""
+    shape = (cfg.rows, cfg.cols)
+    if np.shape(g_plus_us) != shape or np.shape(g_minus_us) != shape:
+        raise ValueError(f"conductance arrays must be {cfg.rows}x{cfg.cols} (the whole array), got "
+                         f"{np.shape(g_plus_us)} and {np.shape(g_minus_us)}")
+    mask = np.zeros(shape, dtype=bool)
+    for i in prog.mvm_layers:
+        r0, nr, c0, nc = prog.used_rect(i)
+        mask[r0 : r0 + nr, c0 : c0 + nc] = True
+    gp = np.where(mask, us_to_codes(g_plus_us, cfg), 0)
+    gm = np.where(mask, us_to_codes(g_minus_us, cfg), 0)
+    return dataclasses.replace(prog, g_plus=gp, g_minus=gm)
+
+
+def calibration_codes(prog: Program, cfg: AonCimConfig) -> np.ndarray:
+    """Per layer, the constant DAC code fed to every row of its rectangle for calibration reads:
+    as large as possible while the largest target column sum stays within CALIB_FULL_SCALE of the
+    ADC range (0 for pooling layers)."""
+    out = np.zeros(len(prog.layers), dtype=np.int64)
+    for i in prog.mvm_layers:
+        d = prog.layers[i]
+        r0, nr, c0, nc = prog.used_rect(i)
+        dg = prog.g_plus[r0 : r0 + nr, c0 : c0 + nc] - prog.g_minus[r0 : r0 + nr, c0 : c0 + nc]
+        peak = max(int(np.abs(dg.sum(0)).max()), 1)
+        gain = cfg.adc_gain_mult << (cfg.dac_bits - d.in_bits)
+        fs = cfg.adc_max * 2**cfg.adc_gain_shift / gain  # column sum at the ADC's full scale
+        out[i] = int(np.clip(CALIB_FULL_SCALE * fs // peak, 1, (1 << d.in_bits) - 1))
+    return out
+
+
+def calibration_read(prog: Program, cfg: AonCimConfig, layer: int, code: int, seed: int) -> float:
+    """Mean |ADC code| of a layer's columns for a constant input `code` on its rows, averaged over
+    CALIB_READS noisy reads: what the host measures with calibration MVMs."""
+    d = prog.layers[layer]
+    r0, nr, c0, nc = prog.used_rect(layer)
+    dg = prog.g_plus[r0 : r0 + nr, c0 : c0 + nc] - prog.g_minus[r0 : r0 + nr, c0 : c0 + nc]
+    col_sums = torch.as_tensor(code * dg.sum(0), dtype=torch.int64)[None, :].expand(CALIB_READS, nc)
+    mvm = CALIB_MVM_BASE + np.arange(CALIB_READS, dtype=np.int64)[:, None]
+    noise = torch.from_numpy(ReadNoise(cfg, seed).raw(mvm, c0 + np.arange(nc)[None, :])) \
+        if cfg.read_noise_lsb > 0 else torch.zeros_like(col_sums)
+    codes = AdcTransfer(cfg)(col_sums, noise, d.in_bits)
+    return float(codes.abs().double().mean())
+
+
+def drift_alpha(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> np.ndarray:
+    """Per-layer fixed-point alpha = r0 / r_t for global drift compensation (1.0 for pooling layers).
+
+    `reference` is the array read right after programming, `drifted` the same array at time t; both
+    are read with the calibration input chosen from `reference`."""
+    alpha = np.full(len(reference.layers), cfg.alpha_one, dtype=np.int64)
+    codes = calibration_codes(reference, cfg)
+    for i in reference.mvm_layers:
+        r0 = calibration_read(reference, cfg, i, int(codes[i]), seed)
+        rt = calibration_read(drifted, cfg, i, int(codes[i]), seed + 1)
+        a = r0 / rt if rt > 0 else float(2 ** (cfg.alpha_bits - cfg.alpha_frac_bits))
+        alpha[i] = int(np.clip(round(a * cfg.alpha_one), 0, (1 << cfg.alpha_bits) - 1))
+    return alpha
+
+
+def compensated(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> Program:
+    """`drifted` with the alphas global drift compensation would load."""
+    return dataclasses.replace(drifted, alpha=drift_alpha(reference, drifted, cfg, seed))
