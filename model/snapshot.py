@@ -103,3 +103,29 @@ def drift_alpha(reference: Program, drifted: Program, cfg: AonCimConfig, seed: i
 def compensated(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> Program:
     """`drifted` with the alphas global drift compensation would load."""
     return dataclasses.replace(drifted, alpha=drift_alpha(reference, drifted, cfg, seed))
+
+
+class ProgrammedArray:
+    """The whole crossbar after programming a Program's target codes onto PCM devices (spec
+    section 2): programming noise and drift exponents are drawn once per device; every `at(t)`
+    is one read of the array at inference time t (fresh read noise), as a snapshot Program."""
+
+    def __init__(self, prog: Program, cfg: AonCimConfig, seed: int = 0):
+        from .pcm import DriftExponent, ProgrammingNoise
+
+        self.prog, self.cfg, self.seed = prog, cfg, seed
+        gen = torch.Generator().manual_seed(seed)
+        self._g_target = [torch.from_numpy(g) for g in target_conductances(prog, cfg)]
+        prog_noise, exponent = ProgrammingNoise(cfg.g_max_us), DriftExponent(cfg.g_max_us)
+        self._g_prog = [prog_noise(g, gen) for g in self._g_target]
+        self._nu = [exponent(g, gen) for g in self._g_target]
+
+    def at(self, t_inf: float, read_seed: int = 0) -> Program:
+        from .pcm import Drift, ReadNoise, check_time
+
+        t = check_time(t_inf)
+        c = self.cfg
+        gen = torch.Generator().manual_seed(hash((self.seed, read_seed, t)) & 0xFFFFFFFF)
+        drift, read = Drift(c.drift_t0_s), ReadNoise(c.g_max_us, c.drift_t0_s, c.t_read_s)
+        g = [read(drift(gp, nu, t), gp, t, gen).numpy() for gp, nu in zip(self._g_prog, self._nu)]
+        return snapshot(self.prog, c, g[0], g[1])

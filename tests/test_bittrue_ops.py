@@ -134,3 +134,26 @@ def test_global_drift_is_compensated_by_alpha():
 
     ref, drift, comp = logits(prog), logits(drifted), logits(fixed)
     assert (comp - ref).abs().mean() < 0.3 * (drift - ref).abs().mean()
+
+
+def test_programmed_array_drifts_and_compensation_recovers():
+    from aoncim.model.snapshot import ProgrammedArray, compensated
+
+    cfg = AonCimConfig()
+    net = bn_pool_net(5)
+    x = torch.rand(64, 1, 16, 16)
+    prog = compile_network(net, cfg, x)
+    arr = ProgrammedArray(prog, cfg, seed=3)
+    t0, day = arr.at(1.0), arr.at(86400.0)
+    assert not np.array_equal(t0.g_plus, prog.g_plus)             # programming noise
+    assert day.g_plus.sum() < 0.85 * t0.g_plus.sum()              # conductances drift down
+    assert np.array_equal(arr.at(86400.0).g_plus, day.g_plus)     # seeded, reproducible
+    q, seeds = quantise_input(x, 8), np.arange(64)
+
+    def top1(p):
+        return BitTrueExecutor(cfg, p).run_batch(q, seeds)[-1].output.reshape(64, -1).argmax(1)
+
+    ref = top1(prog)
+    agree_drift = (top1(day) == ref).float().mean()
+    agree_comp = (top1(compensated(t0, day, cfg)) == ref).float().mean()
+    assert agree_comp >= agree_drift and agree_comp > 0.8, (agree_drift, agree_comp)
