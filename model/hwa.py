@@ -1,0 +1,133 @@
+"""Hardware-aware (HWA) training: float pre-training, then retraining through the analog forward.
+
+The recipe (docs/analognets.md has the numbers used for the shipped checkpoints):
+1. FP pre-training of the float network (Adam, cosine learning rate, light weight decay).
+2. Conversion of every Conv2d/Linear to its analog twin (`model/analog.py`) and calibration of
+   each layer's input range x_max on training data (99.9th percentile, the compiler's rule); the
+   first layer's range is the input's full scale, 1.0, because the chip's input codes are the
+   image/feature codes themselves.
+3. HWA retraining in "hwa" mode: DAC and ADC quantisation with straight-through gradients, the
+   fixed ADC range, additive output and short-term read noise, Gaussian weight noise injected per
+   mini-batch with std `weight_noise * w_max`, and weights clipped at `weight_clip_sigma` standard
+   deviations of their layer after every step so no outlier sets w_max for the whole layer. Batch norm stays digital: the compiler folds it into
+   the per-channel post-processing scale and bias.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from aoncim.config import AonCimConfig
+
+from .analog import analog_layers, calibrate_input_ranges, convert_to_analog, set_analog_mode
+
+
+@dataclass(frozen=True)
+class HwaRecipe:
+    fp_epochs: int = 30
+    hwa_epochs: int = 15
+    batch_size: int = 128
+    fp_lr: float = 2e-3
+    hwa_lr: float = 5e-4
+    weight_decay: float = 1e-4
+    # Injected weight noise, relative to w_max: the PCM programming noise is 3.8-4.2 % of g_max
+    # over the conductance range, and drift/1-f noise add to it.
+    weight_noise: float = 0.05
+    # Weights are clipped at this many standard deviations of their layer after every step, so one
+    # outlier cannot set w_max (= g_max) and squeeze every other weight into a few conductance codes.
+    weight_clip_sigma: float = 2.5
+    act_bits: int = 8
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EpochLog:
+    phase: str
+    epoch: int
+    loss: float
+    val_acc: float
+    seconds: float
+    samples_per_s: float
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+    model.eval()
+    hits = sum(int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum()) for i in range(0, len(x), batch))
+    return hits / max(len(x), 1)
+
+
+def _fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+         epochs: int, lr: float, recipe: HwaRecipe, phase: str, after_step=None, progress: bool = True) -> list[EpochLog]:
+    x, y = train
+    if epochs <= 0:
+        return []
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
+    steps = epochs * math.ceil(len(x) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    logs = []
+    bar = tqdm(total=steps, desc=f"{phase} training", disable=not progress, leave=False)
+    for epoch in range(epochs):
+        model.train()
+        t0, total, n = time.perf_counter(), 0.0, 0
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), recipe.batch_size):
+            idx = perm[i : i + recipe.batch_size]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            if after_step is not None:
+                after_step()
+            total, n = total + float(loss.detach()) * len(idx), n + len(idx)
+            bar.update(1)
+        dt = time.perf_counter() - t0
+        logs.append(EpochLog(phase, epoch, total / n, accuracy(model, *val), dt, n / dt))
+        bar.set_postfix(loss=f"{logs[-1].loss:.3f}", val=f"{logs[-1].val_acc:.3f}")
+    bar.close()
+    return logs
+
+
+def train_fp(model: nn.Module, train, val, recipe: HwaRecipe, progress: bool = True) -> list[EpochLog]:
+    """Float pre-training."""
+    torch.manual_seed(recipe.seed)
+    return _fit(model, train, val, recipe.fp_epochs, recipe.fp_lr, recipe, "FP", progress=progress)
+
+
+def to_hwa(model: nn.Module, cfg: AonCimConfig, recipe: HwaRecipe, calib_x: torch.Tensor) -> nn.Module:
+    """Convert a float model to analog layers in place and calibrate their input ranges."""
+    if recipe.act_bits not in cfg.act_bits_supported:
+        raise ValueError(f"act_bits={recipe.act_bits} not supported; choose one of {cfg.act_bits_supported}")
+    convert_to_analog(model, cfg, in_bits=recipe.act_bits, weight_noise=recipe.weight_noise)
+    calibrate_input_ranges(model, calib_x)
+    first = analog_layers(model)[0][1]
+    with torch.no_grad():
+        first.input_range.fill_(1.0)
+    return model
+
+
+@torch.no_grad()
+def clip_weights(model: nn.Module, n_sigma: float) -> None:
+    """Clip every analog layer's weights at +-n_sigma standard deviations of that layer."""
+    for _, layer in analog_layers(model):
+        lim = n_sigma * layer.weight.std()
+        layer.weight.clamp_(-lim, lim)
+
+
+def train_hwa(model: nn.Module, train, val, cfg: AonCimConfig, recipe: HwaRecipe,
+              progress: bool = True) -> list[EpochLog]:
+    """HWA retraining of a converted model (see module docstring)."""
+    torch.manual_seed(recipe.seed + 1)
+    set_analog_mode(model, "hwa")
+    return _fit(model, train, val, recipe.hwa_epochs, recipe.hwa_lr, recipe, "HWA",
+                after_step=lambda: clip_weights(model, recipe.weight_clip_sigma), progress=progress)
