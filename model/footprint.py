@@ -1,0 +1,289 @@
+"""What a sequential network costs on the AON-CiM chip, and whether it fits, before compiling it.
+
+`analog_footprint(net, input_shape, cfg)` walks a flat network the way `firmware.compiler` lowers
+it (Conv2d/Linear -> one MVM layer on the array; BatchNorm2d and ReLU fold into the layer before;
+pooling -> a digital layer; Flatten is free) and reports, per chip layer: the array rectangle
+(rows = k_h*k_w*C_in, cols = C_out), its placement, the output tensor H x W x C, the parameter
+count and the number of MVMs (one per output position). It raises `FootprintError`, one line naming
+the layer, for anything the chip described by `cfg` cannot hold: a module type the compiler does not
+lower, a rectangle larger than the array, a set of rectangles that does not pack resident (every
+layer stays on the array: AON-CiM never reloads weights), too many layers or post-processing
+parameters.
+
+Activation SRAM is reported (the largest tensor, input included, in words) and checked only with
+`check_sram=True`, because the SRAM depth is the one resource we may still ask to grow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from torch import nn
+
+from aoncim.config import AonCimConfig
+
+MVM_KINDS = ("conv", "linear")
+
+
+class FootprintError(ValueError):
+    """The network cannot run on the configured chip; the message names the layer and the fix."""
+
+
+@dataclass(frozen=True)
+class LayerFootprint:
+    """One chip layer: an MVM on the array (conv/linear) or a digital pooling step."""
+
+    name: str                        # "<leaf index>:<module type>", as firmware.compiler names layers
+    kind: str                        # "conv" | "linear" | "maxpool" | "avgpool"
+    kernel: tuple[int, int]
+    stride: int
+    pad: int
+    in_shape: tuple[int, int, int]   # H, W, C (activations are stored HWC)
+    out_shape: tuple[int, int, int]
+    rows: int = 0                    # array rows k_h*k_w*C_in; 0 for pooling
+    cols: int = 0                    # array columns C_out; 0 for pooling
+    params: int = 0                  # trainable parameters, folded batch norm included
+    fused: tuple[str, ...] = ()      # modules folded into this layer (BatchNorm2d, ReLU)
+    place: tuple[int, int] | None = None  # (row0, col0) on the array; None for pooling
+
+    @property
+    def is_mvm(self) -> bool:
+        return self.kind in MVM_KINDS
+
+    @property
+    def mvms(self) -> int:
+        """One MVM per output position; pooling runs in the digital periphery and costs none."""
+        return self.out_shape[0] * self.out_shape[1] if self.is_mvm else 0
+
+    @property
+    def out_words(self) -> int:
+        h, w, c = self.out_shape
+        return h * w * c
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """The whole network on one array: per-layer footprints and the totals the budgets are set on."""
+
+    layers: tuple[LayerFootprint, ...]
+    input_shape: tuple[int, int, int]  # C, H, W as PyTorch takes it
+    array: tuple[int, int]             # (rows, cols) of the array it was placed on
+
+    @property
+    def mvm_layers(self) -> tuple[LayerFootprint, ...]:
+        return tuple(L for L in self.layers if L.is_mvm)
+
+    @property
+    def params(self) -> int:
+        return sum(L.params for L in self.layers)
+
+    @property
+    def mvms(self) -> int:
+        return sum(L.mvms for L in self.layers)
+
+    @property
+    def cells(self) -> int:
+        """Differential pairs holding weights (sum of rectangle areas)."""
+        return sum(L.rows * L.cols for L in self.mvm_layers)
+
+    @property
+    def utilisation(self) -> float:
+        return self.cells / (self.array[0] * self.array[1])
+
+    @property
+    def input_words(self) -> int:
+        c, h, w = self.input_shape
+        return c * h * w
+
+    @property
+    def max_activation(self) -> tuple[int, str]:
+        """(words, layer name) of the largest activation tensor the SRAM must hold, input included.
+
+        The last layer writes the separate output memory, so its output is not counted."""
+        best = (self.input_words, "input")
+        for L in self.layers[:-1]:
+            if L.out_words > best[0]:
+                best = (L.out_words, L.name)
+        return best
+
+    @property
+    def pp_channels(self) -> int:
+        """Post-processing (scale, bias) entries: one per output channel of each MVM or avgpool layer."""
+        return sum(L.out_shape[2] for L in self.layers if L.kind != "maxpool")
+
+    def table(self) -> str:
+        """Markdown table of the layers, as docs/analognets.md shows them."""
+        head = ("| layer | type | kernel / stride / pad | in -> out (HxWxC) | rows x cols | (row0, col0) "
+                "| params | MVMs |\n|---|---|---|---|---|---|---:|---:|")
+        lines = [head]
+        for L in self.layers:
+            typ = L.kind + "".join(f" +{f}" for f in L.fused)
+            k = f"{L.kernel[0]}x{L.kernel[1]} / {L.stride} / {L.pad}"
+            shp = f"{'x'.join(map(str, L.in_shape))} -> {'x'.join(map(str, L.out_shape))}"
+            rect = f"{L.rows} x {L.cols}" if L.is_mvm else "-"
+            place = f"({L.place[0]}, {L.place[1]})" if L.place else "-"
+            lines.append(f"| {L.name} | {typ} | {k} | {shp} | {rect} | {place} | {L.params:,} | {L.mvms:,} |")
+        words, where = self.max_activation
+        lines.append(f"| **total** | {len(self.layers)} chip layers | | largest activation {words:,} words "
+                     f"({where}) | {self.cells:,} pairs ({self.utilisation:.1%}) | | **{self.params:,}** "
+                     f"| **{self.mvms:,}** |")
+        return "\n".join(lines)
+
+
+def analog_footprint(net: nn.Module, input_shape: tuple[int, int, int], cfg: AonCimConfig,
+                     check_sram: bool = False) -> Footprint:
+    """Footprint of `net` (flat sequential) for inputs of shape (C, H, W) on the chip `cfg`.
+
+    Raises FootprintError if a layer's rectangle exceeds cfg.rows x cfg.cols, if the rectangles do not
+    pack on the array together, if the chip layers exceed cfg.max_layers or the post-processing
+    entries cfg.param_depth, if the network output exceeds cfg.out_depth, or (check_sram) if an
+    activation tensor exceeds cfg.act_depth.
+    """
+    layers = _walk(net, input_shape)
+    for L in layers:
+        if L.is_mvm and L.rows > cfg.rows:
+            raise FootprintError(f"layer {L.name}: needs {L.rows} rows (k_h*k_w*C_in) > array rows {cfg.rows}; "
+                                 "use a smaller kernel or fewer input channels")
+        if L.is_mvm and L.cols > cfg.cols:
+            raise FootprintError(f"layer {L.name}: needs {L.cols} columns (C_out) > array columns {cfg.cols}; "
+                                 "use fewer output channels")
+        if L.kind == "avgpool" and L.kernel[0] * L.kernel[1] * cfg.dac_max >= 1 << cfg.pool_sum_bits:
+            raise FootprintError(f"layer {L.name}: {L.kernel[0]}x{L.kernel[1]} average-pooling window sum exceeds "
+                                 f"pool_sum_bits={cfg.pool_sum_bits}; pool earlier or use a smaller window")
+    if len(layers) > cfg.max_layers:
+        raise FootprintError(f"network has {len(layers)} chip layers > max_layers {cfg.max_layers}; "
+                             "merge layers or raise max_layers")
+    fp = Footprint(tuple(layers), tuple(input_shape), (cfg.rows, cfg.cols))
+    if fp.pp_channels > cfg.param_depth:
+        raise FootprintError(f"network needs {fp.pp_channels} post-processing entries > param_depth "
+                             f"{cfg.param_depth}; use fewer channels or raise param_depth")
+    if layers[-1].out_words > cfg.out_depth:
+        raise FootprintError(f"layer {layers[-1].name}: output of {layers[-1].out_words} words > out_depth "
+                             f"{cfg.out_depth}; end the network with fewer outputs")
+    if check_sram:
+        for L in [None, *layers[:-1]]:
+            words, name = (fp.input_words, "input") if L is None else (L.out_words, f"layer {L.name}")
+            if words > cfg.act_depth:
+                raise FootprintError(f"{name}: activation of {words} words > act_depth {cfg.act_depth}; "
+                                     "downsample earlier or raise act_depth")
+    mvm = [L for L in layers if L.is_mvm]
+    places = pack_skyline([(L.rows, L.cols) for L in mvm], cfg.rows, cfg.cols, [L.name for L in mvm])
+    placed = iter(places)
+    layers = [replace(L, place=next(placed)) if L.is_mvm else L for L in layers]
+    return Footprint(tuple(layers), tuple(input_shape), (cfg.rows, cfg.cols))
+
+
+def pack_skyline(sizes: list[tuple[int, int]], rows: int, cols: int,
+                 names: list[str] | None = None) -> list[tuple[int, int]]:
+    """Place (rows, cols) rectangles on a rows x cols array without overlap; returns (row0, col0) each.
+
+    Skyline bottom-left packing: the tallest rectangles go first, each at the lowest row where it
+    fits (ties: leftmost column) above what is already placed under its columns. Tall layers thus
+    take full-height strips side by side and short ones stack in the room left above them. Raises
+    FootprintError naming the first rectangle that does not fit.
+    """
+    names = names or [f"#{i}" for i in range(len(sizes))]
+    sky = np.zeros(cols, dtype=np.int64)  # first free row above each column
+    places: list[tuple[int, int] | None] = [None] * len(sizes)
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i][0], -sizes[i][1], i)):
+        r, c = sizes[i]
+        if r > rows or c > cols:
+            raise FootprintError(f"layer {names[i]}: {r} x {c} rectangle is larger than the {rows} x {cols} array")
+        row0s = sliding_window_view(sky, c).max(axis=1)
+        col0 = int(np.argmin(row0s))
+        row0 = int(row0s[col0])
+        if row0 + r > rows:
+            used = sum(sizes[j][0] * sizes[j][1] for j, p in enumerate(places) if p is not None)
+            raise FootprintError(f"layer {names[i]}: {r} x {c} rectangle does not pack on the {rows} x {cols} array "
+                                 f"beside the layers already placed ({used} of {rows * cols} pairs used); "
+                                 "shrink the network or enlarge the array")
+        sky[col0 : col0 + c] = row0 + r
+        places[i] = (row0, col0)
+    return places  # type: ignore[return-value]
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters(recurse=False))
+
+
+def _walk(net: nn.Module, input_shape: tuple[int, int, int]) -> list[LayerFootprint]:
+    """Leaf modules -> chip layers, with shapes; raises FootprintError on a module the chip cannot run."""
+    if len(input_shape) != 3:
+        raise FootprintError(f"input_shape {input_shape} must be (C, H, W)")
+    c, h, w = input_shape
+    flat = False
+    layers: list[LayerFootprint] = []
+    leaves = [m for m in net.modules() if not list(m.children())]
+    for i, m in enumerate(leaves):
+        name = f"{i}:{type(m).__name__}"
+        if isinstance(m, nn.Conv2d):
+            k, st, pd = _pair(m.kernel_size), _pair(m.stride), m.padding
+            if m.groups != 1:
+                raise FootprintError(f"layer {name}: groups={m.groups}; the array needs standard convolutions "
+                                     "(groups=1), depthwise layers waste rows and signal")
+            if isinstance(pd, str) or _pair(pd)[0] != _pair(pd)[1] or st[0] != st[1] or \
+                    _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+                raise FootprintError(f"layer {name}: needs dilation 1, zero padding and equal integer stride and "
+                                     "padding in both dimensions")
+            if flat:
+                raise FootprintError(f"layer {name}: Conv2d after Flatten; convolutions must come before Flatten")
+            if m.in_channels != c:
+                raise FootprintError(f"layer {name}: expects {m.in_channels} input channels, gets {c}")
+            pd = _pair(pd)[0]
+            oh, ow = (h + 2 * pd - k[0]) // st[0] + 1, (w + 2 * pd - k[1]) // st[0] + 1
+            if oh < 1 or ow < 1:
+                raise FootprintError(f"layer {name}: kernel {k} larger than its padded {h}x{w} input")
+            layers.append(LayerFootprint(name, "conv", k, st[0], pd, (h, w, c), (oh, ow, m.out_channels),
+                                         rows=k[0] * k[1] * c, cols=m.out_channels, params=_n_params(m)))
+            h, w, c = oh, ow, m.out_channels
+        elif isinstance(m, nn.Linear):
+            if m.in_features != c * h * w:
+                raise FootprintError(f"layer {name}: expects {m.in_features} inputs, gets {c}x{h}x{w}={c * h * w}; "
+                                     "put Flatten (or global average pooling) before it")
+            # A fully connected layer is a convolution whose kernel covers the whole input.
+            layers.append(LayerFootprint(name, "linear", (h, w), 1, 0, (h, w, c), (1, 1, m.out_features),
+                                         rows=m.in_features, cols=m.out_features, params=_n_params(m)))
+            h, w, c, flat = 1, 1, m.out_features, True
+        elif isinstance(m, (nn.BatchNorm2d, nn.ReLU)):
+            what = type(m).__name__
+            prev = layers[-1] if layers else None
+            if prev is None or not prev.is_mvm or (what == "BatchNorm2d" and "ReLU" in prev.fused):
+                raise FootprintError(f"layer {name}: {what} must follow a Conv2d/Linear (BatchNorm2d before ReLU) "
+                                     "to fold into its post-processing")
+            if what == "BatchNorm2d" and m.num_features != c:
+                raise FootprintError(f"layer {name}: BatchNorm2d of {m.num_features} channels after {c}")
+            layers[-1] = _fused(prev, what, _n_params(m))
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            k = _pair(m.kernel_size)
+            st = _pair(m.stride if m.stride is not None else m.kernel_size)
+            if st != k or _pair(m.padding) != (0, 0) or m.ceil_mode or \
+                    (isinstance(m, nn.MaxPool2d) and _pair(m.dilation) != (1, 1)):
+                raise FootprintError(f"layer {name}: pooling needs kernel == stride, padding 0, ceil_mode False")
+            oh, ow = (h - k[0]) // st[0] + 1, (w - k[1]) // st[1] + 1
+            if oh < 1 or ow < 1:
+                raise FootprintError(f"layer {name}: pooling window {k} larger than its {h}x{w} input")
+            kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
+            layers.append(LayerFootprint(name, kind, k, st[0], 0, (h, w, c), (oh, ow, c)))
+            h, w = oh, ow
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            if _pair(m.output_size) != (1, 1):
+                raise FootprintError(f"layer {name}: only global average pooling, AdaptiveAvgPool2d(1), is supported")
+            layers.append(LayerFootprint(name, "avgpool", (h, w), 1, 0, (h, w, c), (1, 1, c)))
+            h, w = 1, 1
+        elif isinstance(m, nn.Flatten):
+            flat = True
+        else:
+            raise FootprintError(f"layer {name}: unsupported module; use Conv2d, BatchNorm2d, ReLU, MaxPool2d/AvgPool2d, "
+                                 "AdaptiveAvgPool2d(1), Flatten, Linear")
+    if not layers or not layers[-1].is_mvm:
+        raise FootprintError("the network must end with a Conv2d/Linear layer (its signed outputs are the result)")
+    return layers
+
+
+def _fused(L: LayerFootprint, what: str, params: int) -> LayerFootprint:
+    return replace(L, fused=L.fused + (what,), params=L.params + params)
