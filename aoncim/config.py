@@ -49,7 +49,7 @@ class AonCimConfig:
     # Average pooling feeds window sums of activation codes through post-processing: their width.
     pool_sum_bits: int = 16
     # Memories (entries).
-    act_depth: int = 4096
+    act_depth: int = 8192
     out_depth: int = 256
     max_layers: int = 16
     param_depth: int = 2048

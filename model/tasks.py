@@ -1,0 +1,139 @@
+"""The two AnalogNets tasks as the command line sees them: network, data, input scaling, checkpoint.
+
+Data comes from a local path the user gives (the real Google Speech Commands v2 / VWW folder) or,
+without one, from the offline sets (the shipped espeak-ng KWS features, procedural VWW images).
+
+Inputs reach the chip as unsigned DAC codes of [0, 1] values. VWW images already are. MFCCs are
+signed, so KWS inputs pass through a fixed per-coefficient affine map to [0, 1] fitted on the
+training split (the 0.5th and 99.5th percentiles map to 0 and 1, then clip) — the host applies it
+with the front end. Zero padding of the first convolution then means the same thing in float
+training and on the chip (the normalised value 0), with no bias correction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .hwa import HwaRecipe
+
+TASKS = ("kws", "vww")
+SCALER_PERCENTILES = (0.5, 99.5)
+VWW_SYNTH_SIZES = {"train": 16384, "val": 2048, "test": 4096}
+VWW_SYNTH_SEEDS = {"train": 11, "val": 12, "test": 13}
+
+
+class InputScaler:
+    """Per-feature affine map to [0, 1] (features along the last axis), with clipping."""
+
+    def __init__(self, lo: torch.Tensor, hi: torch.Tensor):
+        self.lo, self.hi = lo.float(), hi.float()
+
+    @classmethod
+    def identity(cls, n: int) -> "InputScaler":
+        return cls(torch.zeros(n), torch.ones(n))
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> "InputScaler":
+        flat = x.reshape(-1, x.shape[-1]).double().numpy()
+        lo, hi = np.percentile(flat, SCALER_PERCENTILES, axis=0)
+        return cls(torch.from_numpy(lo), torch.from_numpy(np.maximum(hi, lo + 1e-6)))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() - self.lo) / (self.hi - self.lo)).clamp(0, 1)
+
+    def state(self) -> dict:
+        return {"lo": self.lo.tolist(), "hi": self.hi.tolist()}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "InputScaler":
+        return cls(torch.tensor(s["lo"]), torch.tensor(s["hi"]))
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    build: Callable[[], nn.Sequential]
+    recipe: HwaRecipe
+    needs_scaler: bool
+
+    @property
+    def checkpoint_name(self) -> str:
+        return f"analognet_{self.name}.pt"
+
+    def load(self, split: str, data: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw inputs (N, 1, H, W) and labels of one split; `data` is the real dataset's folder."""
+        if self.name == "kws":
+            from .kws_data import SpeechCommands, load_kws_synth
+
+            t = load_kws_synth(split) if data is None else SpeechCommands(data, split).tensors()
+            return t.features, t.labels
+        from .vww_data import VisualWakeWords, make_vww_synth
+
+        if data is not None:
+            return VisualWakeWords(data, split).tensors()
+        x, y = make_vww_synth(VWW_SYNTH_SIZES[split], VWW_SYNTH_SEEDS[split])
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def scaler_for(self, x_train: torch.Tensor) -> InputScaler:
+        return InputScaler.fit(x_train) if self.needs_scaler else InputScaler.identity(x_train.shape[-1])
+
+
+def _kws():
+    from .analognets import analognet_kws
+
+    return analognet_kws()
+
+
+def _vww():
+    from .analognets import analognet_vww
+
+    return analognet_vww()
+
+
+TASK = {
+    "kws": Task("kws", "AnalogNet-KWS", _kws, HwaRecipe(fp_epochs=40, hwa_epochs=15, batch_size=64), True),
+    "vww": Task("vww", "AnalogNet-VWW", _vww, HwaRecipe(fp_epochs=12, hwa_epochs=5, batch_size=64), False),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASK:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASK[name]
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def save_checkpoint(path: Path, task: Task, fp_state: dict, hwa_state: dict, scaler: InputScaler,
+                    recipe: HwaRecipe, info: dict) -> None:
+    torch.save({"format": 1, "task": task.name, "fp_state": fp_state, "hwa_state": hwa_state,
+                "scaler": scaler.state(), "recipe": recipe.to_dict(), "info": info}, path)
+
+
+def shipped_checkpoint(task: Task) -> Path:
+    return Path(str(resources.files("aoncim.model.weights").joinpath(task.checkpoint_name)))
+
+
+def load_checkpoint(task: Task, path: str | Path | None, cfg) -> tuple[nn.Module, nn.Module, InputScaler, dict]:
+    """(FP model, HWA model with analog layers, input scaler, checkpoint dict)."""
+    from .analog import convert_to_analog
+
+    p = Path(path) if path is not None else shipped_checkpoint(task)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} not found: train one with `aoncim train {task.name} --out {p}`")
+    ck = torch.load(p, weights_only=True)
+    if ck.get("task") != task.name:
+        raise ValueError(f"checkpoint {p} is for task {ck.get('task')!r}, not {task.name!r}")
+    fp = task.build()
+    fp.load_state_dict(ck["fp_state"])
+    hwa = task.build()
+    recipe = HwaRecipe(**ck["recipe"])
+    convert_to_analog(hwa, cfg, in_bits=recipe.act_bits, weight_noise=recipe.weight_noise)
+    hwa.load_state_dict(ck["hwa_state"])
+    return fp.eval(), hwa.eval(), InputScaler.from_state(ck["scaler"]), ck
