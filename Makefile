@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint verilog clean venv
+.PHONY: demo test test-slow lint verilog synth clean venv
 
 venv: $(STAMP)
 
@@ -30,7 +30,12 @@ lint: $(STAMP)
 	$(BIN)/python -m aoncim.hw.lint
 
 verilog: $(STAMP)
-	$(BIN)/aoncim verilog -o out/aoncim_top.v
+	$(BIN)/aoncim verilog -o out
+
+# Generic Yosys synthesis of every synthesisable block (the behavioural array is a black box):
+# cell counts, memories, latch check. CONFIG=file.toml for another config.
+synth: $(STAMP)
+	$(BIN)/python -m aoncim.hw.synth -o out/synth $(if $(CONFIG),--config $(CONFIG))
 
 clean:
 	rm -rf sim_build out .pytest_cache

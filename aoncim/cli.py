@@ -57,17 +57,44 @@ def _run(fn):
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="aoncim_top.v", show_default=True)
-@click.option("--config", "config_path", type=click.Path(), help="JSON file of AonCimConfig fields.")
-def verilog(output: str, config_path: str | None) -> None:
-    """Write the top-level Verilog for a config."""
+@click.option("-o", "--outdir", type=click.Path(), default="out", show_default=True,
+              help="Directory for aoncim_top.v, regmap.md, ports.md and config.toml.")
+@click.option("--config", "config_path", type=click.Path(),
+              help="TOML or JSON file of AonCimConfig fields (start from `aoncim config --dump`).")
+def verilog(outdir: str, config_path: str | None) -> None:
+    """Write the top-level Verilog, its register map and port list for a config."""
     def go():
-        from aoncim.hw.verilog import write_verilog
+        from aoncim.hw.docgen import ports_markdown, regmap_markdown
+        from aoncim.hw.verilog import TOP_NAME, write_verilog
 
         cfg = _load_config(config_path)
+        out = Path(outdir)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"-o {out}: exists and is not a directory (-o names the output directory)")
         with console.status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)"):
-            p = write_verilog(cfg, output)
-        console.print(f"wrote {p} ({p.stat().st_size // 1024} KiB) for config hash {cfg.config_hash:#010x}")
+            v = write_verilog(cfg, out / f"{TOP_NAME}.v")
+        text = v.read_text()
+        docs = {out / "regmap.md": regmap_markdown(cfg, TOP_NAME), out / "ports.md": ports_markdown(text, cfg, TOP_NAME),
+                out / "config.toml": cfg.to_toml()}
+        for p, body in docs.items():
+            p.write_text(body)
+        console.print(f"wrote {v} ({v.stat().st_size // 1024} KiB), "
+                      f"{', '.join(p.name for p in docs)} in {out} for config hash {cfg.config_hash:#010x}")
+    _run(go)
+
+
+@main.command(name="config")
+@click.option("--dump", is_flag=True, help="Print the config as TOML (a starting file for --config).")
+@click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file to check (default: the embedded one).")
+def config_cmd(dump: bool, config_path: str | None) -> None:
+    """Check a config file, or print a config as TOML with --dump."""
+    def go():
+        cfg = _load_config(config_path)
+        if dump:
+            click.echo(cfg.to_toml(), nl=False)
+        else:
+            console.print(f"{config_path or 'embedded default'}: valid, config hash {cfg.config_hash:#010x}, "
+                          f"{cfg.rows} x {cfg.cols} pairs, {cfg.n_adcs} ADCs of {cfg.adc_bits} bits")
     _run(go)
 
 
@@ -165,6 +192,7 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
     import copy
     import dataclasses
 
+    from aoncim.model.augment import AUGMENTS
     from aoncim.model.hwa import accuracy, to_hwa, train_fp, train_hwa
     from aoncim.model.tasks import get_task, save_checkpoint, shipped_checkpoint
 
@@ -181,16 +209,18 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
     x, xv = scaler(x), scaler(xv)
     console.print(f"[bold]{task.title}[/]: {len(x)} train / {len(xv)} val samples, recipe {recipe.to_dict()}")
     net = task.build()
-    logs = train_fp(net, (x, y), (xv, yv), recipe)
+    augment = AUGMENTS[task.name]()
+    logs = train_fp(net, (x, y), (xv, yv), recipe, augment=augment)
     fp_state = copy.deepcopy(net.state_dict())
     fp_acc = accuracy(net, xv, yv)
     console.print(f"FP pre-training: val accuracy {fp_acc:.2%}")
     to_hwa(net, cfg, recipe, x[:512])
-    logs += train_hwa(net, (x, y), (xv, yv), cfg, recipe)
+    logs += train_hwa(net, (x, y), (xv, yv), cfg, recipe, augment=augment)
     hwa_acc = logs[-1].val_acc if recipe.hwa_epochs else float("nan")
     console.print(f"HWA retraining: val accuracy {hwa_acc:.2%} (analog forward with noise)")
     path = Path(out) if out else shipped_checkpoint(task)
     info = {"fp_val_acc": fp_acc, "hwa_val_acc": hwa_acc, "data": data or "offline synthetic",
+            "augment": type(augment).__name__,
             "log": [dataclasses.asdict(e) for e in logs]}
     save_checkpoint(path, task, fp_state, net.state_dict(), scaler, recipe, info)
     console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

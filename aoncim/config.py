@@ -6,8 +6,11 @@ windows, ADC full scale) are properties so they can never disagree with the prim
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,30 +173,87 @@ class AonCimConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AonCimConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        d = dict(d)
-        if "act_bits_supported" in d:
-            d["act_bits_supported"] = tuple(d["act_bits_supported"])
+            hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, 1)) else u
+                     for u in unknown]
+            raise ConfigError(f"unknown config field(s) {', '.join(hints)}; known: {', '.join(sorted(known))}")
+        d = {name: _check_type(name, str(f.type), d[name]) for f in dataclasses.fields(cls)
+             if (name := f.name) in d}
         try:
             return cls(**d)
         except TypeError as e:
             raise ConfigError(f"invalid config: {e}") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> "AonCimConfig":
+    def from_file(cls, path: str | Path) -> "AonCimConfig":
+        """Fields from a TOML (`.toml`) or JSON (`.json`) file; other names: TOML unless the text
+        starts with `{`. Every failure is a ConfigError of one line naming the file or field."""
         p = Path(path)
         try:
-            d = json.loads(p.read_text())
+            text = p.read_text()
         except FileNotFoundError:
             raise ConfigError(f"config file {p} not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read config file {p}: {getattr(e, 'strerror', None) or e}") from None
+        as_json = p.suffix.lower() == ".json" or (p.suffix.lower() != ".toml" and text.lstrip().startswith("{"))
+        try:
+            d = json.loads(text) if as_json else tomllib.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"config file {p} is not valid JSON: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
         if not isinstance(d, dict):
             raise ConfigError(f"config file {p} must hold a JSON object of fields")
         return cls.from_dict(d)
+
+    load = from_file  # the name the first tools used
+
+    def to_toml(self) -> str:
+        """The config as a TOML file that `from_file` reads back, each field with its comment."""
+        comments = _field_comments()
+        lines = [f"# AonCimConfig (config hash {self.config_hash:#010x}); every field is optional, missing",
+                 "# fields take the default. Load with --config FILE.", ""]
+        for name, value in self.to_dict().items():
+            lines += [f"# {c}" for c in comments.get(name, [])]
+            lines.append(f"{name} = {json.dumps(value)}")  # ints, floats and int lists read the same in TOML
+        return "\n".join(lines) + "\n"
+
+
+def _check_type(name: str, annotation: str, v):
+    """Values from a file are JSON/TOML scalars: check them against the field's type, so a wrong
+    type is one line naming the field, and normalise (int -> float, list -> tuple)."""
+    is_int = isinstance(v, int) and not isinstance(v, bool)
+    if annotation == "int" and not is_int:
+        raise ConfigError(f"config field {name}={v!r}: expected an integer")
+    if annotation == "float":
+        if not (is_int or isinstance(v, float)):
+            raise ConfigError(f"config field {name}={v!r}: expected a number")
+        return float(v)
+    if annotation.startswith("tuple"):
+        if not (isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            raise ConfigError(f"config field {name}={v!r}: expected a list of integers, e.g. [8, 6, 4]")
+        return tuple(v)
+    return v
+
+
+def _field_comments() -> dict[str, list[str]]:
+    """The comment lines written above each field in this file's class body."""
+    import inspect
+
+    out, pending = {}, []
+    for line in inspect.getsource(AonCimConfig).splitlines():
+        s = line.strip()
+        if s.startswith("def "):
+            break
+        if s.startswith("#"):
+            pending.append(s.lstrip("# "))
+        elif m := re.match(r"(\w+)\s*:", s):
+            out[m.group(1)], pending = pending, []
+        else:
+            pending = []
+    return out
 
 
 DEFAULT_CONFIG = AonCimConfig()

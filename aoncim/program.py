@@ -117,6 +117,9 @@ class LayerDescriptor:
             need(b in cfg.act_bits_supported, f"activation bits {b} not in {cfg.act_bits_supported}")
         need(self.stride >= 1, "stride must be >= 1")
         need(self.k_h >= 1 and self.k_w >= 1, "kernel must be at least 1x1")
+        need(min(self.in_h, self.in_w, self.in_c, self.out_h, self.out_w, self.out_c) >= 1,
+             f"zero-size geometry: input {self.in_h}x{self.in_w}x{self.in_c}, "
+             f"output {self.out_h}x{self.out_w}x{self.out_c}")
         need(self.out_h == (self.in_h + 2 * self.pad - self.k_h) // self.stride + 1 and
              self.out_w == (self.in_w + 2 * self.pad - self.k_w) // self.stride + 1,
              "output size inconsistent with input, kernel, stride and padding")
@@ -139,8 +142,12 @@ class LayerDescriptor:
         need(self.shift <= cfg.pp_shift_max, f"shift {self.shift} > pp_shift_max {cfg.pp_shift_max}")
         need(self.in_base + self.in_h * self.in_w * self.in_c <= cfg.act_depth, "input exceeds act_depth")
         depth = cfg.out_depth if self.to_out else cfg.act_depth
-        need(self.out_base + self.positions * self.out_c <= depth,
-             f"output exceeds {'out_depth' if self.to_out else 'act_depth'}")
+        out_end = self.out_base + self.positions * self.out_c
+        need(out_end <= depth, f"output exceeds {'out_depth' if self.to_out else 'act_depth'}")
+        # The chip writes outputs while it still reads inputs; the contract computes from the whole input.
+        need(self.to_out or self.in_bank != self.out_bank or out_end <= self.in_base or
+             self.in_base + self.in_h * self.in_w * self.in_c <= self.out_base,
+             "output overlaps the input in the same activation bank")
 
 
 @dataclass
@@ -157,6 +164,10 @@ class Program:
     names: list[str] = field(default_factory=list)
     # Drift-compensation constant per layer (fixed point, cfg.alpha_frac_bits); None means 1.0.
     alpha: np.ndarray | None = None
+    # Offset-calibration input of every MVM layer: its mean im2col input codes (k_rows, (ky, kx, c)
+    # order) on the compiler's calibration set; the host reads each column with it to correct that
+    # column's bias (model/snapshot.py). Empty arrays for pooling layers; None: not calibrated.
+    calib_codes: list[np.ndarray] | None = None
 
     def alphas(self, cfg: AonCimConfig) -> np.ndarray:
         """Per-layer alpha, with the default (1.0) filled in."""
@@ -180,6 +191,13 @@ class Program:
         a = self.alphas(cfg)
         if a.shape != (len(self.layers),) or a.min() < 0 or a.max() >= 1 << cfg.alpha_bits:
             raise ProgramError(f"alpha must hold one value in 0..2**{cfg.alpha_bits}-1 per layer")
+        if self.calib_codes is not None:
+            if len(self.calib_codes) != len(self.layers):
+                raise ProgramError(f"calib_codes holds {len(self.calib_codes)} vectors for {len(self.layers)} layers")
+            for i, (d, v) in enumerate(zip(self.layers, self.calib_codes)):
+                if np.shape(v) != (d.k_rows,) or (len(v) and (np.min(v) < 0 or np.max(v) >= 1 << d.in_bits)):
+                    raise ProgramError(f"layer {i} ({self.layer_name(i)}): calibration input must be {d.k_rows} "
+                                       f"codes in 0..{(1 << d.in_bits) - 1}")
         lim_s, lim_b = 1 << (cfg.pp_scale_bits - 1), 1 << (cfg.pp_bias_bits - 1)
         if np.any(np.abs(self.pp_scale) >= lim_s) or np.any(np.abs(self.pp_bias) >= lim_b):
             raise ProgramError("post-processing constants exceed pp_scale_bits/pp_bias_bits")
@@ -203,5 +221,10 @@ class Program:
         def same(a, b) -> bool:
             return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
+        def same_list(a, b) -> bool:
+            return (a is None and b is None) or (a is not None and b is not None and len(a) == len(b)
+                                                 and all(np.array_equal(x, y) for x, y in zip(a, b)))
+
         return self.layers == other.layers and self.names == other.names and all(
-            same(getattr(self, f), getattr(other, f)) for f in ("g_plus", "g_minus", "pp_scale", "pp_bias", "alpha"))
+            same(getattr(self, f), getattr(other, f)) for f in ("g_plus", "g_minus", "pp_scale", "pp_bias", "alpha")
+        ) and same_list(self.calib_codes, other.calib_codes)

@@ -34,12 +34,16 @@ class Reg(enum.IntEnum):
     STATUS = 3        # RO  bit0 BUSY, bit1 DONE, bit2 PAUSED, bit3 ERROR, [15:8] layer, [23:16] error code
     IRQ_STATUS = 4    # R/W1C bit0 DONE, bit1 PAUSED, bit2 ERROR
     IRQ_ENABLE = 5    # RW   same bits; irq = |(IRQ_STATUS & IRQ_ENABLE)
-    NUM_LAYERS = 6    # RW
+    NUM_LAYERS = 6    # RW   layers to run; START stops with NO_LAYERS / TOO_MANY_LAYERS outside 1..max_layers
     NOISE_SEED = 7    # RW   read-noise PRNG seed of the next run
     CYCLES = 8        # RO   clock cycles of the last/current run
     MVMS = 9          # RO   array MVMs of the last/current run
+    ALPHA = 16        # RW   drift-compensation alpha of layer 0; layer i at ALPHA + i (max_layers registers)
 
 
+# The alpha registers sit at a fixed offset after the scalar registers so their address does not
+# move with max_layers; the REGS window grows to hold them (AddressMap.window_words).
+ALPHA_BASE = int(Reg.ALPHA)
 CTRL_START, CTRL_CONTINUE, CTRL_STEP = 1 << 0, 1 << 1, 1 << 8
 ST_BUSY, ST_DONE, ST_PAUSED, ST_ERROR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 IRQ_DONE, IRQ_PAUSED, IRQ_ERROR = 1 << 0, 1 << 1, 1 << 2
@@ -47,9 +51,45 @@ N_REGS = len(Reg)
 
 
 class ErrorCode(enum.IntEnum):
-    NONE = 0
-    BAD_OPCODE = 1
-    NO_LAYERS = 2
+    """STATUS[23:16] after a run stopped with ERROR; STATUS[15:8] names the layer.
+
+    The sequencer checks every descriptor before the layer touches a memory, so a malformed
+    descriptor stops the run without writing anything for that layer. When several checks fail,
+    the lowest code is reported. Each member's docstring is the message the driver shows.
+    """
+
+    def __new__(cls, value: int, doc: str):
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.__doc__ = doc
+        return member
+
+    NONE = 0, "no error"
+    BAD_OPCODE = 1, "unknown opcode"
+    NO_LAYERS = 2, "START with NUM_LAYERS = 0"
+    TOO_MANY_LAYERS = 3, "NUM_LAYERS exceeds max_layers"
+    BAD_BITS = 4, "in_bits or out_bits not in act_bits_supported"
+    ZERO_SIZE = 5, "zero stride, kernel, input or output size or channel count"
+    BAD_GEOMETRY = 6, ("output size inconsistent with input, kernel, stride and padding, "
+                       "or (MVM) k_rows != k_h*k_w*in_c")
+    ARRAY_ROWS = 7, "rows row0..row0+k_rows-1 outside the array"
+    ARRAY_COLS = 8, "columns col0..col0+out_c-1 outside the array"
+    BAD_POOL = 9, ("pooling layer with padding, array rows/columns, a channel count change, or "
+                   "(max pooling) changed activation bits or a to_out destination")
+    POOL_SUM = 10, "pooling window sum can exceed pool_sum_bits"
+    PARAM_RANGE = 11, "param_base+out_c exceeds param_depth"
+    BAD_SHIFT = 12, "shift exceeds pp_shift_max"
+    IN_RANGE = 13, "input map in_base+in_h*in_w*in_c exceeds act_depth"
+    OUT_RANGE = 14, "output map out_base+out_h*out_w*out_c exceeds act_depth (out_depth for to_out)"
+    ACT_OVERLAP = 15, "output overlaps the input in the same activation bank"
+
+    @classmethod
+    def describe(cls, code: int) -> str:
+        """One line for a raw STATUS error code, also for codes this register map does not know."""
+        if code in cls._value2member_map_:
+            e = cls(code)
+            return f"{e.name}: {e.__doc__}"
+        return f"unknown error code {code}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +100,7 @@ class AddressMap:
     def window_words(self) -> dict[Region, int]:
         c = self.cfg
         return {
-            Region.REGS: 64,
+            Region.REGS: max(64, 1 << _clog2(ALPHA_BASE + c.max_layers)),
             Region.PROGRAM: c.max_layers * DESC_WORDS,
             Region.SCALE: c.param_depth,
             Region.BIAS: c.param_depth,
@@ -88,6 +128,10 @@ class AddressMap:
 
     def reg(self, r: Reg) -> int:
         return self.base(Region.REGS) + 4 * int(r)
+
+    def alpha(self, layer: int) -> int:
+        """Byte address of layer `layer`'s drift-compensation alpha register."""
+        return self.base(Region.REGS) + 4 * (ALPHA_BASE + layer)
 
     def gcode(self, row: int, col: int) -> int:
         return self.base(Region.GCODE) + 4 * (row * self.cfg.cols + col)

@@ -5,7 +5,11 @@ to conductance pairs G+/G- = round(clip(+-W/w_max, 0, 1) * gcode_max); the ADC r
 code ~= gain(bits) * sum(x * (G+ - G-)). Hence the real pre-activation is
     z = s_in * w_max / gcode_max / gain(bits) * code + b
 and post-processing folds that factor, the bias and the output activation scale into one
-fixed-point scale and bias per output channel.
+fixed-point scale and bias per output channel. w_max is per column (the channel-wise remap of
+2302.08469: every column uses the whole conductance range, and the per-channel scale absorbs it)
+unless an analog layer was trained with one w_max per layer. A layer's output activation grid is
+the DAC range its consumer was trained with (`input_range` of an analog layer), else the 99.9th
+percentile of its calibrated outputs.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ class _Layer:
     weight: np.ndarray | None = None    # mvm: (k_rows, out_c), rows in (ky, kx, c) order
     bias: np.ndarray | None = None      # mvm: real bias after batch-norm folding
     chan_scale: np.ndarray | None = None  # mvm: batch-norm gain, applied digitally per channel
+    per_column: bool = True             # mvm: w_max per column (channel-wise remap) or per layer
+    in_range: float = 0.0               # mvm: trained DAC full scale x_max of an analog layer (0: none)
 
     @property
     def out_c(self) -> int:
@@ -68,7 +74,7 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
             kh, kw = wt.shape[2:]
             L = _Layer("mvm", name, (h, w, c), (kh, kw), m.stride[0], m.padding[0],
                        weight=wt.transpose(2, 3, 1, 0).reshape(kh * kw * c, -1), bias=_bias(m),
-                       chan_scale=np.ones(wt.shape[0]))
+                       chan_scale=np.ones(wt.shape[0]), **_analog_attrs(m))
         elif isinstance(m, nn.Linear):
             wt = m.weight.detach().double().numpy()  # (O, C*H*W) in torch's CHW flatten order
             if wt.shape[1] != c * h * w:
@@ -76,7 +82,7 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
             # A fully connected layer is a convolution whose kernel covers the whole HWC input.
             wt = wt.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
             L = _Layer("mvm", name, (h, w, c), (h, w), 1, 0, weight=wt, bias=_bias(m),
-                       chan_scale=np.ones(wt.shape[1]))
+                       chan_scale=np.ones(wt.shape[1]), **_analog_attrs(m))
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             prev = out[-1] if out else None
             if prev is None or prev.kind != "mvm" or prev.relu:
@@ -113,6 +119,25 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
         raise CompileError(f"layer {out[-1].name}: the last layer must be a Conv2d/Linear (its signed outputs are "
                            "the network's result)")
     return out
+
+
+def _analog_attrs(m: nn.Module) -> dict:
+    """What an analog layer (model/analog.py) was trained with: its weight mapping and, once
+    calibrated, its DAC full scale. Plain float layers get the per-column mapping."""
+    rng = getattr(m, "input_range", None)
+    return {"per_column": bool(getattr(m, "per_channel", True)),
+            "in_range": float(rng.detach()) if isinstance(rng, torch.Tensor) else 0.0}
+
+
+def _consumer_range(layers: list[_Layer], i: int) -> float:
+    """x_max the next MVM layer was trained with, if layer i's codes reach it unchanged (through
+    max pools only); 0 if there is none. Using it keeps the chip's activation grid the trained one."""
+    for L in layers[i + 1 :]:
+        if L.kind == "mvm":
+            return L.in_range
+        if L.kind != "maxpool":
+            return 0.0
+    return 0.0
 
 
 def _bias(m: nn.Module) -> np.ndarray:
@@ -181,29 +206,35 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
     s_in = 1.0 / amax
     g_plus = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
     g_minus = np.zeros_like(g_plus)
-    descs, scales, biases, names = [], [], [], []
+    descs, scales, biases, names, calib = [], [], [], [], []
     bank, param_base = 0, 0
     for i, (L, (row0, col0)) in enumerate(zip(layers, places)):
         last = i == len(layers) - 1
         (oh, ow), oc = L.out_hw, L.out_c
         shift, qs, qb = 0, None, None
         if L.kind == "mvm":
-            z = torch.from_numpy(_im2col_f(x, L) @ L.weight * L.chan_scale + L.bias)  # N, P, O
-            w_max = float(np.abs(L.weight).max()) or 1.0
+            cols = _im2col_f(x, L)  # N, P, k_rows
+            z = torch.from_numpy(cols @ L.weight * L.chan_scale + L.bias)  # N, P, O
+            calib.append(np.clip(np.rint(cols.mean((0, 1)) / s_in), 0, amax).astype(np.int64))
+            a = np.abs(L.weight)
+            w_max = a.max(0) if L.per_column else np.full(oc, a.max())
+            w_max = np.where(w_max > 0, w_max, 1.0)
             gq = np.rint(np.clip(L.weight / w_max, -1, 1) * cfg.gcode_max).astype(np.int64)
             g_plus[row0 : row0 + gq.shape[0], col0 : col0 + oc] = np.maximum(gq, 0)
             g_minus[row0 : row0 + gq.shape[0], col0 : col0 + oc] = np.maximum(-gq, 0)
             if last:
                 s_out = float(z.abs().max()) / (out_fraction * (2 ** (cfg.out_bits - 1) - 1)) or 1.0
             else:
-                s_out = _act_scale(z.clamp(min=0), amax)
+                s_out = _consumer_range(layers, i) / amax or _act_scale(z.clamp(min=0), amax)
             qs, qb, shift = _fixed_point(L.chan_scale * s_in * w_max / cfg.gcode_max / gain / s_out,
                                          L.bias / s_out, cfg, L.name)
-        elif L.kind == "avgpool":
+        else:
+            calib.append(np.zeros(0, dtype=np.int64))
+        if L.kind == "avgpool":
             z = _windows_f(x, L).mean(-1)  # N, oh, ow, C
-            s_out = _act_scale(z, amax)
+            s_out = _consumer_range(layers, i) / amax or _act_scale(z, amax)
             qs, qb, shift = _fixed_point(np.full(oc, s_in / (L.k[0] * L.k[1] * s_out)), np.zeros(oc), cfg, L.name)
-        else:  # maxpool: codes pass through unchanged
+        elif L.kind == "maxpool":  # codes pass through unchanged
             z, s_out = _windows_f(x, L).amax(-1), s_in
         n_out = oh * ow * oc
         if not last and n_out > cfg.act_depth:
@@ -226,7 +257,7 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
         x = y.reshape(-1, oh, ow, oc)
         s_in, bank = s_out, 1 - bank
     prog = Program(descs, g_plus, g_minus, np.concatenate(scales), np.concatenate(biases), names,
-                   alpha=np.full(len(descs), cfg.alpha_one, dtype=np.int64))
+                   alpha=np.full(len(descs), cfg.alpha_one, dtype=np.int64), calib_codes=calib)
     try:
         prog.check(cfg)
     except ProgramError as e:

@@ -6,7 +6,7 @@ AXI4-Lite master in simulation or over an MCU's memory-mapped bus.
 from __future__ import annotations
 
 import inspect
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -47,15 +47,33 @@ class AonCimDriver:
             raise ChipError(f"chip was generated for config hash {h:#010x}, the program targets "
                             f"{self.cfg.config_hash:#010x}: regenerate the RTL or recompile for its config")
 
+    async def write_alpha(self, alpha: Sequence[int], first_layer: int = 0) -> None:
+        """Load drift-compensation constants (fixed point, cfg.alpha_frac_bits fractional bits) for
+        layers first_layer, first_layer+1, ...: what the host's compensation routine does after
+        each calibration. Takes effect from the next layer the chip starts."""
+        a = [int(v) for v in np.asarray(alpha, dtype=np.int64).reshape(-1)]
+        if first_layer < 0 or first_layer + len(a) > self.cfg.max_layers:
+            raise ValueError(f"alpha for layers {first_layer}..{first_layer + len(a) - 1}: "
+                             f"the chip has {self.cfg.max_layers} alpha registers")
+        bad = [v for v in a if not 0 <= v < 1 << self.cfg.alpha_bits]
+        if bad:
+            raise ValueError(f"alpha {bad[0]} outside 0..2**{self.cfg.alpha_bits}-1 (alpha_bits)")
+        await self.bus.write_words(self.amap.alpha(first_layer), a)
+
+    async def read_alpha(self, n: int, first_layer: int = 0) -> list[int]:
+        return await self.bus.read_words(self.amap.alpha(first_layer), n)
+
+    async def load_descriptors(self, layers: Sequence[LayerDescriptor], num_layers: int | None = None) -> None:
+        """Write descriptors and NUM_LAYERS (default: len(layers)) without checking them: for a host
+        that patches a loaded program, and for tests of the chip's own descriptor checks."""
+        if len(layers) > self.cfg.max_layers:
+            raise ValueError(f"{len(layers)} descriptors; the program memory holds {self.cfg.max_layers}")
+        await self.bus.write_words(self.amap.base(Region.PROGRAM), [w for d in layers for w in d.pack()])
+        await self.reg_write(Reg.NUM_LAYERS, len(layers) if num_layers is None else num_layers)
+
     async def load_program(self, prog: Program) -> None:
         prog.check(self.cfg)
-        if np.any(prog.alphas(self.cfg) != self.cfg.alpha_one):
-            # The contract has alpha; the RTL's post-processing gains its alpha register with
-            # hardware issue 4. Until then a compensated program would run uncompensated.
-            raise ChipError("program has drift-compensation alphas != 1.0 but this RTL has no alpha registers yet")
         base = self.amap.base
-        words = [w for d in prog.layers for w in d.pack()]
-        await self.bus.write_words(base(Region.PROGRAM), words)
         await self.bus.write_words(base(Region.SCALE), [int(v) & 0xFFFFFFFF for v in prog.pp_scale])
         await self.bus.write_words(base(Region.BIAS), [int(v) & 0xFFFFFFFF for v in prog.pp_bias])
         # Only the placed rectangles are written: the rest of the array keeps its reset codes.
@@ -65,7 +83,8 @@ class AonCimDriver:
                 gp, gm = prog.g_plus[r, col0 : col0 + ncols], prog.g_minus[r, col0 : col0 + ncols]
                 await self.bus.write_words(self.amap.gcode(r, col0),
                                            [self.amap.pack_pair(int(p), int(q)) for p, q in zip(gp, gm)])
-        await self.reg_write(Reg.NUM_LAYERS, len(prog.layers))
+        await self.write_alpha(prog.alphas(self.cfg))
+        await self.load_descriptors(prog.layers)
 
     async def write_input(self, prog: Program, x_hwc: np.ndarray) -> None:
         d = prog.layers[0]
@@ -84,6 +103,16 @@ class AonCimDriver:
             vals = np.array(await self.bus.read_words(self.amap.base(region) + 4 * d.out_base, n), dtype=np.int64)
         return vals.reshape(d.out_h, d.out_w, d.out_c)
 
+    @staticmethod
+    def error_message(status: int, prog: Program | None = None) -> str:
+        """One line for a STATUS word with ERROR set: the layer and what is wrong with it."""
+        code, layer = (status >> 16) & 0xFF, (status >> 8) & 0xFF
+        if code in (ErrorCode.NO_LAYERS, ErrorCode.TOO_MANY_LAYERS):
+            where = "at start"
+        else:
+            where = f"in layer {layer}" + (f" ({prog.layer_name(layer)})" if prog is not None else "")
+        return f"chip stopped with error {code} {where}: {ErrorCode.describe(code)}"
+
     async def run(self, prog: Program, seed: int,
                   on_layer: Callable[[int, np.ndarray], Awaitable[object] | object] | None = None) -> dict:
         """Start one inference and wait for it. With `on_layer`, pause after every layer and hand
@@ -100,9 +129,7 @@ class AonCimDriver:
             await self.reg_write(Reg.IRQ_STATUS, irq)
             status = await self.reg_read(Reg.STATUS)
             if irq & IRQ_ERROR or status & ST_ERROR:
-                code = (status >> 16) & 0xFF
-                name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else "?"
-                raise ChipError(f"chip stopped with error {code} ({name}) in layer {(status >> 8) & 0xFF}")
+                raise ChipError(self.error_message(status, prog))
             if step:
                 out = await self.read_layer_output(prog.layers[layer])
                 res = on_layer(layer, out)
@@ -112,6 +139,6 @@ class AonCimDriver:
             if irq & IRQ_DONE or status & ST_DONE:
                 break
             await self.reg_write(Reg.CTRL, CTRL_CONTINUE | CTRL_STEP)
-        if layer != len(prog.layers):
+        if step and layer != len(prog.layers):
             raise ChipError(f"chip reported done after {layer} of {len(prog.layers)} layers")
         return {"cycles": await self.reg_read(Reg.CYCLES), "mvms": await self.reg_read(Reg.MVMS)}

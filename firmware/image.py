@@ -20,7 +20,7 @@ from aoncim.config import AonCimConfig
 from aoncim.program import DESC_WORDS, LayerDescriptor, Program, ProgramError
 
 MAGIC = b"AONCIMG\0"
-VERSION = 2  # 2: ALPHA section
+VERSION = 3  # 2: ALPHA section; 3: optional CALIB section
 _HEADER = struct.Struct("<8sHHII")
 _ENTRY = struct.Struct("<III")
 
@@ -33,6 +33,10 @@ class Section(enum.IntEnum):
     PP_BIAS = 5      # i32 per channel
     GCODE = 6        # u32 rect count, then per rect u32 row0,nrows,col0,ncols and u16 G+ then u16 G- codes
     ALPHA = 7        # u32 per layer: drift-compensation constant, cfg.alpha_frac_bits fractional bits
+    CALIB = 8        # optional: u16 offset-calibration input codes, k_rows per layer, layers in order
+
+
+OPTIONAL = {Section.CALIB}
 
 
 class ImageError(ValueError):
@@ -56,6 +60,9 @@ def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
         Section.GCODE: b"".join(gcode),
         Section.ALPHA: np.asarray(prog.alphas(cfg), dtype="<u4").tobytes(),
     }
+    if prog.calib_codes is not None:
+        sections[Section.CALIB] = np.concatenate(
+            [np.asarray(v, dtype="<u2") for v in prog.calib_codes] + [np.zeros(0, "<u2")]).tobytes()
     offset = _HEADER.size + _ENTRY.size * len(sections)
     table, payload = [], []
     for sid, blob in sections.items():
@@ -96,7 +103,7 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
         if off % 4 or off < _HEADER.size + _ENTRY.size * count or off + length > n - 4:
             raise ImageError(f"section {Section(sid).name}: offset {off} length {length} outside the payload")
         secs[Section(sid)] = blob[off : off + length]
-    missing = [s.name for s in Section if s not in secs]
+    missing = [s.name for s in Section if s not in secs and s not in OPTIONAL]
     if missing:
         raise ImageError(f"missing section(s) {', '.join(missing)}")
 
@@ -145,7 +152,15 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
     alpha = np.frombuffer(secs[Section.ALPHA], dtype="<u4").astype(np.int64)
     if len(alpha) != len(layers):
         raise ImageError(f"ALPHA section holds {len(alpha)} values for {len(layers)} layers")
-    prog = Program(layers, g_plus, g_minus, scale, bias, names, alpha=alpha)
+    calib = None
+    if Section.CALIB in secs:
+        codes = np.frombuffer(secs[Section.CALIB], dtype="<u2").astype(np.int64)
+        need = sum(d.k_rows for d in layers)
+        if len(codes) not in (need, need + 1):  # + 1: the section's padding to a whole word
+            raise ImageError(f"CALIB section holds {len(codes)} codes; the layers have {need} rows")
+        ends = np.cumsum([d.k_rows for d in layers])
+        calib = [codes[e - d.k_rows : e].copy() for d, e in zip(layers, ends)]
+    prog = Program(layers, g_plus, g_minus, scale, bias, names, alpha=alpha, calib_codes=calib)
     try:
         prog.check(c)
     except ProgramError as e:

@@ -5,13 +5,13 @@ window accesses (program, parameters, activations, output, conductances) to the 
 owns the memories. Reads answer one cycle after `r_stb`, as the bus contract requires. Writes are
 whole words (byte strobes are ignored: every register and window element is a word).
 """
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
-from aoncim.regmap import (CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR, IRQ_PAUSED,
-                           AddressMap, Reg, Region)
+from aoncim.regmap import (ALPHA_BASE, CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR,
+                           IRQ_PAUSED, AddressMap, Reg, Region)
 
 from .bus import RegisterBusSignature
 
@@ -25,7 +25,9 @@ class HostInterface(wiring.Component):
             "bus": In(RegisterBusSignature(self.amap.word_addr_bits)),
             # control out
             "start": Out(1), "cont": Out(1), "step": Out(1),
-            "num_layers": Out(range(cfg.max_layers + 1)), "noise_seed": Out(32), "irq": Out(1),
+            "num_layers": Out(32), "noise_seed": Out(32), "irq": Out(1),
+            # drift-compensation alpha of layer `alpha_sel`
+            "alpha_sel": In(range(cfg.max_layers)), "alpha": Out(cfg.alpha_bits),
             # status in
             "busy": In(1), "done": In(1), "paused": In(1), "error": In(1), "error_code": In(8),
             "layer": In(range(cfg.max_layers)), "cycles": In(32), "mvms": In(32),
@@ -55,9 +57,22 @@ class HostInterface(wiring.Component):
         irq_clear = Signal(3)
 
         reg_w = bus.w_stb & (region == Region.REGS)
+        word = bus.addr[:rb]
+
+        # One alpha register per layer, reset to 1.0 so a host that never calibrates runs uncompensated.
+        alphas = Array(Signal(cfg.alpha_bits, init=cfg.alpha_one, name=f"alpha{i}") for i in range(cfg.max_layers))
+        alpha_off = Signal(range(cfg.max_layers))
+        is_alpha = Signal()
+        m.d.comb += [
+            alpha_off.eq(word - ALPHA_BASE),
+            is_alpha.eq((word >= ALPHA_BASE) & (word < ALPHA_BASE + cfg.max_layers)),
+            self.alpha.eq(alphas[self.alpha_sel]),
+        ]
+        with m.If(reg_w & is_alpha):
+            m.d.sync += alphas[alpha_off].eq(bus.w_data)
         m.d.sync += [self.start.eq(0), self.cont.eq(0)]
         with m.If(reg_w):
-            with m.Switch(bus.addr[:rb]):
+            with m.Switch(word):
                 with m.Case(Reg.CTRL):
                     m.d.sync += [
                         self.start.eq(bus.w_data[CTRL_START.bit_length() - 1]),
@@ -79,7 +94,9 @@ class HostInterface(wiring.Component):
         status = Cat(self.busy, self.done, self.paused, self.error, Signal(4), self.layer, Signal(8 - self.layer.shape().width),
                      self.error_code)
         reg_rdata = Signal(32)
-        with m.Switch(bus.addr[:rb]):
+        with m.If(is_alpha):
+            m.d.comb += reg_rdata.eq(alphas[alpha_off])
+        with m.Switch(word):
             for reg, value in (
                 (Reg.ID, CHIP_ID), (Reg.CONFIG_HASH, cfg.config_hash),
                 (Reg.CTRL, self.step << (CTRL_STEP.bit_length() - 1)),

@@ -1,20 +1,32 @@
 """Layer-serial sequencer: runs the descriptors one layer after another on the one crossbar.
 
-Per layer: fetch and check the descriptor; per output position (one MVM): stream the im2col input
-vector row by row from the activation SRAM into the DAC registers (the behavioural array sums as
-rows arrive), hold the PWM window for 2**in_bits cycles, then convert the layer's column window
-slot by slot (n_adcs columns per slot) and feed each channel's code through post-processing.
-The schedule is strictly sequential; its cycle count is documented in docs/architecture.md.
+Per layer: fetch the descriptor and latch the layer's drift-compensation alpha, then check the
+descriptor against the configured chip (a malformed one stops the run with an `ErrorCode` before
+the layer touches any memory). An MVM layer then runs one MVM per output position: stream the
+im2col input vector row by row from the activation SRAM into the DAC registers (the behavioural
+array sums as rows arrive), hold the PWM window for 2**in_bits cycles, then convert the layer's
+column window slot by slot (n_adcs columns per slot) and feed each channel's code through
+post-processing. A pooling layer streams each output's window, channel by channel, from the
+activation SRAM through the pooling unit (`pool.py`) into post-processing, which passes a max
+pool's result through unchanged. The schedule is strictly sequential; its cycle count is
+documented in docs/architecture.md.
 """
+import operator
+from functools import reduce
+
 from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
-from aoncim.program import DESC_BITS, DESCRIPTOR_FIELDS, OP_MVM
+from aoncim.program import DESC_BITS, DESCRIPTOR_FIELDS, OP_AVGPOOL, OP_MAXPOOL, OP_MVM
 from aoncim.regmap import ErrorCode
 
-PP_LATENCY = 2  # parameter read + post-processing register, before the activation write lands
+from .pool import PoolUnit
+from .postproc import pp_addr_bits, pp_code_bits
+
+PP_LATENCY = 2    # parameter read + post-processing register, before the activation write lands
+POOL_LATENCY = 1  # a pooling window's last code arrives one activation-read cycle after its address
 
 
 def descriptor_layout() -> data.StructLayout:
@@ -30,7 +42,8 @@ class LayerSequencer(wiring.Component):
         super().__init__({
             # control / status
             "start": In(1), "cont": In(1), "step": In(1),
-            "num_layers": In(range(c.max_layers + 1)),
+            # The whole register, so that a value beyond max_layers is refused rather than wrapped.
+            "num_layers": In(32),
             "busy": Out(1), "done": Out(1), "paused": Out(1), "error": Out(1),
             "error_code": Out(8), "layer": Out(range(c.max_layers)),
             "cycles": Out(32), "mvms": Out(32),
@@ -38,6 +51,8 @@ class LayerSequencer(wiring.Component):
             # program memory read (1-cycle latency)
             "prog_addr": Out(range(c.max_layers)),
             "prog_data": In(descriptor_layout()),
+            # the host's alpha register of layer `layer` (combinational)
+            "alpha": In(c.alpha_bits),
             # activation SRAM read (1-cycle latency); the top selects the bank
             "act_raddr": Out(c.act_addr_bits),
             "act_rbank": Out(1),
@@ -48,9 +63,11 @@ class LayerSequencer(wiring.Component):
             "codes": In(data.ArrayLayout(signed(c.adc_bits), c.n_adcs)),
             # post-processing: parameter address at t, the rest at t+1 with the parameter data
             "param_addr": Out(range(c.param_depth)),
-            "pp_valid": Out(1), "pp_code": Out(signed(c.adc_bits)),
-            "pp_addr": Out(max(c.act_addr_bits, (c.out_depth - 1).bit_length())),
+            "pp_valid": Out(1), "pp_code": Out(signed(pp_code_bits(c))),
+            "pp_addr": Out(pp_addr_bits(c)),
+            "pp_alpha": Out(c.alpha_bits),
             "pp_shift": Out(6), "pp_out_bits": Out(4), "pp_to_out": Out(1), "pp_relu": Out(1),
+            "pp_passthrough": Out(1),
             "wr_bank": Out(1),
         })
 
@@ -58,10 +75,15 @@ class LayerSequencer(wiring.Component):
         c = self.cfg
         m = Module()
         n_log2 = (c.n_adcs - 1).bit_length()
+        m.submodules.pool = pool = PoolUnit(c)
 
         d = Signal(descriptor_layout())
+        alpha = Signal(c.alpha_bits)
         layer = Signal(range(c.max_layers))
+        # Latched at START: a host write to NUM_LAYERS during a run must not make it run past the end.
+        n_layers = Signal(range(c.max_layers + 1))
         mvm = Signal(32)
+        is_mvm, is_max, is_avg = d.opcode == OP_MVM, d.opcode == OP_MAXPOOL, d.opcode == OP_AVGPOOL
         # position and im2col counters
         oy, ox = Signal(12), Signal(12)
         iy0, ix0 = Signal(signed(14)), Signal(signed(14))
@@ -73,18 +95,18 @@ class LayerSequencer(wiring.Component):
         lane = Signal(range(c.n_adcs))
         s_lo, s_hi = Signal.like(slot), Signal.like(slot)
         lane_first, lane_last = Signal.like(lane), Signal.like(lane)
-        drain = Signal(range(PP_LATENCY + 1))
+        drain = Signal(range(PP_LATENCY + POOL_LATENCY + 1))
 
         m.d.comb += [
             self.layer.eq(layer), self.mvms.eq(mvm),
             self.act_rbank.eq(d.in_bank), self.wr_bank.eq(d.out_bank),
-            self.pp_shift.eq(d.shift), self.pp_out_bits.eq(d.out_bits),
-            self.pp_to_out.eq(d.to_out), self.pp_relu.eq(d.relu),
+            self.pp_alpha.eq(alpha), self.pp_shift.eq(d.shift), self.pp_out_bits.eq(d.out_bits),
+            self.pp_to_out.eq(d.to_out), self.pp_relu.eq(d.relu), self.pp_passthrough.eq(is_max),
             self.conv_bits.eq(d.in_bits), self.conv_mvm.eq(mvm), self.conv_slot.eq(slot),
             self.prog_addr.eq(layer),
         ]
 
-        # im2col address of row r = (ky, kx, ci); out-of-bounds rows are zero padding.
+        # Input address of (iy0 + ky, ix0 + kx, ci); for an MVM, rows outside the map are zero padding.
         iy, ix = Signal(signed(14)), Signal(signed(14))
         inside = Signal()
         m.d.comb += [
@@ -101,8 +123,54 @@ class LayerSequencer(wiring.Component):
         pp_valid, pp_code, pp_addr = Signal(), Signal.like(self.pp_code), Signal.like(self.pp_addr)
         m.d.comb += [self.pp_valid.eq(pp_valid), self.pp_code.eq(pp_code), self.pp_addr.eq(pp_addr)]
         ch = Signal(12)
-        m.d.comb += [ch.eq((slot << n_log2) + lane - d.col0), self.param_addr.eq(d.param_base + ch)]
+        m.d.comb += ch.eq((slot << n_log2) + lane - d.col0)
         m.d.sync += pp_valid.eq(0)
+
+        # Pooling: the code read for (ci, ky, kx) arrives a cycle later with these tags.
+        pv_q, pfirst_q, plast_q = Signal(), Signal(), Signal()
+        pch_q, paddr_q = Signal.like(ci), Signal.like(pos_base)
+        m.d.sync += pv_q.eq(0)
+        m.d.comb += [
+            pool.sum.eq(is_avg), pool.in_valid.eq(pv_q), pool.in_first.eq(pfirst_q),
+            pool.in_last.eq(plast_q), pool.in_x.eq(self.act_rdata),
+            self.param_addr.eq(d.param_base + Mux(is_mvm, ch, pch_q)),
+        ]
+        with m.If(pool.out_valid):
+            m.d.sync += [pp_valid.eq(1), pp_code.eq(pool.out_value), pp_addr.eq(paddr_q)]
+
+        # Descriptor checks (docs/architecture.md, "Host address map"): evaluated in CHECK from the
+        # latched descriptor, reported in ErrorCode order so the lowest failing code wins.
+        bits_ok = [reduce(operator.or_, [b == v for v in c.act_bits_supported]) for b in (d.in_bits, d.out_bits)]
+
+        def dim_ok(out, inp, k):
+            # out == (inp + 2*pad - k) // stride + 1, without a divider: span >= k and
+            # (out-1)*stride <= span - k < out*stride.
+            span = inp + 2 * d.pad
+            return (span >= k) & (out * d.stride + k <= span + d.stride) & (out * d.stride + k > span)
+
+        in_end = d.in_base + d.in_h * d.in_w * d.in_c
+        out_end = d.out_base + d.out_h * d.out_w * d.out_c
+        max_code = (1 << d.in_bits) - 1
+        checks = [
+            (ErrorCode.BAD_OPCODE, ~(is_mvm | is_max | is_avg)),
+            (ErrorCode.BAD_BITS, ~(bits_ok[0] & bits_ok[1])),
+            (ErrorCode.ZERO_SIZE, (d.stride == 0) | (d.k_h == 0) | (d.k_w == 0) | (d.in_h == 0) | (d.in_w == 0) |
+             (d.in_c == 0) | (d.out_h == 0) | (d.out_w == 0) | (d.out_c == 0)),
+            (ErrorCode.BAD_GEOMETRY, ~dim_ok(d.out_h, d.in_h, d.k_h) | ~dim_ok(d.out_w, d.in_w, d.k_w) |
+             (is_mvm & (d.k_rows != d.k_h * d.k_w * d.in_c))),
+            (ErrorCode.ARRAY_ROWS, is_mvm & (d.row0 + d.k_rows > c.rows)),
+            (ErrorCode.ARRAY_COLS, is_mvm & (d.col0 + d.out_c > c.cols)),
+            (ErrorCode.BAD_POOL, ~is_mvm & ((d.k_rows != 0) | (d.row0 != 0) | (d.col0 != 0) | (d.out_c != d.in_c) |
+                                            (d.pad != 0) | (is_max & ((d.out_bits != d.in_bits) | d.to_out)))),
+            (ErrorCode.POOL_SUM, ~is_mvm & (d.k_h * d.k_w * max_code >= (1 << c.pool_sum_bits))),
+            (ErrorCode.PARAM_RANGE, d.param_base + d.out_c > c.param_depth),
+            (ErrorCode.BAD_SHIFT, d.shift > c.pp_shift_max),
+            (ErrorCode.IN_RANGE, in_end > c.act_depth),
+            (ErrorCode.OUT_RANGE, out_end > Mux(d.to_out, c.out_depth, c.act_depth)),
+            (ErrorCode.ACT_OVERLAP, ~d.to_out & (d.in_bank == d.out_bank) & (out_end > d.in_base) &
+             (in_end > d.out_base)),
+        ]
+        assert [code for code, _ in checks] == sorted(code for code, _ in checks)
 
         busy = Signal()
         paused = Signal()
@@ -115,6 +183,10 @@ class LayerSequencer(wiring.Component):
             m.d.sync += [self.error.eq(1), self.error_code.eq(code), self.ev_error.eq(1), busy.eq(0)]
             m.next = "IDLE"
 
+        def end_of_layer(drain_cycles: int):
+            m.d.sync += drain.eq(drain_cycles - 1)
+            m.next = "LAYER_END"
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -124,24 +196,33 @@ class LayerSequencer(wiring.Component):
                     ]
                     with m.If(self.num_layers == 0):
                         fail(ErrorCode.NO_LAYERS)
+                    with m.Elif(self.num_layers > c.max_layers):
+                        fail(ErrorCode.TOO_MANY_LAYERS)
                     with m.Else():
-                        m.d.sync += busy.eq(1)
+                        m.d.sync += [busy.eq(1), n_layers.eq(self.num_layers)]
                         m.next = "FETCH"
             with m.State("FETCH"):
                 m.next = "DECODE"
             with m.State("DECODE"):
-                p = self.prog_data
-                m.d.sync += [
-                    d.eq(p), oy.eq(0), ox.eq(0), iy0.eq(-p.pad), ix0.eq(-p.pad), pos_base.eq(p.out_base),
-                    s_lo.eq(p.col0 >> n_log2), s_hi.eq((p.col0 + p.out_c - 1) >> n_log2),
-                    lane_first.eq(p.col0[:n_log2] if n_log2 else 0),
-                    lane_last.eq((p.col0 + p.out_c - 1)[:n_log2] if n_log2 else 0),
-                    ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0),
-                ]
-                with m.If(p.opcode != OP_MVM):
-                    fail(ErrorCode.BAD_OPCODE)
+                # Latched per layer: a host write to ALPHA during the layer cannot split it.
+                m.d.sync += [d.eq(self.prog_data), alpha.eq(self.alpha)]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                for i, (code, bad) in enumerate(checks):
+                    with (m.If if i == 0 else m.Elif)(bad):
+                        fail(code)
                 with m.Else():
-                    m.next = "LOAD"
+                    m.d.sync += [
+                        oy.eq(0), ox.eq(0), iy0.eq(-d.pad), ix0.eq(-d.pad), pos_base.eq(d.out_base),
+                        s_lo.eq(d.col0 >> n_log2), s_hi.eq((d.col0 + d.out_c - 1) >> n_log2),
+                        lane_first.eq(d.col0[:n_log2] if n_log2 else 0),
+                        lane_last.eq((d.col0 + d.out_c - 1)[:n_log2] if n_log2 else 0),
+                        ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0),
+                    ]
+                    with m.If(is_mvm):
+                        m.next = "LOAD"
+                    with m.Else():
+                        m.next = "POOL"
             with m.State("LOAD"):
                 m.d.comb += [self.load_valid.eq(1), self.load_first.eq(r == 0)]
                 m.d.sync += r.eq(r + 1)
@@ -181,17 +262,44 @@ class LayerSequencer(wiring.Component):
                 with m.If(ox == d.out_w - 1):
                     m.d.sync += [ox.eq(0), ix0.eq(-d.pad)]
                     with m.If(oy == d.out_h - 1):
-                        m.d.sync += drain.eq(0)
-                        m.next = "LAYER_END"
+                        end_of_layer(PP_LATENCY)
                     with m.Else():
                         m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
                 with m.Else():
                     m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
+            with m.State("POOL"):
+                # One code per cycle: window (ky, kx) innermost, then channel, then position, so a
+                # single accumulator serves every channel.
+                m.d.sync += [
+                    pv_q.eq(1), pfirst_q.eq((ky == 0) & (kx == 0)),
+                    plast_q.eq((ky == d.k_h - 1) & (kx == d.k_w - 1)),
+                    pch_q.eq(ci), paddr_q.eq(pos_base + ci),
+                ]
+                with m.If(kx != d.k_w - 1):
+                    m.d.sync += kx.eq(kx + 1)
+                with m.Else():
+                    m.d.sync += kx.eq(0)
+                    with m.If(ky != d.k_h - 1):
+                        m.d.sync += ky.eq(ky + 1)
+                    with m.Else():
+                        m.d.sync += ky.eq(0)
+                        with m.If(ci != d.in_c - 1):
+                            m.d.sync += ci.eq(ci + 1)
+                        with m.Else():
+                            m.d.sync += [ci.eq(0), pos_base.eq(pos_base + d.out_c)]
+                            with m.If(ox != d.out_w - 1):
+                                m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
+                            with m.Else():
+                                m.d.sync += [ox.eq(0), ix0.eq(0)]
+                                with m.If(oy != d.out_h - 1):
+                                    m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
+                                with m.Else():
+                                    end_of_layer(POOL_LATENCY + PP_LATENCY)
             with m.State("LAYER_END"):
                 # Let the last post-processed values land before anyone reads them.
-                m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == PP_LATENCY - 1):
-                    with m.If(layer == self.num_layers - 1):
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    with m.If(layer == n_layers - 1):
                         m.d.sync += [self.done.eq(1), self.ev_done.eq(1), busy.eq(0)]
                         m.next = "IDLE"
                     with m.Else():

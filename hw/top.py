@@ -1,6 +1,7 @@
 """AON-CiM top level: AXI4-Lite host port, memories, sequencer, post-processing, crossbar model.
 
-The top owns every memory so that each block stays a pure datapath/controller with ports:
+The top owns every memory (the host interface keeps the per-layer alpha registers) so that each
+block stays a pure datapath/controller with ports:
   program   max_layers descriptors (one row each, written a word at a time)
   scale/bias per-channel post-processing constants
   act0/act1 ping-pong activation banks (host writes the input to act0, reads any layer output)
@@ -69,6 +70,7 @@ class AonCimCore(wiring.Component):
         m.d.comb += [
             seq.start.eq(host.start), seq.cont.eq(host.cont), seq.step.eq(host.step),
             seq.num_layers.eq(host.num_layers),
+            host.alpha_sel.eq(seq.layer), seq.alpha.eq(host.alpha),
         ]
         for name in ("busy", "done", "paused", "error", "error_code", "layer", "cycles", "mvms",
                      "ev_done", "ev_paused", "ev_error"):
@@ -133,8 +135,8 @@ class AonCimCore(wiring.Component):
         m.d.comb += [
             pp.in_valid.eq(seq.pp_valid), pp.in_code.eq(seq.pp_code), pp.in_addr.eq(seq.pp_addr),
             pp.in_scale.eq(params[Region.SCALE]), pp.in_bias.eq(params[Region.BIAS]),
-            pp.shift.eq(seq.pp_shift), pp.out_bits.eq(seq.pp_out_bits),
-            pp.to_out.eq(seq.pp_to_out), pp.relu.eq(seq.pp_relu),
+            pp.alpha.eq(seq.pp_alpha), pp.shift.eq(seq.pp_shift), pp.out_bits.eq(seq.pp_out_bits),
+            pp.to_out.eq(seq.pp_to_out), pp.relu.eq(seq.pp_relu), pp.passthrough.eq(seq.pp_passthrough),
         ]
 
         # crossbar model

@@ -22,6 +22,7 @@ without global drift compensation).
 """
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Mapping
 
@@ -53,6 +54,15 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(1, np.uint64)[0])
 
 
+def _check_train_times(times) -> tuple[float, float] | None:
+    if times is None:
+        return None
+    lo, hi = (float(v) for v in times)
+    if not (0 < lo <= hi and math.isfinite(hi)):
+        raise ValueError(f"pcm_train_times={times}: need 0 < t_lo <= t_hi (seconds after programming)")
+    return lo, hi
+
+
 def _time_bits(t: float) -> int:
     return int.from_bytes(struct.pack("<d", t), "little")
 
@@ -72,7 +82,8 @@ class _AnalogMVM:
 
     # ------------------------------------------------------------------ setup
     def _init_analog(self, cfg: AonCimConfig, in_bits: int | None, per_channel: bool, weight_noise: float,
-                     out_noise_std: float | None, read_noise_scale: float, device=None, dtype=None) -> None:
+                     out_noise_std: float | None, read_noise_scale: float, device=None, dtype=None,
+                     pcm_train_times: tuple[float, float] | None = None) -> None:
         self.cfg = cfg
         self.in_bits = max(cfg.act_bits_supported) if in_bits is None else in_bits
         self.per_channel = bool(per_channel)
@@ -83,6 +94,7 @@ class _AnalogMVM:
         self.weight_noise = float(weight_noise)
         self.out_noise_std = cfg.out_noise_std if out_noise_std is None else float(out_noise_std)
         self.read_noise_scale = float(read_noise_scale)
+        self.pcm_train_times = _check_train_times(pcm_train_times)
         # x_max of the unsigned DAC range; 0 means "not calibrated yet" (set from the first batch).
         self.input_range = nn.Parameter(torch.zeros((), device=device, dtype=dtype))
         self.mode = "ideal"
@@ -95,6 +107,10 @@ class _AnalogMVM:
         self._pcm_w_max: torch.Tensor | None = None
         self.alpha = 1.0
         self._tile_masks: list[torch.Tensor] | None = None
+        # Mean DAC input over the fan-in (weight.reshape(out, -1) order), from calibrate_offsets;
+        # the host's offset calibration reads every column with it.
+        self.input_mean: torch.Tensor | None = None
+        self._offset: torch.Tensor | None = None  # per-column correction of the current read (y units)
 
     @property
     def in_bits(self) -> int:
@@ -108,7 +124,8 @@ class _AnalogMVM:
         self._in_bits = int(bits)
 
     def set_mode(self, mode: str, *, t_inf: float | None = None, seed: int | None = None, index: int = 0,
-                 compensate: bool = True, noise: bool = True, quantize_g: bool = False) -> None:
+                 compensate: bool = True, noise: bool = True, quantize_g: bool = False,
+                 offset_cal: bool = True) -> None:
         """Switch this layer; see `set_analog_mode` (index keeps the layers' random streams apart)."""
         if mode not in MODES:
             raise ValueError(f"unknown analog mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -124,10 +141,12 @@ class _AnalogMVM:
             self.generator = None  # training noise from the global RNG (torch.manual_seed governs it)
         else:
             self.generator = torch.Generator(self.weight.device).manual_seed(_seed(seed, index, 0))
-        self._pcm_w = self._pcm_w_max = None
+        self._pcm_w = self._pcm_w_max = self._offset = None
         self.alpha = 1.0
         if mode == "inference":
             self._read_pcm(t_inf, seed, index, compensate, quantize_g)
+            if compensate and offset_cal and self.input_mean is not None:
+                self._offset = self._offset_error()
 
     def _read_pcm(self, t_inf: float, seed: int, index: int, compensate: bool, quantize_g: bool) -> None:
         w = self.weight.detach()
@@ -152,6 +171,15 @@ class _AnalogMVM:
         self._pcm_w = w_n.reshape(w.shape).to(device=w.device, dtype=w.dtype)
         self._pcm_w_max = w_max.to(device=w.device, dtype=w.dtype)
         self.alpha = read.alpha
+
+    def _offset_error(self) -> torch.Tensor:
+        """Per-column offset calibration (model/snapshot.py `offset_bias`, in float): the error of
+        the compensated read along the layer's mean input, alpha * w_read - w_target, which the
+        host subtracts through each column's digital bias."""
+        w = self.weight.detach()
+        w_target = (w / self._per_out(self._w_max(w))).clamp(-1, 1).reshape(w.shape[0], -1)
+        dw = self._pcm_w.reshape(w.shape[0], -1) * self.alpha - w_target
+        return dw @ self.input_mean.to(dw)
 
     # ------------------------------------------------------------------ pieces of the forward
     def _fan_in(self) -> int:
@@ -181,10 +209,27 @@ class _AnalogMVM:
             return self._pcm_w, self._pcm_w_max
         w_max = self._w_max(self.weight)
         w_n = self.weight / self._per_out(w_max)
+        if self.training and self.noise and self.pcm_train_times is not None:
+            w_n = w_n + (self._pcm_sample(w_n.detach()) - w_n.detach())
         if self.training and self.noise and self.weight_noise > 0:
             w_n = w_n + self.weight_noise * self._randn(w_n.shape)
         # Noise can push a weight past the device range; a pair cannot exceed g_max.
         return w_n.clamp(-1.0, 1.0), w_max
+
+    def _pcm_sample(self, w_n: torch.Tensor) -> torch.Tensor:
+        """Drift-aware noise: w_n programmed on fresh PCM devices and read, compensated, at a time
+        drawn log-uniformly from pcm_train_times -- the inference-time error distribution itself,
+        not a Gaussian stand-in. Used with a straight-through gradient."""
+        seed = int(torch.randint(0, 2**62, (), generator=self.generator, dtype=torch.int64))
+        lo, hi = self.pcm_train_times
+        u = float(torch.rand((), generator=self.generator, dtype=torch.float64))
+        t = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        flat = w_n.reshape(w_n.shape[0], -1)
+        xbar = PcmCrossbar(self.cfg, flat, per_column=self.per_channel, seed=seed)
+        gen = torch.Generator().manual_seed(seed ^ 0x7EA1)
+        w = xbar.weights(t, compensate=True, generator=gen)
+        # weights() is in the units of `flat`, whose max|.| is 1 (per column if per_channel).
+        return w.reshape(w_n.shape).to(device=w_n.device, dtype=w_n.dtype)
 
     def _per_out(self, v: torch.Tensor) -> torch.Tensor:
         """Broadcast a scalar or per-output vector over the weight (out, ...)."""
@@ -249,6 +294,8 @@ class _AnalogMVM:
             q = self.adc(y) if q is None else q + self.adc(y)  # row tiles: ADC codes summed digitally
         scale = x_scale * (self._out_view(w_max, q) if w_max.dim() else w_max)
         out = q * (scale * self.alpha)
+        if self._offset is not None:
+            out = out - self._out_view(self._offset, out) * scale
         if self.bias is not None:
             out = out + self._out_view(self.bias, out)
         return out
@@ -264,9 +311,10 @@ class AnalogLinear(_AnalogMVM, nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, cfg: AonCimConfig = DEFAULT_CONFIG,
                  in_bits: int | None = None, per_channel: bool = False, weight_noise: float = 0.0,
                  out_noise_std: float | None = None, read_noise_scale: float = SHORT_TERM_READ_NOISE,
-                 device=None, dtype=None):
+                 pcm_train_times: tuple[float, float] | None = None, device=None, dtype=None):
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
-        self._init_analog(cfg, in_bits, per_channel, weight_noise, out_noise_std, read_noise_scale, device, dtype)
+        self._init_analog(cfg, in_bits, per_channel, weight_noise, out_noise_std, read_noise_scale, device, dtype,
+                          pcm_train_times)
 
     @classmethod
     def from_float(cls, m: nn.Linear, **kw) -> "AnalogLinear":
@@ -300,10 +348,12 @@ class AnalogConv2d(_AnalogMVM, nn.Conv2d):
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
                  cfg: AonCimConfig = DEFAULT_CONFIG, in_bits: int | None = None, per_channel: bool = False,
                  weight_noise: float = 0.0, out_noise_std: float | None = None,
-                 read_noise_scale: float = SHORT_TERM_READ_NOISE, device=None, dtype=None):
+                 read_noise_scale: float = SHORT_TERM_READ_NOISE, pcm_train_times: tuple[float, float] | None = None,
+                 device=None, dtype=None):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                            padding_mode, device=device, dtype=dtype)
-        self._init_analog(cfg, in_bits, per_channel, weight_noise, out_noise_std, read_noise_scale, device, dtype)
+        self._init_analog(cfg, in_bits, per_channel, weight_noise, out_noise_std, read_noise_scale, device, dtype,
+                          pcm_train_times)
 
     @classmethod
     def from_float(cls, m: nn.Conv2d, **kw) -> "AnalogConv2d":
@@ -347,7 +397,7 @@ def convert_to_analog(model: nn.Module, cfg: AonCimConfig = DEFAULT_CONFIG, *,
     """Replace every nn.Linear / nn.Conv2d by its analog twin, in place, sharing Parameters.
 
     in_bits: one activation precision for all layers, or {qualified module name: bits} (others get
-    max(cfg.act_bits_supported)). layer_kw: per_channel, weight_noise, out_noise_std, read_noise_scale.
+    max(cfg.act_bits_supported)). layer_kw: per_channel, weight_noise, out_noise_std, read_noise_scale, pcm_train_times.
     Weight/bias state_dict keys are unchanged; each layer adds `input_range` (x_max), so a float
     state_dict loads with strict=False. Returns the model (or the new layer if `model` is one).
     """
@@ -369,7 +419,8 @@ def convert_to_analog(model: nn.Module, cfg: AonCimConfig = DEFAULT_CONFIG, *,
 
 
 def set_analog_mode(model: nn.Module, mode: str, *, t_inf: float | None = None, seed: int | None = None,
-                    compensate: bool = True, noise: bool = True, quantize_g: bool = False) -> nn.Module:
+                    compensate: bool = True, noise: bool = True, quantize_g: bool = False,
+                    offset_cal: bool = True) -> nn.Module:
     """Switch every analog layer of `model`.
 
     mode "ideal": float layers. "hwa": DAC/ADC quantisation (STE), output and short-term read noise,
@@ -388,7 +439,7 @@ def set_analog_mode(model: nn.Module, mode: str, *, t_inf: float | None = None, 
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     for i, (_, layer) in enumerate(layers):
         layer.set_mode(mode, t_inf=t_inf, seed=seed, index=i, compensate=compensate, noise=noise,
-                       quantize_g=quantize_g)
+                       quantize_g=quantize_g, offset_cal=offset_cal)
     return model
 
 
@@ -420,3 +471,40 @@ def calibrate_input_ranges(model: nn.Module, batches: torch.Tensor | Iterable[to
         ranges[n] = _percentile(torch.cat([s.reshape(-1) for s in seen[n]]), percentile) or 1.0
         m.input_range.fill_(ranges[n])
     return ranges
+
+
+@torch.no_grad()
+def calibrate_offsets(model: nn.Module, batches: torch.Tensor | Iterable[torch.Tensor]) -> None:
+    """Store every layer's mean DAC input over its fan-in (the im2col mean for convolutions): the
+    offset-calibration input the compiler also emits (Program.calib_codes). Run after the input
+    ranges are final."""
+    layers = analog_layers(model)
+    sums: dict[str, list] = {n: [0.0, 0] for n, _ in layers}
+
+    def hook(mod, args, n):
+        u, _ = mod.dac(args[0])
+        if isinstance(mod, nn.Conv2d):
+            cols = F.unfold(u, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # N, C*kh*kw, L
+            sums[n][0] = sums[n][0] + cols.sum((0, 2))
+            sums[n][1] += cols.shape[0] * cols.shape[2]
+        else:
+            flat = u.reshape(-1, u.shape[-1])
+            sums[n][0] = sums[n][0] + flat.sum(0)
+            sums[n][1] += flat.shape[0]
+
+    modes = {n: (m.mode, m.t_inf) for n, m in layers}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n)) for n, m in layers]
+    try:
+        for _, m in layers:
+            m.mode = "ideal"
+        for xb in ([batches] if isinstance(batches, torch.Tensor) else batches):
+            model(xb)
+    finally:
+        for h in hooks:
+            h.remove()
+        for n, m in layers:
+            m.mode, m.t_inf = modes[n]
+    for n, m in layers:
+        if not sums[n][1]:
+            raise ValueError(f"layer {n} saw no input during offset calibration")
+        m.input_mean = (sums[n][0] / sums[n][1]).detach()

@@ -3,10 +3,11 @@
 For every activation precision, inference time and seed:
 - "FP": the float pre-trained network (no analog effects, no time dependence);
 - "HWA float": the HWA-trained network through the statistical analog forward, PCM programmed once
-  per seed and read at time t, with and without global drift compensation;
+  per seed and read at time t, with and without compensation: the global drift-compensation alpha
+  plus per-column offset calibration along each layer's mean input (model/snapshot.py);
 - "bit-true": the HWA-trained network compiled to a Program, its conductance codes replaced by a
-  PCM snapshot at time t (same device equations), alpha from the host's calibration reads when
-  compensated, and run with the chip's integer arithmetic and read noise.
+  PCM snapshot at time t (same device equations), alpha and offset-corrected biases from the host's
+  calibration reads when compensated, and run with the chip's integer arithmetic and read noise.
 A seed is one chip: one programming of the array, one set of read-noise seeds.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import compile_network, quantise_input
 
-from .analog import analog_layers, set_analog_mode
+from .analog import analog_layers, calibrate_offsets, set_analog_mode
 from .bittrue import BitTrueExecutor
 from .hwa import accuracy
 from .snapshot import ProgrammedArray, compensated
@@ -61,7 +62,7 @@ def bit_true_accuracy(prog_array: ProgrammedArray, reference, cfg: AonCimConfig,
                       t_inf: float, seed: int, compensate: bool, batch: int = 256) -> float:
     prog = prog_array.at(t_inf, read_seed=seed)
     if compensate:
-        prog = compensated(reference, prog, cfg, seed)
+        prog = compensated(reference, prog, cfg, seed, target=prog_array.prog)
     ex = BitTrueExecutor(cfg, prog)
     hits = 0
     for i in range(0, len(q), batch):
@@ -83,9 +84,10 @@ def evaluate(fp_model: nn.Module, hwa_model: nn.Module, cfg: AonCimConfig, x: to
     bar = tqdm(total=total, desc="accuracy under drift", disable=not progress, leave=False)
     xb, yb = (x, y) if bit_true_samples is None else (x[:bit_true_samples], y[:bit_true_samples])
     for bits in bits_list:
+        for _, layer in analog_layers(model):
+            layer.in_bits = bits
+        calibrate_offsets(model, calib)
         if bit_true:
-            for _, layer in analog_layers(model):
-                layer.in_bits = bits
             set_analog_mode(model, "ideal")
             prog = compile_network(model, cfg, calib, act_bits=bits)
             q = quantise_input(xb, bits)

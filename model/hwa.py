@@ -42,7 +42,18 @@ class HwaRecipe:
     # outlier cannot set w_max (= g_max) and squeeze every other weight into a few conductance codes.
     weight_clip_sigma: float = 2.5
     act_bits: int = 8
+    label_smoothing: float = 0.0
+    # Channel-wise remap: each column's largest weight maps to g_max (the per-channel digital scale
+    # absorbs w_max), so small-weight columns do not sit in the noisy low-conductance range.
+    per_column: bool = True
+    # Drift-aware noise: every training step programs the weights on fresh simulated PCM devices
+    # and reads them, compensated, at a time log-uniform in this range (s); None disables it.
+    pcm_train_times: tuple[float, float] | None = (1.0, 365 * 86400.0)
     seed: int = 0
+
+    def __post_init__(self):
+        if self.pcm_train_times is not None:  # JSON/checkpoint round trips give lists
+            object.__setattr__(self, "pcm_train_times", tuple(float(t) for t in self.pcm_train_times))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +77,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 51
 
 
 def _fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-         epochs: int, lr: float, recipe: HwaRecipe, phase: str, after_step=None, progress: bool = True) -> list[EpochLog]:
+         epochs: int, lr: float, recipe: HwaRecipe, phase: str, after_step=None, progress: bool = True,
+         augment=None) -> list[EpochLog]:
     x, y = train
     if epochs <= 0:
         return []
@@ -82,7 +94,8 @@ def _fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), recipe.batch_size):
             idx = perm[i : i + recipe.batch_size]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            xb = x[idx] if augment is None else augment(x[idx], gen)
+            loss = nn.functional.cross_entropy(model(xb), y[idx], label_smoothing=recipe.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -98,22 +111,28 @@ def _fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[
     return logs
 
 
-def train_fp(model: nn.Module, train, val, recipe: HwaRecipe, progress: bool = True) -> list[EpochLog]:
-    """Float pre-training."""
+def train_fp(model: nn.Module, train, val, recipe: HwaRecipe, progress: bool = True, augment=None) -> list[EpochLog]:
+    """Float pre-training. augment(x, generator) -> x transforms each mini-batch (model/augment.py)."""
     torch.manual_seed(recipe.seed)
-    return _fit(model, train, val, recipe.fp_epochs, recipe.fp_lr, recipe, "FP", progress=progress)
+    return _fit(model, train, val, recipe.fp_epochs, recipe.fp_lr, recipe, "FP", progress=progress, augment=augment)
 
 
 def to_hwa(model: nn.Module, cfg: AonCimConfig, recipe: HwaRecipe, calib_x: torch.Tensor) -> nn.Module:
     """Convert a float model to analog layers in place and calibrate their input ranges."""
     if recipe.act_bits not in cfg.act_bits_supported:
         raise ValueError(f"act_bits={recipe.act_bits} not supported; choose one of {cfg.act_bits_supported}")
-    convert_to_analog(model, cfg, in_bits=recipe.act_bits, weight_noise=recipe.weight_noise)
+    convert_to_analog(model, cfg, **analog_kwargs(recipe))
     calibrate_input_ranges(model, calib_x)
     first = analog_layers(model)[0][1]
     with torch.no_grad():
         first.input_range.fill_(1.0)
     return model
+
+
+def analog_kwargs(recipe: HwaRecipe) -> dict:
+    """convert_to_analog arguments of a recipe (training and checkpoint loading agree on them)."""
+    return {"in_bits": recipe.act_bits, "weight_noise": recipe.weight_noise, "per_channel": recipe.per_column,
+            "pcm_train_times": recipe.pcm_train_times}
 
 
 @torch.no_grad()
@@ -125,9 +144,9 @@ def clip_weights(model: nn.Module, n_sigma: float) -> None:
 
 
 def train_hwa(model: nn.Module, train, val, cfg: AonCimConfig, recipe: HwaRecipe,
-              progress: bool = True) -> list[EpochLog]:
+              progress: bool = True, augment=None) -> list[EpochLog]:
     """HWA retraining of a converted model (see module docstring)."""
     torch.manual_seed(recipe.seed + 1)
     set_analog_mode(model, "hwa")
     return _fit(model, train, val, recipe.hwa_epochs, recipe.hwa_lr, recipe, "HWA",
-                after_step=lambda: clip_weights(model, recipe.weight_clip_sigma), progress=progress)
+                after_step=lambda: clip_weights(model, recipe.weight_clip_sigma), progress=progress, augment=augment)

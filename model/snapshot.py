@@ -23,6 +23,8 @@ CALIB_READS = 16      # calibration reads averaged per layer, to beat down the r
 CALIB_FULL_SCALE = 0.5  # the calibration input drives the largest column to this fraction of the ADC range
 # Calibration reads use counter values no inference uses (inferences count MVMs from 0).
 CALIB_MVM_BASE = 0xFFFF0000
+# Offset calibration skips columns whose read is within this fraction of ADC full scale (clipped).
+CALIB_SATURATION = 0.9
 
 
 def codes_to_us(codes: np.ndarray, cfg: AonCimConfig) -> np.ndarray:
@@ -71,18 +73,29 @@ def calibration_codes(prog: Program, cfg: AonCimConfig) -> np.ndarray:
     return out
 
 
-def calibration_read(prog: Program, cfg: AonCimConfig, layer: int, code: int, seed: int) -> float:
-    """Mean |ADC code| of a layer's columns for a constant input `code` on its rows, averaged over
-    CALIB_READS noisy reads: what the host measures with calibration MVMs."""
-    d = prog.layers[layer]
+def _layer_dg(prog: Program, layer: int) -> np.ndarray:
     r0, nr, c0, nc = prog.used_rect(layer)
-    dg = prog.g_plus[r0 : r0 + nr, c0 : c0 + nc] - prog.g_minus[r0 : r0 + nr, c0 : c0 + nc]
-    col_sums = torch.as_tensor(code * dg.sum(0), dtype=torch.int64)[None, :].expand(CALIB_READS, nc)
-    mvm = CALIB_MVM_BASE + np.arange(CALIB_READS, dtype=np.int64)[:, None]
+    return prog.g_plus[r0 : r0 + nr, c0 : c0 + nc] - prog.g_minus[r0 : r0 + nr, c0 : c0 + nc]
+
+
+def calibration_codes_read(prog: Program, cfg: AonCimConfig, layer: int, x: np.ndarray, seed: int,
+                           base: int = CALIB_MVM_BASE) -> np.ndarray:
+    """Mean ADC code of each of a layer's columns for the input codes `x` on its rows, over
+    CALIB_READS noisy reads at MVM counters base+k: what the host measures with calibration MVMs."""
+    d = prog.layers[layer]
+    _, _, c0, nc = prog.used_rect(layer)
+    sums = np.asarray(x, dtype=np.int64) @ _layer_dg(prog, layer)
+    col_sums = torch.as_tensor(sums, dtype=torch.int64)[None, :].expand(CALIB_READS, nc)
+    mvm = base + np.arange(CALIB_READS, dtype=np.int64)[:, None]
     noise = torch.from_numpy(ReadNoise(cfg, seed).raw(mvm, c0 + np.arange(nc)[None, :])) \
         if cfg.read_noise_lsb > 0 else torch.zeros_like(col_sums)
-    codes = AdcTransfer(cfg)(col_sums, noise, d.in_bits)
-    return float(codes.abs().double().mean())
+    return AdcTransfer(cfg)(col_sums, noise, d.in_bits).double().mean(0).numpy()
+
+
+def calibration_read(prog: Program, cfg: AonCimConfig, layer: int, code: int, seed: int) -> float:
+    """Mean |ADC code| over a layer's columns for a constant input `code` on every row (alpha's readout)."""
+    x = np.full(prog.layers[layer].k_rows, code, dtype=np.int64)
+    return float(np.abs(calibration_codes_read(prog, cfg, layer, x, seed)).mean())
 
 
 def drift_alpha(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> np.ndarray:
@@ -100,9 +113,49 @@ def drift_alpha(reference: Program, drifted: Program, cfg: AonCimConfig, seed: i
     return alpha
 
 
-def compensated(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> Program:
-    """`drifted` with the alphas global drift compensation would load."""
-    return dataclasses.replace(drifted, alpha=drift_alpha(reference, drifted, cfg, seed))
+def ideal_codes(target: Program, cfg: AonCimConfig, layer: int, x: np.ndarray) -> np.ndarray:
+    """The ADC codes the compiled (target) conductances would give for input codes `x`, before
+    rounding, clipping and noise: what the host expects, computed from the image."""
+    d = target.layers[layer]
+    gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - d.in_bits) / 2**cfg.adc_gain_shift
+    return (np.asarray(x, dtype=np.float64) @ _layer_dg(target, layer)) * gain
+
+
+def offset_bias(target: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> np.ndarray:
+    """Per-column offset calibration: post-processing biases corrected for each column's error on
+    the layer's mean input.
+
+    Activations are unsigned, so a layer's inputs share a large common component (their mean,
+    `target.calib_codes`); a conductance error dG then shifts the column output by about
+    mean_x . dG for every input -- a per-column offset that batch norm's folded bias amplifies and
+    that no global alpha removes. The host reads every column with the mean input (CALIB_READS
+    noisy reads), compares alpha * measured with the codes the target conductances give, and
+    subtracts the difference, times the column's scale, from its bias. Columns whose calibration
+    read is near ADC saturation keep their bias (the measurement would be clipped)."""
+    if target.calib_codes is None:
+        raise ValueError("the program has no offset-calibration inputs (calib_codes): recompile it")
+    bias = np.array(drifted.pp_bias, dtype=np.int64)
+    alphas = drifted.alphas(cfg) / cfg.alpha_one
+    lim = (1 << (cfg.pp_bias_bits - 1)) - 1
+    for i in target.mvm_layers:
+        d, x = target.layers[i], target.calib_codes[i]
+        got = calibration_codes_read(drifted, cfg, i, x, seed + 2, CALIB_MVM_BASE + CALIB_READS)
+        want = ideal_codes(target, cfg, i, x)
+        ok = (np.abs(got) < CALIB_SATURATION * cfg.adc_max) & (np.abs(want) < CALIB_SATURATION * cfg.adc_max)
+        sl = slice(d.param_base, d.param_base + d.out_c)
+        delta = np.where(ok, alphas[i] * got - want, 0.0)
+        bias[sl] = np.clip(bias[sl] - np.rint(drifted.pp_scale[sl] * delta).astype(np.int64), -lim, lim)
+    return bias
+
+
+def compensated(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0,
+                target: Program | None = None) -> Program:
+    """`drifted` with what the host's compensation routine loads: the global-drift alphas, and, when
+    the compiled `target` program is given (and carries calib_codes), offset-calibrated biases."""
+    out = dataclasses.replace(drifted, alpha=drift_alpha(reference, drifted, cfg, seed))
+    if target is not None and target.calib_codes is not None:
+        out = dataclasses.replace(out, pp_bias=offset_bias(target, out, cfg, seed))
+    return out
 
 
 class ProgrammedArray:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hwa import HwaRecipe
+from .hwa import HwaRecipe, analog_kwargs
 
 TASKS = ("kws", "vww")
 SCALER_PERCENTILES = (0.5, 99.5)
@@ -98,8 +98,10 @@ def _vww():
 
 
 TASK = {
-    "kws": Task("kws", "AnalogNet-KWS", _kws, HwaRecipe(fp_epochs=40, hwa_epochs=15, batch_size=64), True),
-    "vww": Task("vww", "AnalogNet-VWW", _vww, HwaRecipe(fp_epochs=12, hwa_epochs=5, batch_size=64), False),
+    "kws": Task("kws", "AnalogNet-KWS", _kws,
+                HwaRecipe(fp_epochs=40, hwa_epochs=15, batch_size=64, label_smoothing=0.1), True),
+    "vww": Task("vww", "AnalogNet-VWW", _vww,
+                HwaRecipe(fp_epochs=12, hwa_epochs=5, batch_size=64, label_smoothing=0.1), False),
 }
 
 
@@ -134,6 +136,6 @@ def load_checkpoint(task: Task, path: str | Path | None, cfg) -> tuple[nn.Module
     fp.load_state_dict(ck["fp_state"])
     hwa = task.build()
     recipe = HwaRecipe(**ck["recipe"])
-    convert_to_analog(hwa, cfg, in_bits=recipe.act_bits, weight_noise=recipe.weight_noise)
+    convert_to_analog(hwa, cfg, **analog_kwargs(recipe))
     hwa.load_state_dict(ck["hwa_state"])
     return fp.eval(), hwa.eval(), InputScaler.from_state(ck["scaler"]), ck

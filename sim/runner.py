@@ -63,6 +63,8 @@ class CosimResult:
     log: str = ""
     layer_names: list[str] = field(default_factory=list)
     waves: Path | None = None  # the waveform dump, when asked for
+    # One record per job error case (tb_top.run_error_case): STATUS, driver message, memories before/after.
+    error_cases: list[dict] = field(default_factory=list)
 
     @property
     def n_ok(self) -> int:
@@ -168,9 +170,14 @@ def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], s
 def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
               rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
               build_root: Path | None = None, waves: bool = False, verbose: bool = False,
+              error_cases: list[dict] | None = None,
               status: Callable[[str], None] = lambda msg: None) -> CosimResult:
     """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
-    computed with `cfg`. The two differ only in tests that prove mismatches are caught."""
+    computed with `cfg`. The two differ only in tests that prove mismatches are caught.
+
+    `error_cases` (see sim/tb_top.py) run before the scored inferences: each is a dict with
+    `descriptors` (lists of 8 descriptor words, written unchecked), `input` (written for the
+    program's first layer), `timeout_us` and optionally `num_layers` and `name`."""
     b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
     status(f"golden model: {len(inputs)} inference(s)")
     expected = golden_outputs(cfg, prog, inputs, seeds)
@@ -180,7 +187,8 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
     with run_dir as tmp:
         tmp = Path(tmp)
         job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
-               "seeds": list(seeds), "expected": expected, "check_identity": check_identity}
+               "seeds": list(seeds), "expected": expected, "check_identity": check_identity,
+               "error_cases": list(error_cases or [])}
         (tmp / "job.pkl").write_bytes(pickle.dumps(job))
         res_path = tmp / "results.json"
         t0 = time.perf_counter()
@@ -205,4 +213,4 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
     if r.get("error"):
         raise ChipError(r["error"])
     return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], r["mismatches"], r["load_s"], wall, log,
-                       list(prog.names), dump)
+                       list(prog.names), dump, r.get("error_cases", []))

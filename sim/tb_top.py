@@ -4,9 +4,16 @@ input layer by layer (step mode), score every layer's integers against the golde
 The job (program, inputs, seeds, expected layer outputs) comes from the pickle named by
 AONCIM_JOB; results go to the JSON file named by AONCIM_RESULTS. The testbench is thin: the host
 driver, the AXI bus adapter and the scoreboard do the work.
+
+A job may also carry `error_cases`: descriptor lists written through the driver without
+Program.check, to exercise the chip's own descriptor checks. Each is run with a timeout (a hang is
+reported, not waited for), and STATUS, the driver's message and the activation and output
+memories before and after are recorded; afterwards the job's program is restored for the scored
+inferences, which so also prove that the chip recovers from an error.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -14,11 +21,13 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
 from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import AonCimDriver, ChipError
 from aoncim.firmware.image import read_image
+from aoncim.program import LayerDescriptor
+from aoncim.regmap import Reg, Region
 from aoncim.sim.host_bus import AxiLiteHostBus
 from aoncim.sim.scoreboard import Scoreboard
 
@@ -28,6 +37,32 @@ async def reset(dut) -> None:
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
+
+
+async def memories(drv: AonCimDriver) -> dict[str, list[int]]:
+    """Every word of the activation banks and the output memory."""
+    c, base = drv.cfg, drv.amap.base
+    return {r.name: await drv.bus.read_words(base(r), n)
+            for r, n in ((Region.ACT0, c.act_depth), (Region.ACT1, c.act_depth), (Region.OUT, c.out_depth))}
+
+
+async def run_error_case(drv: AonCimDriver, prog, case: dict) -> dict:
+    layers = [LayerDescriptor.unpack(w) for w in case["descriptors"]]
+    await drv.load_descriptors(layers, case.get("num_layers"))
+    await drv.write_input(prog, case["input"])
+    before = await memories(drv)
+    names = [case.get("name", "bad")] * len(layers)
+    message = None
+    try:
+        # Bounded: a chip that hangs on a malformed descriptor fails the case instead of the run.
+        await with_timeout(drv.run(dataclasses.replace(prog, layers=layers, names=names), seed=1),
+                           case["timeout_us"], "us")
+    except ChipError as e:
+        message = str(e)
+    except SimTimeoutError:
+        message = "timeout"
+    return {"status": await drv.reg_read(Reg.STATUS), "message": message, "before": before,
+            "after": await memories(drv)}
 
 
 @cocotb.test()
@@ -53,6 +88,10 @@ async def run_job(dut):
     t0 = time.perf_counter()
     await drv.load_program(prog)
     results["load_s"] = time.perf_counter() - t0
+
+    if job.get("error_cases"):
+        results["error_cases"] = [await run_error_case(drv, prog, case) for case in job["error_cases"]]
+        await drv.load_descriptors(prog.layers)
 
     sb = Scoreboard(len(prog.layers))
     for i, (x, seed, expected) in enumerate(zip(job["inputs"], job["seeds"], job["expected"])):

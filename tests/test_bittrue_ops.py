@@ -157,3 +157,39 @@ def test_programmed_array_drifts_and_compensation_recovers():
     agree_drift = (top1(day) == ref).float().mean()
     agree_comp = (top1(compensated(t0, day, cfg)) == ref).float().mean()
     assert agree_comp >= agree_drift and agree_comp > 0.8, (agree_drift, agree_comp)
+
+
+def test_per_column_mapping_uses_each_columns_full_range():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(32, 8))
+    with torch.no_grad():
+        net[0].weight[0] *= 50  # one loud column
+    prog = compile_network(net, CFG, torch.rand(16, 32, 1, 1).reshape(16, 32, 1, 1))
+    d = prog.layers[0]
+    dg = (prog.g_plus - prog.g_minus)[: d.k_rows, d.col0 : d.col0 + d.out_c]
+    assert (np.abs(dg).max(0) == CFG.gcode_max).all()
+    from aoncim.model.analog import convert_to_analog
+
+    convert_to_analog(net, CFG, per_channel=False)  # an analog layer trained with one w_max per layer
+    prog = compile_network(net, CFG, torch.rand(16, 32, 1, 1))
+    dg = (prog.g_plus - prog.g_minus)[: d.k_rows, d.col0 : d.col0 + d.out_c]
+    assert np.abs(dg[:, 0]).max() == CFG.gcode_max and np.abs(dg[:, 1:]).max() < CFG.gcode_max // 10
+
+
+def test_activation_grid_follows_trained_input_ranges():
+    """The compiler quantises a layer's output on the DAC range its consumer was trained with."""
+    from aoncim.model.analog import calibrate_input_ranges, convert_to_analog, set_analog_mode
+
+    net = convert_to_analog(bn_pool_net(4))
+    x = torch.rand(32, 1, 16, 16)
+    calibrate_input_ranges(net, x)
+    convs = [m for m in net if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        convs[1].input_range.fill_(1.234)  # as if training had moved it
+    set_analog_mode(net, "ideal")
+    prog = compile_network(net, CFG, x)
+    layers = BitTrueExecutor(CFG, prog).run_batch(quantise_input(x[:8], 8), np.arange(8))
+    got = layers[0].output.double().numpy() * (1.234 / 255)  # codes on the trained grid, HWC
+    with torch.no_grad():
+        z = net[2](net[1](net[0](x[:8]))).permute(0, 2, 3, 1).double().numpy().clip(0, 1.234)
+    assert np.abs(got - z).mean() < 0.02 * 1.234 and np.corrcoef(got.ravel(), z.ravel())[0, 1] > 0.99

@@ -11,6 +11,7 @@ from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import compile_network
 from aoncim.firmware.driver import AonCimDriver
 from aoncim.hw.top import AonCimCore
+from aoncim.regmap import ST_ERROR, ErrorCode, Reg
 from aoncim.sim.amaranth_bus import AmaranthHostBus
 from aoncim.sim.runner import golden_outputs
 from aoncim.sim.scoreboard import Scoreboard
@@ -57,3 +58,41 @@ def test_core_bit_exact_small_net(act_bits):
     assert sb.mismatches == [], "\n".join(map(str, sb.mismatches))
     assert all(sb.passed) and sb.compared == [2 * 4 * 4 * 12, 2 * 2 * 2 * 6, 2 * 5]
     assert counters[0]["mvms"] == 16 + 4 + 1
+
+
+def test_alpha_registers_reset_write_and_read_back():
+    """One alpha register per layer: 1.0 out of reset, written and read back by the driver, which
+    refuses values the registers cannot hold."""
+    dut = AonCimCore(SMALL)
+    seen = {}
+
+    async def tb(ctx):
+        drv = AonCimDriver(AmaranthHostBus(ctx, dut.bus, dut.irq), SMALL)
+        seen["reset"] = await drv.read_alpha(SMALL.max_layers)
+        await drv.write_alpha([5, (1 << SMALL.alpha_bits) - 1], first_layer=2)
+        seen["written"] = await drv.read_alpha(SMALL.max_layers)
+        seen["num_layers"] = await drv.reg_read(Reg.NUM_LAYERS)  # the scalar registers are not aliased
+        for bad in ([1 << SMALL.alpha_bits], [-1]):
+            with pytest.raises(ValueError, match="alpha_bits"):
+                await drv.write_alpha(bad)
+        with pytest.raises(ValueError, match="alpha registers"):
+            await drv.write_alpha([SMALL.alpha_one] * (SMALL.max_layers + 1))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    one = SMALL.alpha_one
+    assert seen["reset"] == [one] * SMALL.max_layers
+    assert seen["written"] == [one, one, 5, (1 << SMALL.alpha_bits) - 1]
+    assert seen["num_layers"] == 0
+
+
+def test_error_message_names_layer_and_problem():
+    prog = compile_network(small_net(0), SMALL, torch.rand(8, 2, 4, 4), act_bits=4)
+    status = ST_ERROR | (1 << 8) | (ErrorCode.ARRAY_COLS << 16)
+    msg = AonCimDriver.error_message(status, prog)
+    assert msg == (f"chip stopped with error 8 in layer 1 ({prog.layer_name(1)}): ARRAY_COLS: "
+                   "columns col0..col0+out_c-1 outside the array")
+    assert "at start: NO_LAYERS" in AonCimDriver.error_message(ST_ERROR | (ErrorCode.NO_LAYERS << 16))
+    assert "unknown error code 99" in AonCimDriver.error_message(ST_ERROR | (99 << 16))

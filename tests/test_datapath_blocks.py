@@ -67,30 +67,121 @@ def _desc(**kw):
     return LayerDescriptor(**base)
 
 
-@pytest.mark.parametrize("to_out,relu,out_bits", [(0, 0, 8), (0, 0, 4), (1, 0, 8), (1, 1, 8)])
-def test_postprocessor_matches_model(to_out, relu, out_bits):
-    rng = np.random.default_rng(to_out * 4 + relu + out_bits)
-    dut = PostProcessor(CFG)
-    smax, bmax = 2 ** (CFG.pp_scale_bits - 1), 2 ** (CFG.pp_bias_bits - 1)
-    vec = [(int(rng.integers(-CFG.adc_max, CFG.adc_max + 1)), int(rng.integers(-smax, smax)),
-            int(rng.integers(-bmax, bmax) >> rng.integers(0, 28)), int(rng.integers(0, CFG.pp_shift_max + 1)))
-           for _ in range(300)]
+def pp_reference(cfg, code, alpha, scale, bias, shift, to_out, relu, out_bits, passthrough=0):
+    """Contract step 6 in Python integers (no width limit): the post-processing unit's model."""
+    f = cfg.alpha_frac_bits
+    y = code if passthrough else (code * alpha * scale + (bias << f) + ((1 << (shift + f)) >> 1)) >> (shift + f)
+    if to_out:
+        lo = 0 if relu else -(1 << (cfg.out_bits - 1))
+        return min(max(y, lo), (1 << (cfg.out_bits - 1)) - 1)
+    return min(max(y, 0), (1 << out_bits) - 1)
+
+
+def run_postprocessor(cfg, vec, to_out, relu, out_bits, passthrough=0):
+    """Drive (code, alpha, scale, bias, shift) vectors one per cycle; return out_y of each."""
+    dut = PostProcessor(cfg)
     got = []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
     async def tb(ctx):
         ctx.set(dut.to_out, to_out), ctx.set(dut.relu, relu), ctx.set(dut.out_bits, out_bits)
-        for code, scale, bias, shift in vec:
+        ctx.set(dut.passthrough, passthrough)
+        for i, (code, alpha, scale, bias, shift) in enumerate(vec):
             ctx.set(dut.in_valid, 1), ctx.set(dut.in_code, code), ctx.set(dut.in_scale, scale)
-            ctx.set(dut.in_bias, bias), ctx.set(dut.shift, shift)
+            ctx.set(dut.in_bias, bias), ctx.set(dut.shift, shift), ctx.set(dut.alpha, alpha)
+            ctx.set(dut.in_addr, i % 64)
             await ctx.tick()
-            assert ctx.get(dut.out_valid)
+            assert ctx.get(dut.out_valid) and ctx.get(dut.out_addr) == i % 64
             got.append(ctx.get(dut.out_y))
 
     sim.add_testbench(tb)
     sim.run()
+    return got
+
+
+def pp_vectors(cfg, rng, n):
+    """Random operands over the full ranges, plus every combination of the extremes."""
+    smax, bmax = 2 ** (cfg.pp_scale_bits - 1), 2 ** (cfg.pp_bias_bits - 1)
+    sum_max, amax = 2**cfg.pool_sum_bits - 1, 2**cfg.alpha_bits - 1
+    vec = []
+    for _ in range(n):
+        code = int(rng.integers(-cfg.adc_max, cfg.adc_max + 1)) if rng.random() < 0.5 else int(rng.integers(0, sum_max + 1))
+        alpha = cfg.alpha_one if rng.random() < 0.2 else int(rng.integers(0, amax + 1))
+        vec.append((code, alpha, int(rng.integers(-smax, smax)), int(rng.integers(-bmax, bmax) >> rng.integers(0, 28)),
+                    int(rng.integers(0, cfg.pp_shift_max + 1))))
+    for code in (-cfg.adc_max, sum_max):
+        for alpha in (0, amax):
+            for scale in (-smax, smax - 1):
+                for bias in (-bmax, bmax - 1):
+                    for shift in (0, cfg.pp_shift_max):
+                        vec.append((code, alpha, scale, bias, shift))
+    return vec
+
+
+@pytest.mark.parametrize("to_out,relu,out_bits", [(0, 0, 8), (0, 0, 4), (1, 0, 8), (1, 1, 8)])
+def test_postprocessor_matches_model(to_out, relu, out_bits):
+    """Random alpha, ADC codes and pooling sums: the RTL equals the golden model's PostProcessing."""
+    rng = np.random.default_rng(to_out * 4 + relu + out_bits)
+    vec = pp_vectors(CFG, rng, 300)
+    got = run_postprocessor(CFG, vec, to_out, relu, out_bits)
     pp = PostProcessing(CFG)
     want = [int(pp(torch.tensor(c), torch.tensor(s), torch.tensor(b),
-                   _desc(shift=sh, to_out=to_out, relu=relu, out_bits=out_bits))) for c, s, b, sh in vec]
+                   _desc(shift=sh, to_out=to_out, relu=relu, out_bits=out_bits), alpha=a)) for c, a, s, b, sh in vec]
     assert got == want
+    assert want == [pp_reference(CFG, *v, to_out, relu, out_bits) for v in vec]
+
+
+@pytest.mark.parametrize("cfg", [
+    AonCimConfig(alpha_bits=24, alpha_frac_bits=23, pool_sum_bits=24, pp_scale_bits=24, pp_bias_bits=32,
+                 pp_shift_max=31, out_bits=32),
+    AonCimConfig(adc_bits=16, alpha_bits=2, alpha_frac_bits=0, pool_sum_bits=9, pp_scale_bits=2, pp_bias_bits=8,
+                 pp_shift_max=1, out_bits=9),
+], ids=["widest", "narrowest"])
+def test_postprocessor_exact_at_extreme_widths(cfg):
+    """The accumulator width comes from the config: no overflow at the widest operands (where the
+    product needs more than 64 bits) and no waste at the narrowest."""
+    rng = np.random.default_rng(5)
+    vec = pp_vectors(cfg, rng, 200)
+    for to_out, relu in ((0, 0), (1, 0)):
+        assert run_postprocessor(cfg, vec, to_out, relu, 8) == [pp_reference(cfg, *v, to_out, relu, 8) for v in vec]
+
+
+def test_postprocessor_passthrough_is_max_pooling():
+    rng = np.random.default_rng(9)
+    vec = [(int(rng.integers(0, 256)), int(rng.integers(0, 2**16)), int(rng.integers(-2**15, 2**15)), 0, 3)
+           for _ in range(100)]
+    assert run_postprocessor(CFG, vec, 0, 0, 8, passthrough=1) == [v[0] for v in vec]
+
+
+@pytest.mark.parametrize("mode", ["max", "sum"])
+def test_pool_unit_matches_model(mode):
+    """Windows of 1..25 codes back to back, with idle cycles between some, against max/sum."""
+    from aoncim.hw.pool import PoolUnit
+
+    rng = np.random.default_rng(len(mode))
+    windows = [rng.integers(0, 2**CFG.dac_bits, int(rng.integers(1, 26))) for _ in range(60)]
+    windows.append(np.full(16, 2**CFG.dac_bits - 1))  # the largest global-average-pool sum of a 4x4 map
+    dut = PoolUnit(CFG)
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def tb(ctx):
+        ctx.set(dut.sum, mode == "sum")
+        for w in windows:
+            for i, x in enumerate(w):
+                ctx.set(dut.in_valid, 1), ctx.set(dut.in_x, int(x))
+                ctx.set(dut.in_first, i == 0), ctx.set(dut.in_last, i == len(w) - 1)
+                if ctx.get(dut.out_valid):
+                    got.append(ctx.get(dut.out_value))
+                await ctx.tick()
+            if rng.random() < 0.3:
+                ctx.set(dut.in_valid, 0), ctx.set(dut.in_x, 77)
+                assert not ctx.get(dut.out_valid)
+                await ctx.tick()
+
+    sim.add_testbench(tb)
+    sim.run()
+    x = [torch.as_tensor(w) for w in windows]
+    assert got == [int(w.sum() if mode == "sum" else w.max()) for w in x]

@@ -1,0 +1,193 @@
+"""Co-simulation of the whole contract under Verilator: pooling layers, drift-compensation alpha,
+and the chip's own descriptor checks.
+
+All tests share one small config (one Verilator build, cached on disk): the array of the small
+config in test_cosim.py with room for an eight-layer network with max pooling (overlapping,
+non-square and strided windows), average pooling and global average pooling.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aoncim.config import AonCimConfig
+from aoncim.firmware.compiler import compile_network
+from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, ProgramError
+from aoncim.regmap import ST_BUSY, ST_ERROR, ErrorCode
+from aoncim.sim.runner import golden_outputs, run_cosim
+
+pytestmark = pytest.mark.cosim
+
+CFG = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8)
+IN_SHAPE = (8, 8, 2)  # H, W, C
+
+
+def pool_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d((3, 2), stride=1), nn.MaxPool2d(2),
+        nn.Conv2d(6, 12, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2, stride=1),
+        nn.Conv2d(12, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+
+
+def pool_job(act_bits, n, seed):
+    prog = compile_network(pool_net(seed), CFG, torch.rand(32, 2, 8, 8), act_bits=act_bits)
+    assert [d.opcode for d in prog.layers] == [OP_MVM, OP_MAXPOOL, OP_MAXPOOL, OP_MVM, OP_AVGPOOL, OP_MVM,
+                                               OP_AVGPOOL, OP_MVM]
+    assert (prog.layers[6].k_h, prog.layers[6].out_h) == (2, 1)  # global average pooling
+    rng = np.random.default_rng(seed)
+    inputs = [rng.integers(0, 2**act_bits, IN_SHAPE) for _ in range(n)]
+    return prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)]
+
+
+def schedule_cycles(cfg, prog) -> int:
+    """Clock cycles of one inference by the schedule in docs/architecture.md ("Schedule")."""
+    total = 0
+    for d in prog.layers:
+        total += 3  # FETCH, DECODE, CHECK
+        if d.is_mvm:
+            slots = (d.col0 + d.out_c - 1) // cfg.n_adcs - d.col0 // cfg.n_adcs + 1
+            total += d.positions * (d.k_rows + 2**d.in_bits + slots + d.out_c + 1) + 2
+        else:
+            total += d.positions * d.out_c * d.k_h * d.k_w + 3
+    return total
+
+
+def check_bit_exact(r, prog, n):
+    assert r.mismatches == [], "\n".join(r.mismatches)
+    assert r.n_ok == n
+    assert r.compared == [n * d.out_h * d.out_w * d.out_c for d in prog.layers]
+    assert all(inf["mvms"] == sum(d.mvms for d in prog.layers) for inf in r.inferences)
+    assert all(inf["cycles"] == schedule_cycles(CFG, prog) for inf in r.inferences)
+
+
+@pytest.mark.parametrize("act_bits", [8, 4])
+def test_pool_net_bit_exact(act_bits):
+    """Max, average and global average pooling, layer by layer, with read noise."""
+    prog, inputs, seeds = pool_job(act_bits, n=3, seed=act_bits)
+    r = run_cosim(CFG, prog, inputs, seeds)
+    check_bit_exact(r, prog, 3)
+
+
+def test_alpha_bit_exact():
+    """Per-layer drift-compensation alpha != 1.0 on every MVM and average-pooling layer."""
+    prog, inputs, seeds = pool_job(6, n=4, seed=6)
+    rng = np.random.default_rng(6)
+    one = CFG.alpha_one
+    alpha = rng.integers(one // 2, 2 * one, len(prog.layers))
+    alpha[5] = one  # an uncompensated layer between compensated ones
+    alpha[7] = (1 << CFG.alpha_bits) - 1  # the largest alpha saturates the logits
+    prog = dataclasses.replace(prog, alpha=alpha)
+    plain = golden_outputs(CFG, dataclasses.replace(prog, alpha=None), inputs, seeds)
+    comp = golden_outputs(CFG, prog, inputs, seeds)
+    # Every alpha'd layer must change the golden outputs, or the test could not see a missing alpha.
+    assert all(not np.array_equal(plain[0][i], comp[0][i]) for i in (0, 3, 4, 6, 7))
+    r = run_cosim(CFG, prog, inputs, seeds)
+    check_bit_exact(r, prog, 4)
+
+
+def error_cases(prog):
+    """(name, descriptors, num_layers or None, expected code, layer) of malformed programs, each
+    rejected by Program.check on the host too. The pooling layers read the first MVM's output bank."""
+    L, R = prog.layers, dataclasses.replace
+    conv, mp, conv2, avg, fc = L[0], L[1], L[3], L[4], L[7]
+    c, E = CFG, ErrorCode
+    pad_mp = R(mp, pad=1, out_h=(mp.in_h + 2 - mp.k_h) // mp.stride + 1, out_w=(mp.in_w + 2 - mp.k_w) // mp.stride + 1)
+    big_gap = R(avg, in_h=17, in_w=16, in_c=1, k_h=17, k_w=16, out_h=1, out_w=1, out_c=1, stride=1)
+    return [
+        ("opcode 0", [R(conv, opcode=0)], None, E.BAD_OPCODE, 0),
+        ("opcode 7 after a good layer", [conv, R(mp, opcode=7)], None, E.BAD_OPCODE, 1),
+        ("no layers", [conv], 0, E.NO_LAYERS, 0),
+        ("more layers than max_layers", [conv], c.max_layers + 1, E.TOO_MANY_LAYERS, 0),
+        ("5-bit input", [R(conv, in_bits=5)], None, E.BAD_BITS, 0),
+        ("0-bit output", [R(mp, out_bits=0)], None, E.BAD_BITS, 0),
+        ("no input channels", [R(conv, in_c=0, k_rows=0)], None, E.ZERO_SIZE, 0),
+        ("no output channels", [R(conv, out_c=0)], None, E.ZERO_SIZE, 0),
+        ("stride 0", [R(mp, stride=0)], None, E.ZERO_SIZE, 0),
+        ("output height", [R(conv, out_h=conv.out_h + 1)], None, E.BAD_GEOMETRY, 0),
+        ("k_rows", [R(conv, k_rows=conv.k_rows - 1)], None, E.BAD_GEOMETRY, 0),
+        ("pool window beyond the map", [R(mp, out_w=mp.out_w + 1)], None, E.BAD_GEOMETRY, 0),
+        ("rows beyond the array", [R(conv, row0=c.rows - conv.k_rows + 1)], None, E.ARRAY_ROWS, 0),
+        ("columns beyond the array", [conv, R(conv2, col0=c.cols - conv2.out_c + 1)], None, E.ARRAY_COLS, 1),
+        ("padded max pool", [pad_mp], None, E.BAD_POOL, 0),
+        ("max pool to the output memory", [R(mp, to_out=1)], None, E.BAD_POOL, 0),
+        ("max pool changes bits", [R(mp, out_bits=4)], None, E.BAD_POOL, 0),
+        ("average pool changes channels", [R(avg, out_c=avg.out_c - 1)], None, E.BAD_POOL, 0),
+        ("pool sum too wide", [big_gap], None, E.POOL_SUM, 0),
+        ("parameters beyond param_depth", [R(conv, param_base=c.param_depth - conv.out_c + 1)], None, E.PARAM_RANGE, 0),
+        ("shift", [R(conv, shift=c.pp_shift_max + 1)], None, E.BAD_SHIFT, 0),
+        ("input beyond act_depth", [R(conv, in_base=c.act_depth - conv.in_h * conv.in_w * conv.in_c + 1)], None,
+         E.IN_RANGE, 0),
+        ("output beyond act_depth", [conv, R(conv2, out_base=c.act_depth - conv2.positions * conv2.out_c + 1)], None,
+         E.OUT_RANGE, 1),
+        ("output beyond out_depth", [R(fc, out_base=c.out_depth - fc.out_c + 1)], None, E.OUT_RANGE, 0),
+        ("output over its own input", [R(conv, out_bank=conv.in_bank, out_base=conv.in_base + 1)], None,
+         E.ACT_OVERLAP, 0),
+    ]
+
+
+def test_malformed_descriptors_stop_with_error_code():
+    """Every hardware error code, from descriptors written behind Program.check's back: the run
+    stops (no hang) with the code and layer in STATUS, the driver names both, the failing layer
+    writes nothing, and a good program runs bit-exact afterwards."""
+    prog, inputs, seeds = pool_job(8, n=1, seed=1)
+    cases = error_cases(prog)
+    codes = {code for *_, code, _ in cases}
+    assert codes == set(ErrorCode) - {ErrorCode.NONE}, "every error code needs a case"
+    for name, layers, num, code, layer in cases:
+        for d in layers[:layer]:
+            d.check(CFG)
+        if num is None:
+            with pytest.raises(ProgramError):
+                layers[layer].check(CFG)
+    # A fresh input per case, so that a good layer before the failing one visibly writes.
+    rng = np.random.default_rng(2)
+    jobs = [{"name": name, "descriptors": [d.pack() for d in layers], "num_layers": num,
+             "input": rng.integers(0, 256, IN_SHAPE), "timeout_us": 1000} for name, layers, num, *_ in cases]
+    r = run_cosim(CFG, prog, inputs, seeds, error_cases=jobs)
+    assert len(r.error_cases) == len(cases)
+    for (name, layers, num, code, layer), res in zip(cases, r.error_cases):
+        st = res["status"]
+        assert res["message"] != "timeout", f"{name}: the chip hung"
+        assert st & ST_ERROR and not st & ST_BUSY, f"{name}: STATUS {st:#x}"
+        assert ((st >> 16) & 0xFF, (st >> 8) & 0xFF) == (code, layer), f"{name}: STATUS {st:#x}"
+        assert code.name in res["message"] and code.__doc__ in res["message"], res["message"]
+        if num is None:
+            assert f"in layer {layer} ({name})" in res["message"], res["message"]
+        # Only the good layers before the failing one may have written anything.
+        written = {(("OUT" if d.to_out else f"ACT{d.out_bank}"), d.out_base + k)
+                   for d in layers[:layer] for k in range(d.positions * d.out_c)}
+        changed = {(mem, k) for mem, words in res["before"].items()
+                   for k, (a, b) in enumerate(zip(words, res["after"][mem])) if a != b}
+        assert changed <= written, f"{name}: wrote {sorted(changed - written)[:5]}"
+        if written:
+            assert changed, f"{name}: the good layer before the failing one wrote nothing"
+    check_bit_exact(r, prog, 1)
+
+
+@pytest.mark.slow
+def test_shipped_kws_after_a_day_of_drift_bit_exact():
+    """The shipped AnalogNet-KWS (global average pooling) on the default chip, a day after
+    programming, with the host's drift-compensation alphas: ~30 s with the default-config build
+    cached (test_cosim.py builds it), ~1.5 min more without."""
+    from aoncim.config import DEFAULT_CONFIG
+    from aoncim.firmware.compiler import quantise_input
+    from aoncim.model.analog import set_analog_mode
+    from aoncim.model.snapshot import ProgrammedArray, compensated
+    from aoncim.model.tasks import get_task, load_checkpoint
+
+    task = get_task("kws")
+    _, hwa, scaler, _ = load_checkpoint(task, None, DEFAULT_CONFIG)
+    x = scaler(task.load("test")[0][:64])
+    set_analog_mode(hwa, "ideal")
+    prog = compile_network(hwa, DEFAULT_CONFIG, x, act_bits=8)
+    arr = ProgrammedArray(prog, DEFAULT_CONFIG, seed=1)
+    day = compensated(arr.at(1.0), arr.at(86400.0), DEFAULT_CONFIG)
+    alpha = day.alphas(DEFAULT_CONFIG)
+    assert OP_AVGPOOL in [d.opcode for d in day.layers]
+    assert np.all(alpha[day.mvm_layers] > DEFAULT_CONFIG.alpha_one)  # drift lowered every layer's gain
+    r = run_cosim(DEFAULT_CONFIG, day, list(quantise_input(x[:2], 8)), [11, 12])
+    assert r.mismatches == [], "\n".join(r.mismatches)
+    assert r.n_ok == 2

@@ -1,0 +1,117 @@
+"""`aoncim verilog` and `aoncim config`: generated files, the register map covering the whole of
+aoncim.regmap, and one-line errors for bad config files."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from aoncim.cli import main
+from aoncim.config import DEFAULT_CONFIG, AonCimConfig
+from aoncim.hw.docgen import top_ports
+from aoncim.regmap import CHIP_ID, AddressMap, ErrorCode, Reg, Region
+
+SMALL_TOML = """\
+# the config of tests/test_core_amaranth.py
+rows = 128
+cols = 64
+n_adcs = 8
+act_depth = 256
+out_depth = 64
+param_depth = 128
+max_layers = 4
+"""
+SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def one_error_line(result, match):
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aoncim: error: "), result.output
+    assert match in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    d = tmp_path_factory.mktemp("verilog")
+    (d / "small.toml").write_text(SMALL_TOML)
+    r = invoke("verilog", "--config", str(d / "small.toml"), "-o", str(d / "gen"))
+    assert r.exit_code == 0, r.output
+    return d / "gen"
+
+
+def test_verilog_writes_the_files(generated):
+    assert sorted(p.name for p in generated.iterdir()) == ["aoncim_top.v", "config.toml", "ports.md", "regmap.md"]
+    assert f"{SMALL.config_hash:#010x}" in (generated / "aoncim_top.v").read_text().splitlines()[0]
+    assert AonCimConfig.from_file(generated / "config.toml") == SMALL
+
+
+def test_regmap_doc_lists_every_register_region_and_error_code(generated):
+    md = (generated / "regmap.md").read_text()
+    amap = AddressMap(SMALL)
+    for r in Reg:
+        assert f"| `{r.name}` |" in md and f"`{amap.reg(r):#010x}`" in md, r.name
+    for region in Region:
+        assert f"| {region.name} | `{amap.base(region):#010x}` |" in md, region.name
+    for e in ErrorCode:
+        assert f"| {int(e)} | `{e.name}` |" in md, e.name
+    # reset values are read back from the RTL
+    assert f"| `ID` | RO | `{CHIP_ID:#010x}` |" in md
+    assert f"| `CONFIG_HASH` | RO | `{SMALL.config_hash:#010x}` |" in md
+
+
+def test_port_list_matches_the_verilog(generated):
+    ports = {name: (d, w) for name, d, w in top_ports((generated / "aoncim_top.v").read_text())}
+    a = AddressMap(SMALL).byte_addr_bits
+    assert ports["s_axil__awaddr"] == ("input", a) and ports["s_axil__rdata"] == ("output", 32)
+    assert ports["clk"] == ("input", 1) and ports["irq"] == ("output", 1)
+    md = (generated / "ports.md").read_text()
+    assert all(f"| `{name}` |" in md for name in ports)
+
+
+def test_config_dump_round_trips(tmp_path):
+    r = invoke("config", "--dump")
+    assert r.exit_code == 0, r.output
+    p = tmp_path / "default.toml"
+    p.write_text(r.output)
+    cfg = AonCimConfig.from_file(p)
+    assert cfg == DEFAULT_CONFIG and cfg.config_hash == DEFAULT_CONFIG.config_hash
+    r = invoke("config", "--config", str(p))
+    assert r.exit_code == 0 and f"{DEFAULT_CONFIG.config_hash:#010x}" in r.output
+
+
+def test_json_config_still_reads(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"rows": 512, "g_max_us": 25}))
+    cfg = AonCimConfig.from_file(p)
+    # an integer in a float field is the same config (and hash) as the float
+    assert cfg.rows == 512 and cfg.config_hash == AonCimConfig(rows=512).config_hash
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("unknown.toml", "rows = 512\ncolz = 3\n", "colz (did you mean cols?)"),
+    ("range.toml", "adc_bits = 40\n", "adc_bits=40 must be in 2..16"),
+    ("pow2.toml", "rows = 1000\n", "rows=1000 must be a positive power of two"),
+    ("type.toml", 'dac_bits = "eight"\n', "dac_bits='eight': expected an integer"),
+    ("list.toml", "act_bits_supported = 8\n", "act_bits_supported=8: expected a list of integers"),
+    ("malformed.toml", "rows = [1024\n", "is not valid TOML"),
+    ("malformed.json", '{"rows": ', "is not valid JSON"),
+    ("missing.toml", None, "not found"),
+])
+def test_bad_config_file_is_one_line(tmp_path, name, text, match):
+    p = tmp_path / name
+    if text is not None:
+        p.write_text(text)
+    one_error_line(invoke("verilog", "--config", str(p), "-o", str(tmp_path / "out")), match)
+    one_error_line(invoke("config", "--config", str(p)), match)
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_a_file_is_one_line(tmp_path):
+    f = tmp_path / "x.v"
+    f.write_text("")
+    one_error_line(invoke("verilog", "-o", str(f)), "not a directory")
