@@ -90,6 +90,12 @@ class AonCimConfig:
         need(2 <= self.alpha_bits <= 24 and 0 <= self.alpha_frac_bits < self.alpha_bits,
              f"alpha_bits={self.alpha_bits}, alpha_frac_bits={self.alpha_frac_bits}: need 0 <= frac < bits <= 24")
         need(self.dac_bits < self.pool_sum_bits <= 24, f"pool_sum_bits={self.pool_sum_bits} must be in dac_bits+1..24")
+        # The golden model computes post-processing in int64: code (or pool sum) x alpha x scale and
+        # bias << alpha_frac_bits must fit, with the rounding term, in 63 bits plus sign.
+        pp_bits = max(self.code_sum_bits, self.pool_sum_bits + 1) + self.alpha_bits + self.pp_scale_bits
+        need(pp_bits <= 62 and self.pp_bias_bits + self.alpha_frac_bits <= 62,
+             f"post-processing product needs {pp_bits} bits (max(code_sum_bits, pool_sum_bits+1) + alpha_bits + "
+             "pp_scale_bits) > 62: reduce pool_sum_bits, alpha_bits or pp_scale_bits")
         need(self.dac_bits < self.out_bits <= 32, f"out_bits={self.out_bits} must be in dac_bits+1..32")
         need(self.bus_data_bits == 32, "bus_data_bits must be 32 (AXI4-Lite)")
         need(self.max_layers <= 256, f"max_layers={self.max_layers} must be <= 256")
@@ -146,6 +152,18 @@ class AonCimConfig:
     def col_sum_bits(self) -> int:
         """Signed width of an exact column sum: rows * dac_max * gcode_max, plus sign."""
         return (self.rows * self.dac_max * self.gcode_max).bit_length() + 1
+
+    @property
+    def max_row_tiles(self) -> int:
+        """Most row tiles one layer can have (contract step 12): each tile takes out_c >= 1 columns
+        of its own, side by side."""
+        return self.cols
+
+    @property
+    def code_sum_bits(self) -> int:
+        """Signed width of a layer's ADC code summed over its row tiles: max_row_tiles * adc_max,
+        plus sign, so the digital sum is exact (no saturation) for any placeable layer."""
+        return (self.max_row_tiles * self.adc_max).bit_length() + 1
 
     @property
     def row_bits(self) -> int:

@@ -33,7 +33,7 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
     ("in_h", 12), ("in_w", 12), ("in_c", 12),
     ("k_h", 12), ("k_w", 12),
     ("out_h", 12), ("out_w", 12), ("out_c", 12),
-    ("k_rows", 16),      # k_h * k_w * in_c: rows of the placed rectangle
+    ("k_rows", 16),      # k_h * k_w * in_c: im2col rows; more than the array's rows -> row tiles
     ("row0", 16), ("col0", 16),
     ("param_base", 16),
     ("in_base", 16), ("out_base", 16),
@@ -83,10 +83,22 @@ class LayerDescriptor:
     def is_mvm(self) -> bool:
         return self.opcode == OP_MVM
 
-    @property
-    def mvms(self) -> int:
-        """Array MVMs this layer issues (pooling runs in the digital periphery)."""
-        return self.positions if self.is_mvm else 0
+    def tiles(self, rows: int) -> int:
+        """Row tiles of an MVM layer on an array of `rows` rows (contract step 12): tile t holds
+        im2col rows t*rows .. (t+1)*rows-1; 1 for a layer that fits, 0 for pooling."""
+        return -(-self.k_rows // rows) if self.is_mvm else 0
+
+    def tile_rects(self, rows: int) -> list[tuple[int, int, int, int]]:
+        """Per row tile t: (first im2col row, number of rows, array row, array column). Tiles sit
+        side by side along the columns from col0, out_c columns each, all from row0 (which is 0 for
+        a tiled layer, whose first tile fills every row)."""
+        return [(t * rows, min(rows, self.k_rows - t * rows), self.row0, self.col0 + t * self.out_c)
+                for t in range(self.tiles(rows))]
+
+    def mvms(self, rows: int) -> int:
+        """Array MVMs (one PWM window and conversion each) this layer issues on an array of `rows`
+        rows: one per output position and row tile; pooling runs in the digital periphery."""
+        return self.positions * self.tiles(rows)
 
     def pack(self) -> list[int]:
         value, pos = 0, 0
@@ -125,10 +137,15 @@ class LayerDescriptor:
              "output size inconsistent with input, kernel, stride and padding")
         if self.is_mvm:
             need(self.k_rows == self.k_h * self.k_w * self.in_c, "k_rows != k_h*k_w*in_c")
-            need(self.row0 + self.k_rows <= cfg.rows,
-                 f"rows {self.row0}..{self.row0 + self.k_rows - 1} exceed the array's {cfg.rows} rows")
-            need(self.col0 + self.out_c <= cfg.cols,
-                 f"columns {self.col0}..{self.col0 + self.out_c - 1} exceed the array's {cfg.cols} columns")
+            # Row tiles (contract step 12): the first tile has min(k_rows, rows) rows from row0, so a
+            # tiled layer starts at row 0; the tiles take out_c columns each, side by side.
+            tiles, height = self.tiles(cfg.rows), min(self.k_rows, cfg.rows)
+            need(self.row0 + height <= cfg.rows,
+                 f"rows {self.row0}..{self.row0 + height - 1} exceed the array's {cfg.rows} rows"
+                 + (f" (a layer of {tiles} row tiles must start at row 0)" if tiles > 1 else ""))
+            need(self.col0 + tiles * self.out_c <= cfg.cols,
+                 f"columns {self.col0}..{self.col0 + tiles * self.out_c - 1} exceed the array's {cfg.cols} columns"
+                 + (f" ({tiles} row tiles of {self.out_c} columns)" if tiles > 1 else ""))
         else:
             need(self.k_rows == 0 and self.row0 == 0 and self.col0 == 0, "a pooling layer uses no array rows/columns")
             need(self.out_c == self.in_c, "a pooling layer keeps the channel count")
@@ -205,14 +222,40 @@ class Program:
     def layer_name(self, i: int) -> str:
         return self.names[i] if i < len(self.names) else f"L{i}"
 
+    @property
+    def rows(self) -> int:
+        """Rows of the array the program was placed on (its conductance arrays are the whole array)."""
+        return self.g_plus.shape[0]
+
     def used_rect(self, i: int) -> tuple[int, int, int, int]:
-        """(row0, rows, col0, cols) of layer i's conductances; (0, 0, 0, 0) for a pooling layer."""
+        """(row0, rows, col0, cols) of layer i's conductances; (0, 0, 0, 0) for a pooling layer.
+        For a row-tiled layer, the bounding box of its tiles (the last tile's unused rows included)."""
         d = self.layers[i]
-        return (d.row0, d.k_rows, d.col0, d.out_c) if d.is_mvm else (0, 0, 0, 0)
+        if not d.is_mvm:
+            return (0, 0, 0, 0)
+        return (d.row0, min(d.k_rows, self.rows), d.col0, d.tiles(self.rows) * d.out_c)
+
+    def tile_rects(self, i: int) -> list[tuple[int, int, int, int]]:
+        """LayerDescriptor.tile_rects of layer i on this program's array."""
+        return self.layers[i].tile_rects(self.rows)
+
+    def layer_dg(self, i: int) -> np.ndarray:
+        """Layer i's conductance differences G+ - G- as the logical (k_rows, out_c) matrix of its
+        im2col rows, gathered from its row tiles."""
+        d = self.layers[i]
+        dg = np.zeros((d.k_rows, d.out_c), dtype=np.int64)
+        for lo, n, r0, c0 in self.tile_rects(i):
+            dg[lo : lo + n] = self.g_plus[r0 : r0 + n, c0 : c0 + d.out_c] - self.g_minus[r0 : r0 + n, c0 : c0 + d.out_c]
+        return dg
 
     @property
     def mvm_layers(self) -> list[int]:
         return [i for i, d in enumerate(self.layers) if d.is_mvm]
+
+    @property
+    def mvms(self) -> int:
+        """Array MVMs of one inference (the chip's MVMS counter after a run)."""
+        return sum(d.mvms(self.rows) for d in self.layers)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Program):

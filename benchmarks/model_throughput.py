@@ -21,6 +21,7 @@ from aoncim.firmware.compiler import compile_network, quantise_input
 from aoncim.model.analog import convert_to_analog, set_analog_mode
 from aoncim.model.analognets import analognet_kws, analognet_vww
 from aoncim.model.bittrue import BitTrueExecutor
+from aoncim.model.hwa import HwaRecipe, analog_kwargs
 
 
 def rate(fn, n_samples: int, min_seconds: float = 3.0) -> float:
@@ -64,7 +65,7 @@ def main() -> None:
         ex = BitTrueExecutor(cfg, prog)
         q = quantise_input(x, 8)
         bt = rate(lambda: ex.run_batch(q, np.arange(a.batch)), a.batch)
-        convert_to_analog(net, cfg, in_bits=8, weight_noise=0.05)
+        convert_to_analog(net, cfg, **analog_kwargs(HwaRecipe()))  # the shipped recipe: PCM-sampled noise
         set_analog_mode(net, "hwa")
         with torch.no_grad():
             net(x)  # calibrates the input ranges

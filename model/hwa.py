@@ -7,10 +7,15 @@ The recipe (docs/analognets.md has the numbers used for the shipped checkpoints)
    first layer's range is the input's full scale, 1.0, because the chip's input codes are the
    image/feature codes themselves.
 3. HWA retraining in "hwa" mode: DAC and ADC quantisation with straight-through gradients, the
-   fixed ADC range, additive output and short-term read noise, Gaussian weight noise injected per
-   mini-batch with std `weight_noise * w_max`, and weights clipped at `weight_clip_sigma` standard
-   deviations of their layer after every step so no outlier sets w_max for the whole layer. Batch norm stays digital: the compiler folds it into
-   the per-channel post-processing scale and bias.
+   fixed ADC range, additive output and short-term read noise, weights mapped per column
+   (`per_column`), and per mini-batch the weights as fresh simulated PCM devices read them,
+   compensated, at a log-uniform time in `pcm_train_times` (drift-aware noise: programming noise,
+   drift-exponent spread and 1/f read noise, not a Gaussian stand-in), plus Gaussian weight noise
+   of std `weight_noise * w_max`; weights are clipped at `weight_clip_sigma` standard deviations of
+   their layer after every step so no outlier sets w_max. Batch norm stays digital: the compiler
+   folds it into the per-channel post-processing scale and bias.
+Mini-batches are augmented (model/augment.py) and the loss label-smoothed: the offline sets are
+small, and margins are what analog noise eats.
 """
 from __future__ import annotations
 

@@ -388,3 +388,22 @@ def test_pcm_train_times_validation():
         make_linear(pcm_train_times=(0.0, 10.0))
     with pytest.raises(ValueError, match="pcm_train_times"):
         make_linear(pcm_train_times=(10.0, 1.0))
+
+
+def test_offset_calibration_cancels_the_error_along_the_mean_input():
+    from aoncim.model.analog import calibrate_offsets
+
+    layer, lin = make_linear(HI, n_in=128, n_out=32, out_noise_std=0.0, read_noise_scale=0.0)
+    layer.input_range.data.fill_(1.0)
+    x = torch.rand(512, 128, generator=gen(21), dtype=torch.float64)  # unsigned: mean 0.5 on every row
+    calibrate_offsets(layer, x)
+    assert layer.input_mean.shape == (128,) and float(layer.input_mean.mean()) == pytest.approx(0.5, abs=0.03)
+    bias_err = {}
+    with torch.no_grad():
+        for cal in (False, True):
+            set_analog_mode(layer, "inference", t_inf=86400.0, seed=3, offset_cal=cal)
+            bias_err[cal] = float((layer(x) - lin(x)).mean(0).abs().mean())
+    assert bias_err[True] < 0.2 * bias_err[False], bias_err
+    with torch.no_grad():
+        set_analog_mode(layer, "inference", t_inf=86400.0, seed=3, compensate=False)
+    assert layer._offset is None  # offsets are part of the compensation routine

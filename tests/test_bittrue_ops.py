@@ -193,3 +193,31 @@ def test_activation_grid_follows_trained_input_ranges():
     with torch.no_grad():
         z = net[2](net[1](net[0](x[:8]))).permute(0, 2, 3, 1).double().numpy().clip(0, 1.234)
     assert np.abs(got - z).mean() < 0.02 * 1.234 and np.corrcoef(got.ravel(), z.ravel())[0, 1] > 0.99
+
+
+def test_offset_calibration_removes_per_column_offsets():
+    """A programmed chip's per-column error along the mean input shows up as a per-channel offset of
+    the layer output; the host's offset calibration (snapshot.offset_bias) removes most of it."""
+    from aoncim.model.snapshot import ProgrammedArray, compensated
+
+    cfg = AonCimConfig()  # with read noise: the calibration averages it
+    x = torch.rand(64, 1, 16, 16)
+    prog = compile_network(bn_pool_net(5), cfg, x)
+    assert prog.calib_codes is not None and len(prog.calib_codes[0]) == prog.layers[0].k_rows
+    q, seeds = quantise_input(x[:32], 8), np.arange(32)
+    ideal = BitTrueExecutor(cfg, prog).run_batch(q, seeds)[0].output.double()
+    errs = {}
+    for s in range(3):
+        arr = ProgrammedArray(prog, cfg, seed=s)
+        ref, day = arr.at(1.0, read_seed=100 + s), arr.at(86400.0, read_seed=s)
+        for key, p in (("alpha", compensated(ref, day, cfg, s)), ("alpha+offset", compensated(ref, day, cfg, s, target=prog))):
+            out = BitTrueExecutor(cfg, p).run_batch(q, seeds)[0].output.double()
+            # Per-channel mean error over samples and positions (HWC: channel last).
+            errs.setdefault(key, []).append(float((out - ideal).mean((0, 1, 2)).abs().mean()))
+    assert np.mean(errs["alpha+offset"]) < 0.5 * np.mean(errs["alpha"]), errs
+    with pytest.raises(ValueError, match="calib_codes"):
+        from aoncim.model.snapshot import offset_bias
+
+        import dataclasses
+
+        offset_bias(dataclasses.replace(prog, calib_codes=None), prog, cfg)

@@ -5,13 +5,13 @@ import pytest
 
 from aoncim.config import DEFAULT_CONFIG as CFG
 from aoncim.firmware.compiler import compile_network, quantise_input
-from aoncim.model.analog import set_analog_mode
+from aoncim.model.analog import calibrate_offsets, set_analog_mode
 from aoncim.model.bittrue import BitTrueExecutor
 from aoncim.model.hwa import accuracy
 from aoncim.model.snapshot import ProgrammedArray, compensated
 from aoncim.model.tasks import get_task, load_checkpoint
 
-FLOOR = {"kws": 0.84, "vww": 0.74}  # offline test sets; chance is 1/12 and 1/2
+FLOOR = {"kws": 0.87, "vww": 0.81}  # offline test sets; chance is 1/12 and 1/2
 
 
 @pytest.fixture(scope="module", params=["kws", "vww"])
@@ -27,9 +27,12 @@ def test_float_models_classify(shipped):
     assert accuracy(fp, x, y) >= FLOOR[task.name]
     set_analog_mode(hwa, "hwa")
     assert accuracy(hwa, x, y) >= FLOOR[task.name] - 0.03
-    # Right after programming (programming noise only) the statistical model stays well above chance.
-    set_analog_mode(hwa, "inference", t_inf=1.0, seed=0)
-    assert accuracy(hwa, x, y) >= FLOOR[task.name] - 0.12
+    # A day after programming, compensated (alpha + per-column offset calibration), the statistical
+    # model keeps its accuracy on every chip tried.
+    calibrate_offsets(hwa, x[:256])
+    for seed in range(3):
+        set_analog_mode(hwa, "inference", t_inf=86400.0, seed=seed)
+        assert accuracy(hwa, x, y) >= FLOOR[task.name] - 0.03
     assert ck["recipe"]["act_bits"] == 8 and ck["info"]["data"] == "offline synthetic"
 
 
@@ -38,7 +41,11 @@ def test_bit_true_after_a_day_of_drift(shipped):
     set_analog_mode(hwa, "ideal")
     prog = compile_network(hwa, CFG, x[:256], act_bits=8)
     arr = ProgrammedArray(prog, CFG, seed=1)
-    day = compensated(arr.at(1.0), arr.at(86400.0), CFG)
+    day = compensated(arr.at(1.0), arr.at(86400.0), CFG, target=prog)
     out = BitTrueExecutor(CFG, day).run_batch(quantise_input(x[:200], 8), np.arange(200))[-1].output
     acc = float((out.reshape(200, -1).argmax(1) == y[:200]).float().mean())
-    assert acc >= FLOOR[task.name] - 0.15, acc
+    assert acc >= FLOOR[task.name] - 0.04, acc
+    # Without the offset calibration the same chip is worse or at best equal.
+    alpha_only = compensated(arr.at(1.0), arr.at(86400.0), CFG)
+    out = BitTrueExecutor(CFG, alpha_only).run_batch(quantise_input(x[:200], 8), np.arange(200))[-1].output
+    assert float((out.reshape(200, -1).argmax(1) == y[:200]).float().mean()) <= acc + 0.02
