@@ -37,7 +37,8 @@ class Reg(enum.IntEnum):
     NUM_LAYERS = 6    # RW   layers to run; START stops with NO_LAYERS / TOO_MANY_LAYERS outside 1..max_layers
     NOISE_SEED = 7    # RW   read-noise PRNG seed of the next run
     CYCLES = 8        # RO   clock cycles of the last/current run
-    MVMS = 9          # RO   array MVMs of the last/current run
+    MVMS = 9          # RO   array MVMs of the last/current run (from 0, whatever MVM_BASE)
+    MVM_BASE = 10     # RW   read-noise MVM counter of the next run's first MVM (host calibration reads)
     ALPHA = 16        # RW   drift-compensation alpha of layer 0; layer i at ALPHA + i (max_layers registers)
 
 
@@ -72,8 +73,8 @@ class ErrorCode(enum.IntEnum):
     ZERO_SIZE = 5, "zero stride, kernel, input or output size or channel count"
     BAD_GEOMETRY = 6, ("output size inconsistent with input, kernel, stride and padding, "
                        "or (MVM) k_rows != k_h*k_w*in_c")
-    ARRAY_ROWS = 7, "rows row0..row0+k_rows-1 outside the array"
-    ARRAY_COLS = 8, "columns col0..col0+out_c-1 outside the array"
+    ARRAY_ROWS = 7, "rows row0..row0+min(k_rows, rows)-1 outside the array (a row-tiled layer starts at row 0)"
+    ARRAY_COLS = 8, "columns col0..col0+tiles*out_c-1 outside the array (tiles = ceil(k_rows / rows))"
     BAD_POOL = 9, ("pooling layer with padding, array rows/columns, a channel count change, or "
                    "(max pooling) changed activation bits or a to_out destination")
     POOL_SUM = 10, "pooling window sum can exceed pool_sum_bits"

@@ -75,7 +75,7 @@ def main() -> None:
         with torch.no_grad():
             inf = rate(lambda: net(x), a.batch)
         params = sum(p.numel() for n, p in net.named_parameters() if not n.endswith("input_range"))
-        t.add_row(name, f"{params:,}", str(sum(d.mvms for d in prog.layers)), f"{fp:,.0f}", f"{hwa:,.0f}",
+        t.add_row(name, f"{params:,}", str(prog.mvms), f"{fp:,.0f}", f"{hwa:,.0f}",
                   f"{inf:,.0f}", f"{bt:,.0f}")
     Console().print(t)
 

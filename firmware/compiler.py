@@ -146,7 +146,9 @@ def _bias(m: nn.Module) -> np.ndarray:
 
 
 def _place(layers: list[_Layer], cfg: AonCimConfig) -> list[tuple[int, int]]:
-    """Shelf packing: MVM layers side by side along the columns, each from row 0.
+    """Shelf packing: MVM layers side by side along the columns, each from row 0. A layer with
+    more im2col rows than the array takes ceil(rows / cfg.rows) row tiles of out_c columns each,
+    side by side (contract step 12), so its footprint is min(rows, cfg.rows) x tiles*out_c.
 
     The walking skeleton's packer; firmware issue 5 replaces it with a rectangle packer.
     """
@@ -155,13 +157,13 @@ def _place(layers: list[_Layer], cfg: AonCimConfig) -> list[tuple[int, int]]:
         if L.kind != "mvm":
             places.append((0, 0))
             continue
-        rows, cols = L.weight.shape
-        if rows > cfg.rows:
-            raise CompileError(f"layer {L.name}: needs {rows} rows > array rows {cfg.rows}; "
-                               "reduce kernel size or input channels (row tiling is not implemented yet)")
+        rows, out_c = L.weight.shape
+        tiles = -(-rows // cfg.rows)
+        cols = tiles * out_c
         if col + cols > cfg.cols:
-            raise CompileError(f"layer {L.name}: needs columns {col}..{col + cols - 1} but the array has "
-                               f"{cfg.cols}; reduce output channels or use a larger array")
+            tiled = f" ({tiles} row tiles of {out_c} columns for its {rows} rows)" if tiles > 1 else ""
+            raise CompileError(f"layer {L.name}: needs columns {col}..{col + cols - 1}{tiled} but the array has "
+                               f"{cfg.cols}; reduce output channels or fan-in, or use a larger array")
         places.append((0, col))
         col += cols
     return places
@@ -220,8 +222,6 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
             w_max = a.max(0) if L.per_column else np.full(oc, a.max())
             w_max = np.where(w_max > 0, w_max, 1.0)
             gq = np.rint(np.clip(L.weight / w_max, -1, 1) * cfg.gcode_max).astype(np.int64)
-            g_plus[row0 : row0 + gq.shape[0], col0 : col0 + oc] = np.maximum(gq, 0)
-            g_minus[row0 : row0 + gq.shape[0], col0 : col0 + oc] = np.maximum(-gq, 0)
             if last:
                 s_out = float(z.abs().max()) / (out_fraction * (2 ** (cfg.out_bits - 1) - 1)) or 1.0
             else:
@@ -241,13 +241,20 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
             raise CompileError(f"layer {L.name}: output needs {n_out} activation words > act_depth "
                                f"{cfg.act_depth}; raise act_depth")
         opcode = {"mvm": OP_MVM, "maxpool": OP_MAXPOOL, "avgpool": OP_AVGPOOL}[L.kind]
-        descs.append(LayerDescriptor(
+        d = LayerDescriptor(
             opcode=opcode, in_bits=act_bits, out_bits=act_bits, stride=L.stride, pad=L.pad,
             relu=int(L.relu), to_out=int(last), in_bank=bank, out_bank=1 - bank, shift=shift,
             in_h=L.in_shape[0], in_w=L.in_shape[1], in_c=L.in_shape[2], k_h=L.k[0], k_w=L.k[1],
             out_h=oh, out_w=ow, out_c=oc, k_rows=L.weight.shape[0] if L.kind == "mvm" else 0,
             row0=row0, col0=col0, param_base=param_base if qs is not None else 0,
-            in_base=0, out_base=0))
+            in_base=0, out_base=0)
+        descs.append(d)
+        if L.kind == "mvm":
+            # Row tile t holds im2col rows t*rows.. at its own columns (contract step 12); all tiles
+            # share the channel's w_max, so the summed codes share one post-processing scale.
+            for lo, n, r0, c0 in d.tile_rects(cfg.rows):
+                g_plus[r0 : r0 + n, c0 : c0 + oc] = np.maximum(gq[lo : lo + n], 0)
+                g_minus[r0 : r0 + n, c0 : c0 + oc] = np.maximum(-gq[lo : lo + n], 0)
         if qs is not None:
             scales.append(qs)
             biases.append(qb)

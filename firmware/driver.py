@@ -2,18 +2,28 @@
 
 The driver is written against a minimal async bus protocol so the same code runs over a cocotb
 AXI4-Lite master in simulation or over an MCU's memory-mapped bus.
+
+It also runs the host's drift-compensation routine (contract steps 10 and 11) on the chip:
+`calibrate_reference` right after programming, `compensate` at time t. The read plans and all the
+arithmetic are those of the golden model (`aoncim.model.snapshot`); only the measurement differs:
+here each `CalibRead` runs as calibration MVMs on the chip (`measure`).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
 from aoncim.config import AonCimConfig
-from aoncim.program import LayerDescriptor, Program
+from aoncim.model.snapshot import (CALIB_READS, CalibRead, CalibReference, alpha_from, bias_from, drift_reads,
+                                   offset_reads, reference_from, reference_reads)
+from aoncim.program import DESCRIPTOR_FIELDS, OP_MVM, LayerDescriptor, Program
 from aoncim.regmap import (CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR, IRQ_PAUSED,
                            ST_DONE, ST_ERROR, AddressMap, ErrorCode, Reg, Region)
+
+_STRIDE_MAX = (1 << dict(DESCRIPTOR_FIELDS)["stride"]) - 1
 
 
 class HostBus(Protocol):
@@ -103,6 +113,15 @@ class AonCimDriver:
             vals = np.array(await self.bus.read_words(self.amap.base(region) + 4 * d.out_base, n), dtype=np.int64)
         return vals.reshape(d.out_h, d.out_w, d.out_c)
 
+    async def write_input_words(self, bank: int, base: int, codes: np.ndarray) -> None:
+        region = Region.ACT1 if bank else Region.ACT0
+        await self.bus.write_words(self.amap.base(region) + 4 * base, [int(v) for v in np.asarray(codes).reshape(-1)])
+
+    async def read_out(self, base: int, n: int) -> np.ndarray:
+        """n signed words of the output memory from `base`."""
+        words = await self.bus.read_words(self.amap.base(Region.OUT) + 4 * base, n)
+        return np.array(words, dtype=np.uint32).view(np.int32).astype(np.int64)
+
     @staticmethod
     def error_message(status: int, prog: Program | None = None) -> str:
         """One line for a STATUS word with ERROR set: the layer and what is wrong with it."""
@@ -114,11 +133,15 @@ class AonCimDriver:
         return f"chip stopped with error {code} {where}: {ErrorCode.describe(code)}"
 
     async def run(self, prog: Program, seed: int,
-                  on_layer: Callable[[int, np.ndarray], Awaitable[object] | object] | None = None) -> dict:
+                  on_layer: Callable[[int, np.ndarray], Awaitable[object] | object] | None = None,
+                  mvm_base: int = 0) -> dict:
         """Start one inference and wait for it. With `on_layer`, pause after every layer and hand
-        its output to the callback (layer-by-layer comparison); returns cycles and MVMs."""
+        its output to the callback (layer-by-layer comparison); returns cycles and MVMs.
+        `mvm_base` is the read-noise MVM counter of the first MVM (MVM_BASE, written every run so
+        a calibration's base never leaks into an inference): 0 for inferences."""
         step = on_layer is not None
         await self.reg_write(Reg.NOISE_SEED, seed)
+        await self.reg_write(Reg.MVM_BASE, mvm_base)
         await self.reg_write(Reg.IRQ_STATUS, IRQ_DONE | IRQ_PAUSED | IRQ_ERROR)
         await self.reg_write(Reg.IRQ_ENABLE, IRQ_DONE | IRQ_PAUSED | IRQ_ERROR)
         await self.reg_write(Reg.CTRL, CTRL_START | (CTRL_STEP if step else 0))
@@ -142,3 +165,110 @@ class AonCimDriver:
         if step and layer != len(prog.layers):
             raise ChipError(f"chip reported done after {layer} of {len(prog.layers)} layers")
         return {"cycles": await self.reg_read(Reg.CYCLES), "mvms": await self.reg_read(Reg.MVMS)}
+
+    # ------------------------------------------------------------------ drift compensation
+    def calibration_plan(self, d: LayerDescriptor) -> tuple[int, list[tuple[int, int]]]:
+        """How `measure` reads MVM layer `d`: (reads per run, column chunks (first column, width)).
+
+        A run is one calibration layer whose output positions are consecutive reads (see
+        `calibration_layer`); it writes its codes to the output memory, so a run holds at most
+        out_depth codes, and its input (reads * k_rows codes) must fit an activation bank."""
+        c = self.cfg
+        tiles = d.tiles(c.rows)
+        width = min(d.out_c, c.out_depth)
+        if tiles > 1 and width < d.out_c:
+            # A tiled layer's tiles sit out_c columns apart: a narrower calibration layer would
+            # read the wrong columns of its later tiles.
+            raise ValueError(f"cannot calibrate a layer of {tiles} row tiles x {d.out_c} columns: its codes "
+                             f"exceed the output memory (out_depth={c.out_depth})")
+        reads = min(CALIB_READS, c.out_depth // width, c.act_depth // d.k_rows)
+        if d.k_w > _STRIDE_MAX:  # consecutive reads are k_w columns apart: the stride field must hold it
+            reads = min(reads, 1)
+        if reads < 1:
+            raise ValueError(f"cannot calibrate a layer of {d.k_rows} rows: its input exceeds act_depth={c.act_depth}")
+        return reads, [(lo, min(width, d.out_c - lo)) for lo in range(0, d.out_c, width)]
+
+    def calibration_layer(self, d: LayerDescriptor, reads: int, col_lo: int, width: int) -> LayerDescriptor:
+        """One MVM layer that reads columns col_lo..col_lo+width-1 of layer `d` (all its row tiles)
+        `reads` times: its input is `reads` copies of a k_h x k_w x in_c block side by side (stride
+        k_w, so output position p's im2col vector is the block), its output goes to the output
+        memory through post-processing parameters with scale 1, bias 0, shift 0 in the last
+        `width` entries (`measure` writes them), so each output is the ADC code (summed over tiles)."""
+        c = self.cfg
+        return LayerDescriptor(
+            opcode=OP_MVM, in_bits=d.in_bits, out_bits=d.out_bits, stride=d.k_w if reads > 1 else 1, pad=0,
+            relu=0, to_out=1, in_bank=0, out_bank=0, shift=0, in_h=d.k_h, in_w=reads * d.k_w, in_c=d.in_c,
+            k_h=d.k_h, k_w=d.k_w, out_h=1, out_w=reads, out_c=width, k_rows=d.k_rows, row0=d.row0,
+            col0=d.col0 + col_lo, param_base=c.param_depth - width, in_base=0, out_base=0)
+
+    async def measure(self, prog: Program, read: CalibRead) -> np.ndarray:
+        """Run `read` on the chip: (CALIB_READS, out_c) ADC codes of layer `read.layer`.
+
+        Read k of a layer with T row tiles must convert tile t at MVM counter base + k*T + t: a
+        run of calibration positions from MVM_BASE = base + k0*T does exactly that. Clobbers the
+        descriptors, layer 0's alpha, the last post-processing entries, activation bank 0 and the
+        output memory; `calibrate_reference` and `compensate` restore the program."""
+        c = self.cfg
+        d = prog.layers[read.layer]
+        if not d.is_mvm:
+            raise ValueError(f"layer {read.layer} ({prog.layer_name(read.layer)}) is not an MVM layer")
+        if (d.tiles(c.rows) * c.adc_max).bit_length() + 1 > c.out_bits:
+            raise ValueError(f"out_bits={c.out_bits} cannot hold layer {read.layer}'s ADC codes (summed over "
+                             f"{d.tiles(c.rows)} row tiles): the chip cannot report its calibration reads")
+        reads, chunks = self.calibration_plan(d)
+        width = max(w for _, w in chunks)
+        base = self.amap.base
+        lo = c.param_depth - width
+        await self.bus.write_words(base(Region.SCALE) + 4 * lo, [1] * width)
+        await self.bus.write_words(base(Region.BIAS) + 4 * lo, [0] * width)
+        await self.write_alpha([c.alpha_one])
+        block = np.asarray(read.x, dtype=np.int64).reshape(d.k_h, d.k_w, d.in_c)
+        tiles = d.tiles(c.rows)
+        codes = np.zeros((CALIB_READS, d.out_c), dtype=np.int64)
+        for col_lo, w in chunks:
+            for k0 in range(0, CALIB_READS, reads):
+                n = min(reads, CALIB_READS - k0)
+                cal = self.calibration_layer(d, n, col_lo, w)
+                await self.load_descriptors([cal])
+                await self.write_input_words(0, 0, np.tile(block, (1, n, 1)))
+                name = f"calibration read of layer {read.layer} ({prog.layer_name(read.layer)})"
+                try:
+                    await self.run(dataclasses.replace(prog, layers=[cal], names=[name]), read.seed,
+                                   mvm_base=(read.base + k0 * tiles) & 0xFFFFFFFF)
+                except ChipError as e:
+                    raise ChipError(f"{e} (calibration descriptor {cal})") from None
+                codes[k0 : k0 + n, col_lo : col_lo + w] = (await self.read_out(0, n * w)).reshape(n, w)
+        return codes
+
+    async def _restore(self, prog: Program) -> None:
+        """Put back what `measure` clobbered: descriptors, alphas and post-processing parameters."""
+        c, base = self.cfg, self.amap.base
+        await self.load_descriptors(prog.layers)
+        await self.write_alpha(prog.alphas(c))
+        await self.bus.write_words(base(Region.SCALE), [int(v) & 0xFFFFFFFF for v in prog.pp_scale])
+        await self.bus.write_words(base(Region.BIAS), [int(v) & 0xFFFFFFFF for v in prog.pp_bias])
+
+    async def calibrate_reference(self, prog: Program, seed: int = 0) -> CalibReference:
+        """Contract step 10 right after programming: read every MVM layer of the loaded `prog`
+        (whose conductances the chip holds) with its calibration code; keep the result for
+        `compensate`. Restores the program."""
+        reads = reference_reads(prog, self.cfg, seed)
+        measured = [await self.measure(prog, r) for r in reads]
+        await self._restore(prog)
+        return reference_from(prog, self.cfg, reads, measured)
+
+    async def compensate(self, prog: Program, ref: CalibReference, seed: int = 0,
+                         target: Program | None = None) -> Program:
+        """Contract steps 10 and 11 at time t on the loaded `prog`: measure r_t, set each layer's
+        alpha = r0 / r_t and, given the compiled `target` (with calib_codes), correct the biases
+        for each column's offset; write both to the chip and restore the program. Returns `prog`
+        with the new alphas and biases -- what `aoncim.model.snapshot.compensated` computes."""
+        c = self.cfg
+        reads = drift_reads(prog, ref, seed)
+        out = dataclasses.replace(prog, alpha=alpha_from(prog, c, ref, reads, [await self.measure(prog, r) for r in reads]))
+        if target is not None and target.calib_codes is not None:
+            reads = offset_reads(target, seed)
+            out = dataclasses.replace(out, pp_bias=bias_from(target, out, c, reads,
+                                                             [await self.measure(prog, r) for r in reads]))
+        await self._restore(out)
+        return out

@@ -31,7 +31,9 @@ class Section(enum.IntEnum):
     NAMES = 3        # JSON list of layer names
     PP_SCALE = 4     # i32 per channel
     PP_BIAS = 5      # i32 per channel
-    GCODE = 6        # u32 rect count, then per rect u32 row0,nrows,col0,ncols and u16 G+ then u16 G- codes
+    # u32 rect count, then per layer u32 row0,nrows,col0,ncols and u16 G+ then u16 G- codes of its
+    # Program.used_rect (a row-tiled layer's tiles side by side, the last tile's unused rows zero)
+    GCODE = 6
     ALPHA = 7        # u32 per layer: drift-compensation constant, cfg.alpha_frac_bits fractional bits
     CALIB = 8        # optional: u16 offset-calibration input codes, k_rows per layer, layers in order
 
@@ -172,4 +174,4 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
 
 
 def _rect_offset(prog: Program, i: int) -> int:
-    return sum(16 + 4 * prog.layers[k].k_rows * prog.layers[k].out_c for k in range(i))
+    return sum(16 + 4 * nr * nc for _, nr, _, nc in map(prog.used_rect, range(i)))

@@ -25,7 +25,7 @@ class HostInterface(wiring.Component):
             "bus": In(RegisterBusSignature(self.amap.word_addr_bits)),
             # control out
             "start": Out(1), "cont": Out(1), "step": Out(1),
-            "num_layers": Out(32), "noise_seed": Out(32), "irq": Out(1),
+            "num_layers": Out(32), "noise_seed": Out(32), "mvm_base": Out(32), "irq": Out(1),
             # drift-compensation alpha of layer `alpha_sel`
             "alpha_sel": In(range(cfg.max_layers)), "alpha": Out(cfg.alpha_bits),
             # status in
@@ -87,6 +87,8 @@ class HostInterface(wiring.Component):
                     m.d.sync += self.num_layers.eq(bus.w_data)
                 with m.Case(Reg.NOISE_SEED):
                     m.d.sync += self.noise_seed.eq(bus.w_data)
+                with m.Case(Reg.MVM_BASE):
+                    m.d.sync += self.mvm_base.eq(bus.w_data)
         # Events set, write-one clears; a new event wins over a clear in the same cycle.
         m.d.sync += irq_status.eq((irq_status & ~irq_clear) | events)
         assert (IRQ_DONE, IRQ_PAUSED, IRQ_ERROR) == (1, 2, 4)
@@ -102,7 +104,7 @@ class HostInterface(wiring.Component):
                 (Reg.CTRL, self.step << (CTRL_STEP.bit_length() - 1)),
                 (Reg.STATUS, status), (Reg.IRQ_STATUS, irq_status), (Reg.IRQ_ENABLE, irq_enable),
                 (Reg.NUM_LAYERS, self.num_layers), (Reg.NOISE_SEED, self.noise_seed),
-                (Reg.CYCLES, self.cycles), (Reg.MVMS, self.mvms),
+                (Reg.CYCLES, self.cycles), (Reg.MVMS, self.mvms), (Reg.MVM_BASE, self.mvm_base),
             ):
                 with m.Case(reg):
                     m.d.comb += reg_rdata.eq(value)

@@ -2,11 +2,13 @@
 
 Per layer: fetch the descriptor and latch the layer's drift-compensation alpha, then check the
 descriptor against the configured chip (a malformed one stops the run with an `ErrorCode` before
-the layer touches any memory). An MVM layer then runs one MVM per output position: stream the
-im2col input vector row by row from the activation SRAM into the DAC registers (the behavioural
-array sums as rows arrive), hold the PWM window for 2**in_bits cycles, then convert the layer's
-column window slot by slot (n_adcs columns per slot) and feed each channel's code through
-post-processing. A pooling layer streams each output's window, channel by channel, from the
+the layer touches any memory). An MVM layer then runs, per output position and per row tile (one
+tile unless the layer has more im2col rows than the array: contract step 12), one array MVM:
+stream the tile's rows of the im2col input vector from the activation SRAM into the DAC registers
+(the behavioural array sums as rows arrive), hold the PWM window for 2**in_bits cycles, then
+convert the tile's column window slot by slot (n_adcs columns per slot). Each channel's code is
+added to its partial sum over the earlier tiles (a small accumulator memory, one entry per
+channel); after the last tile the sum goes through post-processing. A pooling layer streams each output's window, channel by channel, from the
 activation SRAM through the pooling unit (`pool.py`) into post-processing, which passes a max
 pool's result through unchanged. The schedule is strictly sequential; its cycle count is
 documented in docs/architecture.md.
@@ -16,6 +18,7 @@ from functools import reduce
 
 from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
@@ -44,6 +47,8 @@ class LayerSequencer(wiring.Component):
             "start": In(1), "cont": In(1), "step": In(1),
             # The whole register, so that a value beyond max_layers is refused rather than wrapped.
             "num_layers": In(32),
+            # Read-noise MVM counter of the run's first MVM (MVM_BASE), latched at START.
+            "mvm_base": In(32),
             "busy": Out(1), "done": Out(1), "paused": Out(1), "error": Out(1),
             "error_code": Out(8), "layer": Out(range(c.max_layers)),
             "cycles": Out(32), "mvms": Out(32),
@@ -82,19 +87,37 @@ class LayerSequencer(wiring.Component):
         layer = Signal(range(c.max_layers))
         # Latched at START: a host write to NUM_LAYERS during a run must not make it run past the end.
         n_layers = Signal(range(c.max_layers + 1))
+        # Array MVMs of this run (the MVMS counter, from 0) and the read-noise MVM counter (from
+        # MVM_BASE): they step together, once per row tile of every output position.
         mvm = Signal(32)
+        noise_mvm = Signal(32)
         is_mvm, is_max, is_avg = d.opcode == OP_MVM, d.opcode == OP_MAXPOOL, d.opcode == OP_AVGPOOL
         # position and im2col counters
         oy, ox = Signal(12), Signal(12)
         iy0, ix0 = Signal(signed(14)), Signal(signed(14))
         ky, kx, ci = Signal(12), Signal(12), Signal(12)
-        r = Signal(16)
+        r = Signal(16)                  # im2col row of the position
+        rl = Signal(range(c.rows))      # row within the current row tile
         pos_base = Signal(self.pp_addr.shape())
         pwm = Signal(c.dac_bits + 1)
         slot = Signal(range(c.cols // c.n_adcs))
         lane = Signal(range(c.n_adcs))
+        # Row tiles (contract step 12): ceil(k_rows / rows), a shift because rows is a power of two;
+        # tile t's columns start at tcol0 = col0 + t * out_c.
+        n_tiles = Signal(16 - c.row_bits + 1)
+        tile = Signal(range(c.max_row_tiles))
+        tcol0 = Signal(range(c.cols))
+        last_tile = Signal()
+        m.d.comb += [n_tiles.eq((d.k_rows + (c.rows - 1)) >> c.row_bits), last_tile.eq(tile == n_tiles - 1)]
+        # The current tile's ADC slots and the lanes of its first and last column.
         s_lo, s_hi = Signal.like(slot), Signal.like(slot)
         lane_first, lane_last = Signal.like(lane), Signal.like(lane)
+        tcol_end = Signal(range(c.cols))
+        m.d.comb += [
+            tcol_end.eq(tcol0 + d.out_c - 1),
+            s_lo.eq(tcol0 >> n_log2), s_hi.eq(tcol_end >> n_log2),
+            lane_first.eq(tcol0[:n_log2] if n_log2 else 0), lane_last.eq(tcol_end[:n_log2] if n_log2 else 0),
+        ]
         drain = Signal(range(PP_LATENCY + POOL_LATENCY + 1))
 
         m.d.comb += [
@@ -102,7 +125,7 @@ class LayerSequencer(wiring.Component):
             self.act_rbank.eq(d.in_bank), self.wr_bank.eq(d.out_bank),
             self.pp_alpha.eq(alpha), self.pp_shift.eq(d.shift), self.pp_out_bits.eq(d.out_bits),
             self.pp_to_out.eq(d.to_out), self.pp_relu.eq(d.relu), self.pp_passthrough.eq(is_max),
-            self.conv_bits.eq(d.in_bits), self.conv_mvm.eq(mvm), self.conv_slot.eq(slot),
+            self.conv_bits.eq(d.in_bits), self.conv_mvm.eq(noise_mvm), self.conv_slot.eq(slot),
             self.prog_addr.eq(layer),
         ]
 
@@ -113,7 +136,7 @@ class LayerSequencer(wiring.Component):
             iy.eq(iy0 + ky), ix.eq(ix0 + kx),
             inside.eq((iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)),
             self.act_raddr.eq(d.in_base + (iy.as_unsigned()[:12] * d.in_w + ix.as_unsigned()[:12]) * d.in_c + ci),
-            self.load_row.eq(d.row0 + r),
+            self.load_row.eq(d.row0 + rl),
         ]
         pad_q = Signal()
         m.d.sync += pad_q.eq(~inside)
@@ -123,8 +146,20 @@ class LayerSequencer(wiring.Component):
         pp_valid, pp_code, pp_addr = Signal(), Signal.like(self.pp_code), Signal.like(self.pp_addr)
         m.d.comb += [self.pp_valid.eq(pp_valid), self.pp_code.eq(pp_code), self.pp_addr.eq(pp_addr)]
         ch = Signal(12)
-        m.d.comb += ch.eq((slot << n_log2) + lane - d.col0)
+        m.d.comb += ch.eq((slot << n_log2) + lane - tcol0)
         m.d.sync += pp_valid.eq(0)
+
+        # Partial code sums of a tiled layer over its tiles so far, one entry per channel (a tiled
+        # layer has at most cols/2 channels). The read is issued one cycle ahead: in CONVERT for the
+        # first channel of the slot, in POSTPROC for the next channel, so the partial sum arrives
+        # with the channel's code and the sum adds no cycle to the schedule.
+        m.submodules.tile_acc = tile_acc = Memory(shape=signed(c.code_sum_bits), depth=max(1, c.cols // 2), init=[])
+        acc_r, acc_w = tile_acc.read_port(), tile_acc.write_port()
+        code_sum = Signal(signed(c.code_sum_bits))
+        m.d.comb += [
+            acc_r.addr.eq(ch + 1), acc_w.addr.eq(ch), acc_w.data.eq(code_sum),
+            code_sum.eq(Mux(tile == 0, 0, acc_r.data) + self.codes[lane]),
+        ]
 
         # Pooling: the code read for (ci, ky, kx) arrives a cycle later with these tags.
         pv_q, pfirst_q, plast_q = Signal(), Signal(), Signal()
@@ -158,8 +193,8 @@ class LayerSequencer(wiring.Component):
              (d.in_c == 0) | (d.out_h == 0) | (d.out_w == 0) | (d.out_c == 0)),
             (ErrorCode.BAD_GEOMETRY, ~dim_ok(d.out_h, d.in_h, d.k_h) | ~dim_ok(d.out_w, d.in_w, d.k_w) |
              (is_mvm & (d.k_rows != d.k_h * d.k_w * d.in_c))),
-            (ErrorCode.ARRAY_ROWS, is_mvm & (d.row0 + d.k_rows > c.rows)),
-            (ErrorCode.ARRAY_COLS, is_mvm & (d.col0 + d.out_c > c.cols)),
+            (ErrorCode.ARRAY_ROWS, is_mvm & (d.row0 + Mux(d.k_rows > c.rows, c.rows, d.k_rows) > c.rows)),
+            (ErrorCode.ARRAY_COLS, is_mvm & (d.col0 + n_tiles * d.out_c > c.cols)),
             (ErrorCode.BAD_POOL, ~is_mvm & ((d.k_rows != 0) | (d.row0 != 0) | (d.col0 != 0) | (d.out_c != d.in_c) |
                                             (d.pad != 0) | (is_max & ((d.out_bits != d.in_bits) | d.to_out)))),
             (ErrorCode.POOL_SUM, ~is_mvm & (d.k_h * d.k_w * max_code >= (1 << c.pool_sum_bits))),
@@ -191,7 +226,7 @@ class LayerSequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [
-                        layer.eq(0), mvm.eq(0), self.cycles.eq(0), self.done.eq(0),
+                        layer.eq(0), mvm.eq(0), noise_mvm.eq(self.mvm_base), self.cycles.eq(0), self.done.eq(0),
                         self.error.eq(0), self.error_code.eq(0),
                     ]
                     with m.If(self.num_layers == 0):
@@ -214,18 +249,15 @@ class LayerSequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += [
                         oy.eq(0), ox.eq(0), iy0.eq(-d.pad), ix0.eq(-d.pad), pos_base.eq(d.out_base),
-                        s_lo.eq(d.col0 >> n_log2), s_hi.eq((d.col0 + d.out_c - 1) >> n_log2),
-                        lane_first.eq(d.col0[:n_log2] if n_log2 else 0),
-                        lane_last.eq((d.col0 + d.out_c - 1)[:n_log2] if n_log2 else 0),
-                        ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0),
+                        tile.eq(0), tcol0.eq(d.col0), ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0), rl.eq(0),
                     ]
                     with m.If(is_mvm):
                         m.next = "LOAD"
                     with m.Else():
                         m.next = "POOL"
             with m.State("LOAD"):
-                m.d.comb += [self.load_valid.eq(1), self.load_first.eq(r == 0)]
-                m.d.sync += r.eq(r + 1)
+                m.d.comb += [self.load_valid.eq(1), self.load_first.eq(rl == 0)]
+                m.d.sync += [r.eq(r + 1), rl.eq(rl + 1)]
                 with m.If(ci == d.in_c - 1):
                     m.d.sync += ci.eq(0)
                     with m.If(kx == d.k_w - 1):
@@ -234,7 +266,8 @@ class LayerSequencer(wiring.Component):
                         m.d.sync += kx.eq(kx + 1)
                 with m.Else():
                     m.d.sync += ci.eq(ci + 1)
-                with m.If(r == d.k_rows - 1):
+                # The tile ends at the array's last row or at the layer's last im2col row.
+                with m.If((r == d.k_rows - 1) | (rl == c.rows - 1)):
                     m.d.sync += [pwm.eq(0), slot.eq(s_lo)]
                     m.next = "PWM"
             with m.State("PWM"):
@@ -244,20 +277,33 @@ class LayerSequencer(wiring.Component):
                     m.next = "CONVERT"
             with m.State("CONVERT"):
                 m.d.comb += self.conv_stb.eq(1)
-                m.d.sync += lane.eq(Mux(slot == s_lo, lane_first, 0))
+                first_lane = Mux(slot == s_lo, lane_first, 0)
+                m.d.comb += acc_r.addr.eq((slot << n_log2) + first_lane - tcol0)
+                m.d.sync += lane.eq(first_lane)
                 m.next = "POSTPROC"
             with m.State("POSTPROC"):
-                m.d.sync += [pp_valid.eq(1), pp_code.eq(self.codes[lane]), pp_addr.eq(pos_base + ch)]
+                with m.If(last_tile):
+                    m.d.sync += [pp_valid.eq(1), pp_code.eq(code_sum), pp_addr.eq(pos_base + ch)]
+                with m.Else():
+                    m.d.comb += acc_w.en.eq(1)
                 with m.If((slot == s_hi) & (lane == lane_last)):
-                    m.next = "NEXT_POS"
+                    with m.If(last_tile):
+                        m.next = "NEXT_POS"
+                    with m.Else():
+                        m.next = "NEXT_TILE"
                 with m.Elif(lane == c.n_adcs - 1):
                     m.d.sync += slot.eq(slot + 1)
                     m.next = "CONVERT"
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
+            with m.State("NEXT_TILE"):
+                # The im2col counters run on into the next tile's rows.
+                m.d.sync += [mvm.eq(mvm + 1), noise_mvm.eq(noise_mvm + 1), tile.eq(tile + 1),
+                             tcol0.eq(tcol0 + d.out_c), rl.eq(0)]
+                m.next = "LOAD"
             with m.State("NEXT_POS"):
-                m.d.sync += [mvm.eq(mvm + 1), pos_base.eq(pos_base + d.out_c),
-                             ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0)]
+                m.d.sync += [mvm.eq(mvm + 1), noise_mvm.eq(noise_mvm + 1), pos_base.eq(pos_base + d.out_c),
+                             tile.eq(0), tcol0.eq(d.col0), ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0), rl.eq(0)]
                 m.next = "LOAD"
                 with m.If(ox == d.out_w - 1):
                     m.d.sync += [ox.eq(0), ix0.eq(-d.pad)]

@@ -69,7 +69,7 @@ class AonCimCore(wiring.Component):
         # control and status
         m.d.comb += [
             seq.start.eq(host.start), seq.cont.eq(host.cont), seq.step.eq(host.step),
-            seq.num_layers.eq(host.num_layers),
+            seq.num_layers.eq(host.num_layers), seq.mvm_base.eq(host.mvm_base),
             host.alpha_sel.eq(seq.layer), seq.alpha.eq(host.alpha),
         ]
         for name in ("busy", "done", "paused", "error", "error_code", "layer", "cycles", "mvms",

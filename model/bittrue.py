@@ -102,8 +102,9 @@ def pool_windows(x_nhwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
 @dataclass
 class LayerTrace:
     """Integer results of one layer for a batch: outputs (N, H, W, C) (activation codes, or signed
-    outputs of a to_out layer), and for MVM layers the ADC codes and exact column sums
-    (N, positions, out_c)."""
+    outputs of a to_out layer), and for MVM layers the ADC codes that enter post-processing
+    (N, positions, out_c; summed over the row tiles of a tiled layer) and the exact column sums
+    (N, positions, out_c; for a layer of T > 1 row tiles, per tile: N, positions, T, out_c)."""
 
     output: torch.Tensor
     adc_codes: torch.Tensor | None = None
@@ -129,14 +130,15 @@ class BitTrueExecutor:
         self._alpha = program.alphas(cfg)
         self._g = torch.from_numpy((program.g_plus.astype(np.int64) - program.g_minus.astype(np.int64)).astype(np.float64))
 
-    def run(self, x_hwc: np.ndarray | torch.Tensor, seed: int) -> list[LayerTrace]:
+    def run(self, x_hwc: np.ndarray | torch.Tensor, seed: int, mvm_base: int = 0) -> list[LayerTrace]:
         """One inference: input (H, W, C) codes, read-noise seed -> per-layer traces without batch axis."""
-        traces = self.run_batch(torch.as_tensor(np.asarray(x_hwc))[None], [seed])
+        traces = self.run_batch(torch.as_tensor(np.asarray(x_hwc))[None], [seed], mvm_base)
         return [LayerTrace(t.output[0], None if t.adc_codes is None else t.adc_codes[0],
                            None if t.col_sums is None else t.col_sums[0]) for t in traces]
 
-    def run_batch(self, x_nhwc: np.ndarray | torch.Tensor, seeds) -> list[LayerTrace]:
-        """A batch of inferences, each with its own read-noise seed (the NOISE_SEED of its run)."""
+    def run_batch(self, x_nhwc: np.ndarray | torch.Tensor, seeds, mvm_base: int = 0) -> list[LayerTrace]:
+        """A batch of inferences, each with its own read-noise seed (the NOISE_SEED of its run);
+        `mvm_base` is the read-noise MVM counter of the first MVM (the MVM_BASE register)."""
         first = self.program.layers[0]
         x = torch.as_tensor(np.asarray(x_nhwc), dtype=torch.int64)
         expect = (first.in_h, first.in_w, first.in_c)
@@ -148,11 +150,11 @@ class BitTrueExecutor:
         seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
         if len(seeds) != x.shape[0]:
             raise ValueError(f"{len(seeds)} seeds for {x.shape[0]} inputs: give one read-noise seed per input")
-        traces, mvm0 = [], 0
+        traces, mvm0 = [], int(mvm_base)
         for i, d in enumerate(self.program.layers):
             if d.is_mvm:
                 trace = self._mvm(x, d, seeds, mvm0, int(self._alpha[i]))
-                mvm0 += d.positions
+                mvm0 += d.mvms(self.cfg.rows)
             else:
                 trace = self._pool(x, d, int(self._alpha[i]))
             traces.append(trace)
@@ -167,18 +169,25 @@ class BitTrueExecutor:
     def _mvm(self, x: torch.Tensor, d: LayerDescriptor, seeds: np.ndarray, mvm0: int, alpha: int) -> LayerTrace:
         cfg, n = self.cfg, x.shape[0]
         rows = im2col(x, d).to(torch.float64)
-        g = self._g[d.row0 : d.row0 + d.k_rows, d.col0 : d.col0 + d.out_c]
-        col_sums = (rows @ g).to(torch.int64)  # (N, positions, out_c), exact
-        if cfg.read_noise_lsb > 0:
-            mvm = np.arange(d.positions, dtype=np.int64)[:, None] + mvm0
-            col = np.arange(d.out_c, dtype=np.int64)[None, :] + d.col0
-            noise = torch.from_numpy(np.stack([ReadNoise(cfg, int(s)).raw(mvm, col) for s in seeds]))
-        else:
-            noise = torch.zeros_like(col_sums)
-        codes = self.adc(col_sums, noise, d.in_bits)
+        tiles = d.tile_rects(cfg.rows)
+        codes, col_sums = None, []
+        # Row tiles (contract step 12): each tile is its own array MVM, converted separately with its
+        # own read-noise counter mvm0 + position*T + t; the codes are summed exactly.
+        for t, (lo, h, r0, c0) in enumerate(tiles):
+            g = self._g[r0 : r0 + h, c0 : c0 + d.out_c]
+            sums = (rows[..., lo : lo + h] @ g).to(torch.int64)  # (N, positions, out_c), exact
+            if cfg.read_noise_lsb > 0:
+                mvm = mvm0 + t + len(tiles) * np.arange(d.positions, dtype=np.int64)[:, None]
+                col = np.arange(d.out_c, dtype=np.int64)[None, :] + c0
+                noise = torch.from_numpy(np.stack([ReadNoise(cfg, int(s)).raw(mvm, col) for s in seeds]))
+            else:
+                noise = torch.zeros_like(sums)
+            tile_codes = self.adc(sums, noise, d.in_bits)
+            codes = tile_codes if codes is None else codes + tile_codes
+            col_sums.append(sums)
         scale, bias = self._params(d)
         y = self.pp(codes, scale, bias, d, alpha).reshape(n, d.out_h, d.out_w, d.out_c)
-        return LayerTrace(y, codes, col_sums)
+        return LayerTrace(y, codes, col_sums[0] if len(tiles) == 1 else torch.stack(col_sums, dim=2))
 
     def _pool(self, x: torch.Tensor, d: LayerDescriptor, alpha: int) -> LayerTrace:
         win = pool_windows(x, d)

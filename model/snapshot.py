@@ -10,6 +10,8 @@ after programming (r0) and again at time t (r_t), and set the layer's alpha = r0
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,7 +23,8 @@ from .bittrue import AdcTransfer, ReadNoise
 
 CALIB_READS = 16      # calibration reads averaged per layer, to beat down the read noise
 CALIB_FULL_SCALE = 0.5  # the calibration input drives the largest column to this fraction of the ADC range
-# Calibration reads use counter values no inference uses (inferences count MVMs from 0).
+# Calibration reads use counter values no inference uses (inferences count MVMs from 0; the host
+# starts a calibration run's counter here through the MVM_BASE register).
 CALIB_MVM_BASE = 0xFFFF0000
 # Offset calibration skips columns whose read is within this fraction of ADC full scale (clipped).
 CALIB_SATURATION = 0.9
@@ -43,59 +46,209 @@ def target_conductances(prog: Program, cfg: AonCimConfig) -> tuple[np.ndarray, n
 
 
 def snapshot(prog: Program, cfg: AonCimConfig, g_plus_us: np.ndarray, g_minus_us: np.ndarray) -> Program:
-    """`prog` with the codes of the given conductances in its placed rectangles (zero elsewhere)."""
+    """`prog` with the codes of the given conductances in its placed tiles (zero elsewhere)."""
     shape = (cfg.rows, cfg.cols)
     if np.shape(g_plus_us) != shape or np.shape(g_minus_us) != shape:
         raise ValueError(f"conductance arrays must be {cfg.rows}x{cfg.cols} (the whole array), got "
                          f"{np.shape(g_plus_us)} and {np.shape(g_minus_us)}")
     mask = np.zeros(shape, dtype=bool)
     for i in prog.mvm_layers:
-        r0, nr, c0, nc = prog.used_rect(i)
-        mask[r0 : r0 + nr, c0 : c0 + nc] = True
+        for _, n, r0, c0 in prog.tile_rects(i):
+            mask[r0 : r0 + n, c0 : c0 + prog.layers[i].out_c] = True
     gp = np.where(mask, us_to_codes(g_plus_us, cfg), 0)
     gm = np.where(mask, us_to_codes(g_minus_us, cfg), 0)
     return dataclasses.replace(prog, g_plus=gp, g_minus=gm)
 
 
+def _tile_dg(prog: Program, layer: int) -> list[tuple[int, int, int, np.ndarray]]:
+    """Per row tile of a layer: (first im2col row, rows, first column, G+ - G- of the tile)."""
+    oc = prog.layers[layer].out_c
+    return [(lo, n, c0, prog.g_plus[r0 : r0 + n, c0 : c0 + oc] - prog.g_minus[r0 : r0 + n, c0 : c0 + oc])
+            for lo, n, r0, c0 in prog.tile_rects(layer)]
+
+
 def calibration_codes(prog: Program, cfg: AonCimConfig) -> np.ndarray:
     """Per layer, the constant DAC code fed to every row of its rectangle for calibration reads:
-    as large as possible while the largest target column sum stays within CALIB_FULL_SCALE of the
-    ADC range (0 for pooling layers)."""
+    as large as possible while the largest target column sum of any row tile stays within
+    CALIB_FULL_SCALE of the ADC range (0 for pooling layers)."""
     out = np.zeros(len(prog.layers), dtype=np.int64)
     for i in prog.mvm_layers:
         d = prog.layers[i]
-        r0, nr, c0, nc = prog.used_rect(i)
-        dg = prog.g_plus[r0 : r0 + nr, c0 : c0 + nc] - prog.g_minus[r0 : r0 + nr, c0 : c0 + nc]
-        peak = max(int(np.abs(dg.sum(0)).max()), 1)
+        peak = max(max(int(np.abs(dg.sum(0)).max()) for *_, dg in _tile_dg(prog, i)), 1)
         gain = cfg.adc_gain_mult << (cfg.dac_bits - d.in_bits)
         fs = cfg.adc_max * 2**cfg.adc_gain_shift / gain  # column sum at the ADC's full scale
         out[i] = int(np.clip(CALIB_FULL_SCALE * fs // peak, 1, (1 << d.in_bits) - 1))
     return out
 
 
-def _layer_dg(prog: Program, layer: int) -> np.ndarray:
-    r0, nr, c0, nc = prog.used_rect(layer)
-    return prog.g_plus[r0 : r0 + nr, c0 : c0 + nc] - prog.g_minus[r0 : r0 + nr, c0 : c0 + nc]
+# ---------------------------------------------------------------------------------------------
+# The host's compensation routine, with the measurement pluggable: the same read plans and the
+# same arithmetic serve the golden model (`model_measure`: the contract's integers) and the chip
+# (`firmware.driver.AonCimDriver`, which runs each CalibRead as calibration MVMs), so the two
+# cannot diverge. A measurement returns the raw ADC codes; all averaging happens here.
+
+# Noise seeds of the routine's three measurements, as offsets from the routine's seed.
+SEED_REFERENCE, SEED_DRIFT, SEED_OFFSET = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class CalibRead:
+    """One calibration measurement: CALIB_READS conversions of every column of MVM layer `layer`
+    with the im2col input codes `x` on its rows, at NOISE_SEED `seed`. Read k of a layer with T
+    row tiles converts tile t at read-noise MVM counter base + k*T + t: exactly a run of
+    CALIB_READS output positions started with MVM_BASE = base."""
+
+    layer: int
+    x: np.ndarray
+    seed: int
+    base: int
+
+
+# measure(read) -> int array (CALIB_READS, out_c): each read's ADC code of each of the layer's
+# columns (summed over row tiles, as post-processing sees it).
+Measure = Callable[[CalibRead], np.ndarray]
+
+
+@dataclass(frozen=True)
+class CalibReference:
+    """What the host keeps from the reads right after programming: per layer the constant
+    calibration code and r0, the mean |ADC code| over the layer's columns (0 for pooling layers)."""
+
+    codes: np.ndarray
+    r0: np.ndarray
+
+
+def read_codes(prog: Program, cfg: AonCimConfig, read: CalibRead) -> np.ndarray:
+    """The golden measurement (contract steps 3-5 and 12): the codes the chip holding `prog`'s
+    conductances returns for `read`."""
+    d = prog.layers[read.layer]
+    x = np.asarray(read.x, dtype=np.int64)
+    tiles = _tile_dg(prog, read.layer)
+    adc, total = AdcTransfer(cfg), None
+    for t, (lo, n, c0, dg) in enumerate(tiles):
+        col_sums = torch.as_tensor(x[lo : lo + n] @ dg, dtype=torch.int64)[None, :].expand(CALIB_READS, d.out_c)
+        mvm = read.base + t + len(tiles) * np.arange(CALIB_READS, dtype=np.int64)[:, None]
+        noise = torch.from_numpy(ReadNoise(cfg, read.seed).raw(mvm, c0 + np.arange(d.out_c)[None, :])) \
+            if cfg.read_noise_lsb > 0 else torch.zeros_like(col_sums)
+        codes = adc(col_sums, noise, d.in_bits)
+        total = codes if total is None else total + codes
+    return total.numpy()
+
+
+def model_measure(prog: Program, cfg: AonCimConfig) -> Measure:
+    """The golden model's Measure on an array holding `prog`'s conductances."""
+    return lambda read: read_codes(prog, cfg, read)
+
+
+def mean_codes(codes: np.ndarray) -> np.ndarray:
+    """Mean code per column over the reads (exact: integer sums over a power-of-two count)."""
+    return np.asarray(codes, dtype=np.float64).mean(0)
+
+
+def mean_abs_code(codes: np.ndarray) -> float:
+    """r of contract step 10: the mean |ADC code| over the layer's columns."""
+    return float(np.abs(mean_codes(codes)).mean())
+
+
+def alpha_reads(prog: Program, codes: np.ndarray, seed: int) -> list[CalibRead]:
+    """Contract step 10's reads: a constant code on every row of each MVM layer."""
+    return [CalibRead(i, np.full(prog.layers[i].k_rows, int(codes[i]), dtype=np.int64), seed, CALIB_MVM_BASE)
+            for i in prog.mvm_layers]
+
+
+def reference_reads(reference: Program, cfg: AonCimConfig, seed: int = 0) -> list[CalibRead]:
+    """Reads right after programming, with the calibration codes chosen from `reference`."""
+    return alpha_reads(reference, calibration_codes(reference, cfg), seed + SEED_REFERENCE)
+
+
+def reference_from(reference: Program, cfg: AonCimConfig, reads: list[CalibRead],
+                   measured: list[np.ndarray]) -> CalibReference:
+    r0 = np.zeros(len(reference.layers))
+    for read, codes in zip(reads, measured, strict=True):
+        r0[read.layer] = mean_abs_code(codes)
+    return CalibReference(calibration_codes(reference, cfg), r0)
+
+
+def drift_reads(prog: Program, ref: CalibReference, seed: int = 0) -> list[CalibRead]:
+    """Reads at time t, with the reference's calibration codes."""
+    return alpha_reads(prog, ref.codes, seed + SEED_DRIFT)
+
+
+def alpha_from(prog: Program, cfg: AonCimConfig, ref: CalibReference, reads: list[CalibRead],
+               measured: list[np.ndarray]) -> np.ndarray:
+    """Per-layer fixed-point alpha = r0 / r_t (1.0 for pooling layers)."""
+    alpha = np.full(len(prog.layers), cfg.alpha_one, dtype=np.int64)
+    for read, codes in zip(reads, measured, strict=True):
+        i, rt = read.layer, mean_abs_code(codes)
+        a = ref.r0[i] / rt if rt > 0 else float(2 ** (cfg.alpha_bits - cfg.alpha_frac_bits))
+        alpha[i] = int(np.clip(round(a * cfg.alpha_one), 0, (1 << cfg.alpha_bits) - 1))
+    return alpha
+
+
+def offset_reads(target: Program, seed: int = 0) -> list[CalibRead]:
+    """Contract step 11's reads: each MVM layer's mean input (target.calib_codes), at counters
+    after the alpha reads' (base CALIB_MVM_BASE + CALIB_READS * T for T row tiles)."""
+    if target.calib_codes is None:
+        raise ValueError("the program has no offset-calibration inputs (calib_codes): recompile it")
+    return [CalibRead(i, np.asarray(target.calib_codes[i], dtype=np.int64), seed + SEED_OFFSET,
+                      CALIB_MVM_BASE + CALIB_READS * target.layers[i].tiles(target.rows))
+            for i in target.mvm_layers]
+
+
+def ideal_tile_codes(target: Program, cfg: AonCimConfig, layer: int, x: np.ndarray) -> np.ndarray:
+    """(T, out_c): the ADC codes each row tile of the compiled (target) conductances would give for
+    input codes `x`, before rounding, clipping and noise: what the host expects, from the image."""
+    d = target.layers[layer]
+    gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - d.in_bits) / 2**cfg.adc_gain_shift
+    x = np.asarray(x, dtype=np.float64)
+    return np.stack([(x[lo : lo + n] @ dg) * gain for lo, n, _, dg in _tile_dg(target, layer)])
+
+
+def ideal_codes(target: Program, cfg: AonCimConfig, layer: int, x: np.ndarray) -> np.ndarray:
+    """The expected codes of `ideal_tile_codes`, summed over the row tiles (post-processing's input)."""
+    return ideal_tile_codes(target, cfg, layer, x).sum(0)
+
+
+def bias_from(target: Program, prog: Program, cfg: AonCimConfig, reads: list[CalibRead],
+              measured: list[np.ndarray]) -> np.ndarray:
+    """`prog`'s biases corrected for each column's offset (contract step 11), with `prog`'s alphas.
+    A column keeps its bias when its measured code sum or any tile's expected code is within
+    CALIB_SATURATION of the ADC range (the measurement would be clipped)."""
+    bias = np.array(prog.pp_bias, dtype=np.int64)
+    alphas = prog.alphas(cfg) / cfg.alpha_one
+    lim = (1 << (cfg.pp_bias_bits - 1)) - 1
+    sat = CALIB_SATURATION * cfg.adc_max
+    for read, codes in zip(reads, measured, strict=True):
+        i, d = read.layer, target.layers[read.layer]
+        got = mean_codes(codes)
+        want_t = ideal_tile_codes(target, cfg, i, read.x)
+        want = want_t.sum(0)
+        ok = (np.abs(got) < sat * len(want_t)) & (np.abs(want_t) < sat).all(0)
+        sl = slice(d.param_base, d.param_base + d.out_c)
+        delta = np.where(ok, alphas[i] * got - want, 0.0)
+        bias[sl] = np.clip(bias[sl] - np.rint(prog.pp_scale[sl] * delta).astype(np.int64), -lim, lim)
+    return bias
 
 
 def calibration_codes_read(prog: Program, cfg: AonCimConfig, layer: int, x: np.ndarray, seed: int,
                            base: int = CALIB_MVM_BASE) -> np.ndarray:
     """Mean ADC code of each of a layer's columns for the input codes `x` on its rows, over
-    CALIB_READS noisy reads at MVM counters base+k: what the host measures with calibration MVMs."""
-    d = prog.layers[layer]
-    _, _, c0, nc = prog.used_rect(layer)
-    sums = np.asarray(x, dtype=np.int64) @ _layer_dg(prog, layer)
-    col_sums = torch.as_tensor(sums, dtype=torch.int64)[None, :].expand(CALIB_READS, nc)
-    mvm = base + np.arange(CALIB_READS, dtype=np.int64)[:, None]
-    noise = torch.from_numpy(ReadNoise(cfg, seed).raw(mvm, c0 + np.arange(nc)[None, :])) \
-        if cfg.read_noise_lsb > 0 else torch.zeros_like(col_sums)
-    return AdcTransfer(cfg)(col_sums, noise, d.in_bits).double().mean(0).numpy()
+    CALIB_READS noisy reads from MVM counter base: what the host measures with calibration MVMs."""
+    return mean_codes(read_codes(prog, cfg, CalibRead(layer, np.asarray(x), seed, base)))
 
 
 def calibration_read(prog: Program, cfg: AonCimConfig, layer: int, code: int, seed: int) -> float:
     """Mean |ADC code| over a layer's columns for a constant input `code` on every row (alpha's readout)."""
     x = np.full(prog.layers[layer].k_rows, code, dtype=np.int64)
-    return float(np.abs(calibration_codes_read(prog, cfg, layer, x, seed)).mean())
+    return mean_abs_code(read_codes(prog, cfg, CalibRead(layer, x, seed, CALIB_MVM_BASE)))
+
+
+def calibrate_reference(reference: Program, cfg: AonCimConfig, seed: int = 0,
+                        measure: Measure | None = None) -> CalibReference:
+    """The reads right after programming (golden measurement unless `measure` is given)."""
+    measure = measure or model_measure(reference, cfg)
+    reads = reference_reads(reference, cfg, seed)
+    return reference_from(reference, cfg, reads, [measure(r) for r in reads])
 
 
 def drift_alpha(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> np.ndarray:
@@ -103,22 +256,9 @@ def drift_alpha(reference: Program, drifted: Program, cfg: AonCimConfig, seed: i
 
     `reference` is the array read right after programming, `drifted` the same array at time t; both
     are read with the calibration input chosen from `reference`."""
-    alpha = np.full(len(reference.layers), cfg.alpha_one, dtype=np.int64)
-    codes = calibration_codes(reference, cfg)
-    for i in reference.mvm_layers:
-        r0 = calibration_read(reference, cfg, i, int(codes[i]), seed)
-        rt = calibration_read(drifted, cfg, i, int(codes[i]), seed + 1)
-        a = r0 / rt if rt > 0 else float(2 ** (cfg.alpha_bits - cfg.alpha_frac_bits))
-        alpha[i] = int(np.clip(round(a * cfg.alpha_one), 0, (1 << cfg.alpha_bits) - 1))
-    return alpha
-
-
-def ideal_codes(target: Program, cfg: AonCimConfig, layer: int, x: np.ndarray) -> np.ndarray:
-    """The ADC codes the compiled (target) conductances would give for input codes `x`, before
-    rounding, clipping and noise: what the host expects, computed from the image."""
-    d = target.layers[layer]
-    gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - d.in_bits) / 2**cfg.adc_gain_shift
-    return (np.asarray(x, dtype=np.float64) @ _layer_dg(target, layer)) * gain
+    ref = calibrate_reference(reference, cfg, seed)
+    reads, measure = drift_reads(drifted, ref, seed), model_measure(drifted, cfg)
+    return alpha_from(drifted, cfg, ref, reads, [measure(r) for r in reads])
 
 
 def offset_bias(target: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0) -> np.ndarray:
@@ -132,20 +272,8 @@ def offset_bias(target: Program, drifted: Program, cfg: AonCimConfig, seed: int 
     noisy reads), compares alpha * measured with the codes the target conductances give, and
     subtracts the difference, times the column's scale, from its bias. Columns whose calibration
     read is near ADC saturation keep their bias (the measurement would be clipped)."""
-    if target.calib_codes is None:
-        raise ValueError("the program has no offset-calibration inputs (calib_codes): recompile it")
-    bias = np.array(drifted.pp_bias, dtype=np.int64)
-    alphas = drifted.alphas(cfg) / cfg.alpha_one
-    lim = (1 << (cfg.pp_bias_bits - 1)) - 1
-    for i in target.mvm_layers:
-        d, x = target.layers[i], target.calib_codes[i]
-        got = calibration_codes_read(drifted, cfg, i, x, seed + 2, CALIB_MVM_BASE + CALIB_READS)
-        want = ideal_codes(target, cfg, i, x)
-        ok = (np.abs(got) < CALIB_SATURATION * cfg.adc_max) & (np.abs(want) < CALIB_SATURATION * cfg.adc_max)
-        sl = slice(d.param_base, d.param_base + d.out_c)
-        delta = np.where(ok, alphas[i] * got - want, 0.0)
-        bias[sl] = np.clip(bias[sl] - np.rint(drifted.pp_scale[sl] * delta).astype(np.int64), -lim, lim)
-    return bias
+    reads, measure = offset_reads(target, seed), model_measure(drifted, cfg)
+    return bias_from(target, drifted, cfg, reads, [measure(r) for r in reads])
 
 
 def compensated(reference: Program, drifted: Program, cfg: AonCimConfig, seed: int = 0,

@@ -65,6 +65,9 @@ class CosimResult:
     waves: Path | None = None  # the waveform dump, when asked for
     # One record per job error case (tb_top.run_error_case): STATUS, driver message, memories before/after.
     error_cases: list[dict] = field(default_factory=list)
+    # With a calibration job: the alphas and biases the driver computed on the chip, and what the
+    # chip's ALPHA registers and BIAS window held afterwards (sim/tb_top.py).
+    calibration: dict | None = None
 
     @property
     def n_ok(self) -> int:
@@ -170,17 +173,27 @@ def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], s
 def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
               rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
               build_root: Path | None = None, waves: bool = False, verbose: bool = False,
-              error_cases: list[dict] | None = None,
+              error_cases: list[dict] | None = None, calibration: dict | None = None,
               status: Callable[[str], None] = lambda msg: None) -> CosimResult:
     """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
     computed with `cfg`. The two differ only in tests that prove mismatches are caught.
 
     `error_cases` (see sim/tb_top.py) run before the scored inferences: each is a dict with
     `descriptors` (lists of 8 descriptor words, written unchecked), `input` (written for the
-    program's first layer), `timeout_us` and optionally `num_layers` and `name`."""
+    program's first layer), `timeout_us` and optionally `num_layers` and `name`.
+
+    `calibration` = {"reference": Program, "target": Program or None, "seed": int}: `prog` is a
+    drifted snapshot loaded uncompensated; the driver runs the compensation routine on the chip
+    (reference reads on `reference` first) and the inferences are scored against the golden model
+    of `aoncim.model.snapshot.compensated(reference, prog, cfg, seed, target)`."""
     b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
     status(f"golden model: {len(inputs)} inference(s)")
-    expected = golden_outputs(cfg, prog, inputs, seeds)
+    golden_prog = prog
+    if calibration:
+        from aoncim.model.snapshot import compensated
+
+        golden_prog = compensated(calibration["reference"], prog, cfg, calibration["seed"], calibration.get("target"))
+    expected = golden_outputs(cfg, golden_prog, inputs, seeds)
     # With waves the run directory is kept (the simulator writes the dump there); else it is temporary.
     run_dir = tempfile.TemporaryDirectory(prefix="aoncim-cosim-") if not waves else \
         contextlib.nullcontext(_fresh_dir(b.build_dir / "run"))
@@ -189,6 +202,11 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
         job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
                "seeds": list(seeds), "expected": expected, "check_identity": check_identity,
                "error_cases": list(error_cases or [])}
+        if calibration:
+            target = calibration.get("target")
+            job["calibration"] = {"reference_image": write_image(calibration["reference"], cfg),
+                                  "target_image": write_image(target, cfg) if target is not None else None,
+                                  "seed": int(calibration["seed"])}
         (tmp / "job.pkl").write_bytes(pickle.dumps(job))
         res_path = tmp / "results.json"
         t0 = time.perf_counter()
@@ -213,4 +231,4 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
     if r.get("error"):
         raise ChipError(r["error"])
     return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], r["mismatches"], r["load_s"], wall, log,
-                       list(prog.names), dump, r.get("error_cases", []))
+                       list(prog.names), dump, r.get("error_cases", []), r.get("calibration"))

@@ -10,6 +10,12 @@ Program.check, to exercise the chip's own descriptor checks. Each is run with a 
 reported, not waited for), and STATUS, the driver's message and the activation and output
 memories before and after are recorded; afterwards the job's program is restored for the scored
 inferences, which so also prove that the chip recovers from an error.
+
+A job may also carry `calibration` (reference and target images, seed): the driver then runs the
+host's drift-compensation routine on the chip (contract steps 10 and 11) -- reference reads on
+the reference program, then, on the job's program, the alpha and offset reads -- and the scored
+inferences run with the alphas and biases it wrote. The values it computed and what the chip's
+ALPHA registers and BIAS window hold afterwards are recorded.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import pickle
 import time
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
@@ -85,9 +92,27 @@ async def run_job(dut):
             with open(os.environ["AONCIM_RESULTS"], "w") as f:
                 json.dump(results, f)
             return
+    cal = job.get("calibration")
+    if cal:
+        reference, _ = read_image(cal["reference_image"], cfg)
+        await drv.load_program(reference)
+        ref_state = await drv.calibrate_reference(reference, cal["seed"])
     t0 = time.perf_counter()
     await drv.load_program(prog)
     results["load_s"] = time.perf_counter() - t0
+    if cal:
+        target = read_image(cal["target_image"], cfg)[0] if cal.get("target_image") else None
+        t0 = time.perf_counter()
+        done = await drv.compensate(prog, ref_state, cal["seed"], target)
+        n_bias = len(prog.pp_bias)
+        bias_words = await drv.bus.read_words(drv.amap.base(Region.BIAS), n_bias)
+        results["calibration"] = {
+            "alpha": [int(v) for v in done.alphas(cfg)], "bias": [int(v) for v in done.pp_bias],
+            "alpha_regs": await drv.read_alpha(len(prog.layers)),
+            "bias_window": [int(v) for v in np.array(bias_words, dtype=np.uint32).view(np.int32)],
+            "mvm_base": await drv.reg_read(Reg.MVM_BASE), "wall_s": time.perf_counter() - t0,
+        }
+        prog = done
 
     if job.get("error_cases"):
         results["error_cases"] = [await run_error_case(drv, prog, case) for case in job["error_cases"]]

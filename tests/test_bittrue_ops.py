@@ -34,7 +34,7 @@ def test_lowering_emits_pool_layers_and_folds_batch_norm():
     assert ops == [OP_MVM, OP_MAXPOOL, OP_MVM, OP_AVGPOOL, OP_MVM, OP_AVGPOOL, OP_MVM]
     gap = prog.layers[5]
     assert (gap.k_h, gap.k_w, gap.out_h, gap.out_w) == (4, 4, 1, 1)
-    assert sum(d.mvms for d in prog.layers) == 16 * 16 + 8 * 8 + 4 * 4 + 1
+    assert prog.mvms == 16 * 16 + 8 * 8 + 4 * 4 + 1
     # Per-channel scales differ once batch norm is folded into post-processing.
     d0 = prog.layers[0]
     assert len(set(prog.pp_scale[d0.param_base : d0.param_base + d0.out_c].tolist())) > 1

@@ -93,6 +93,6 @@ def test_error_message_names_layer_and_problem():
     status = ST_ERROR | (1 << 8) | (ErrorCode.ARRAY_COLS << 16)
     msg = AonCimDriver.error_message(status, prog)
     assert msg == (f"chip stopped with error 8 in layer 1 ({prog.layer_name(1)}): ARRAY_COLS: "
-                   "columns col0..col0+out_c-1 outside the array")
+                   "columns col0..col0+tiles*out_c-1 outside the array (tiles = ceil(k_rows / rows))")
     assert "at start: NO_LAYERS" in AonCimDriver.error_message(ST_ERROR | (ErrorCode.NO_LAYERS << 16))
     assert "unknown error code 99" in AonCimDriver.error_message(ST_ERROR | (99 << 16))

@@ -81,8 +81,10 @@ def test_bittrue_rejects_bad_input(tiny_prog):
 def test_model_that_does_not_fit_is_rejected():
     net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
     calib, _ = make_patterns(16, seed=1)
-    small = AonCimConfig(rows=256, cols=512)
-    with pytest.raises(CompileError, match="layer 3:Linear: needs 512 rows > array rows 256"):
+    # 512 rows on a 256-row array: two row tiles of 10 columns, beyond the 16 columns left.
+    small = AonCimConfig(rows=256, cols=16, n_adcs=16)
+    with pytest.raises(CompileError, match=r"layer 3:Linear: needs columns 8\.\.27 \(2 row tiles of 10 columns "
+                                           r"for its 512 rows\) but the array has 16"):
         compile_network(net, small, calib)
     with pytest.raises(CompileError, match="unsupported module"):
         compile_network(nn.Sequential(nn.Conv2d(2, 4, 3), nn.Sigmoid()), CFG, calib)
