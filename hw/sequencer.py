@@ -8,10 +8,10 @@ stream the tile's rows of the im2col input vector from the activation SRAM into 
 (the behavioural array sums as rows arrive), hold the PWM window for 2**in_bits cycles, then
 convert the tile's column window slot by slot (n_adcs columns per slot). Each channel's code is
 added to its partial sum over the earlier tiles (a small accumulator memory, one entry per
-channel); after the last tile the sum goes through post-processing. A pooling layer streams each output's window, channel by channel, from the
-activation SRAM through the pooling unit (`pool.py`) into post-processing, which passes a max
-pool's result through unchanged. The schedule is strictly sequential; its cycle count is
-documented in docs/architecture.md.
+channel); after the last tile the sum goes through post-processing. A pooling layer streams each
+output's window, channel by channel, from the activation SRAM through the pooling unit (`pool.py`)
+into post-processing, which passes a max pool's result through unchanged. The schedule is strictly
+sequential; its cycle count is documented in docs/architecture.md.
 """
 import operator
 from functools import reduce
@@ -104,7 +104,8 @@ class LayerSequencer(wiring.Component):
         lane = Signal(range(c.n_adcs))
         # Row tiles (contract step 12): ceil(k_rows / rows), a shift because rows is a power of two;
         # tile t's columns start at tcol0 = col0 + t * out_c.
-        n_tiles = Signal(16 - c.row_bits + 1)
+        k_rows_bits = dict(DESCRIPTOR_FIELDS)["k_rows"]
+        n_tiles = Signal(max(1, k_rows_bits - c.row_bits + 1))
         tile = Signal(range(c.max_row_tiles))
         tcol0 = Signal(range(c.cols))
         last_tile = Signal()

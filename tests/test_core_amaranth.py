@@ -96,3 +96,34 @@ def test_error_message_names_layer_and_problem():
                    "columns col0..col0+tiles*out_c-1 outside the array (tiles = ceil(k_rows / rows))")
     assert "at start: NO_LAYERS" in AonCimDriver.error_message(ST_ERROR | (ErrorCode.NO_LAYERS << 16))
     assert "unknown error code 99" in AonCimDriver.error_message(ST_ERROR | (99 << 16))
+
+
+def test_mvm_base_starts_the_read_noise_counter():
+    """MVM_BASE (RW, reset 0) is the read-noise MVM counter of a run's first MVM, here one that
+    wraps past 2**32 within the run; MVMS still counts the run's MVMs from 0."""
+    from aoncim.model.bittrue import BitTrueExecutor
+
+    prog = compile_network(small_net(1), SMALL, torch.rand(16, 2, 4, 4), act_bits=6)
+    x = np.random.default_rng(1).integers(0, 64, (4, 4, 2))
+    base = 0xFFFFFFF0  # 16 + 4 + 1 MVMs: the counter wraps in the second layer
+    ex = BitTrueExecutor(SMALL, prog)
+    want = [t.output.numpy() for t in ex.run(x, 9, mvm_base=base)]
+    assert not np.array_equal(want[0], ex.run(x, 9)[0].output.numpy())  # the base matters
+    dut = AonCimCore(SMALL)
+    seen = {"got": []}
+
+    async def tb(ctx):
+        drv = AonCimDriver(AmaranthHostBus(ctx, dut.bus, dut.irq), SMALL)
+        seen["reset"] = await drv.reg_read(Reg.MVM_BASE)
+        await drv.load_program(prog)
+        await drv.write_input(prog, x)
+        seen["counters"] = await drv.run(prog, 9, on_layer=lambda layer, got: seen["got"].append(got), mvm_base=base)
+        seen["after"] = await drv.reg_read(Reg.MVM_BASE)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen["reset"] == 0 and seen["after"] == base
+    assert all(np.array_equal(g, w) for g, w in zip(seen["got"], want, strict=True))
+    assert seen["counters"]["mvms"] == prog.mvms == 16 + 4 + 1

@@ -1,9 +1,10 @@
 """Co-simulation of the whole contract under Verilator: pooling layers, drift-compensation alpha,
-and the chip's own descriptor checks.
+row tiling, the host's calibration reads, and the chip's own descriptor checks.
 
 All tests share one small config (one Verilator build, cached on disk): the array of the small
 config in test_cosim.py with room for an eight-layer network with max pooling (overlapping,
-non-square and strided windows), average pooling and global average pooling.
+non-square and strided windows), average pooling and global average pooling, and for a network
+whose conv and linear layers have more rows than the array (row tiles, tests/test_tiling.py).
 """
 import dataclasses
 
@@ -17,6 +18,7 @@ from aoncim.firmware.compiler import compile_network
 from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, ProgramError
 from aoncim.regmap import ST_BUSY, ST_ERROR, ErrorCode
 from aoncim.sim.runner import golden_outputs, run_cosim
+from test_tiling import tiled_net
 
 pytestmark = pytest.mark.cosim
 
@@ -42,14 +44,25 @@ def pool_job(act_bits, n, seed):
     return prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)]
 
 
+def tiled_job(act_bits, n, seed):
+    prog = compile_network(tiled_net(seed), CFG, torch.rand(32, 30, 4, 4), act_bits=act_bits)
+    assert [d.tiles(CFG.rows) for d in prog.layers] == [3, 1, 2]
+    rng = np.random.default_rng(seed)
+    inputs = [rng.integers(0, 2**act_bits, (4, 4, 30)) for _ in range(n)]
+    return prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)]
+
+
 def schedule_cycles(cfg, prog) -> int:
     """Clock cycles of one inference by the schedule in docs/architecture.md ("Schedule")."""
     total = 0
     for d in prog.layers:
         total += 3  # FETCH, DECODE, CHECK
         if d.is_mvm:
-            slots = (d.col0 + d.out_c - 1) // cfg.n_adcs - d.col0 // cfg.n_adcs + 1
-            total += d.positions * (d.k_rows + 2**d.in_bits + slots + d.out_c + 1) + 2
+            per_position = d.k_rows  # LOAD: every im2col row once, whatever tile it is in
+            for _, _, _, c0 in d.tile_rects(cfg.rows):
+                slots = (c0 + d.out_c - 1) // cfg.n_adcs - c0 // cfg.n_adcs + 1
+                per_position += 2**d.in_bits + slots + d.out_c + 1  # PWM, CONVERT, POSTPROC, NEXT_TILE/POS
+            total += d.positions * per_position + 2
         else:
             total += d.positions * d.out_c * d.k_h * d.k_w + 3
     return total
@@ -88,6 +101,39 @@ def test_alpha_bit_exact():
     check_bit_exact(r, prog, 4)
 
 
+@pytest.mark.parametrize("act_bits", [8, 4])
+def test_tiled_net_bit_exact(act_bits):
+    """A conv of three row tiles (128 + 128 + 14 rows, tiles straddling ADC slots) and a linear
+    layer of two, with read noise: codes summed per channel over the tiles, one MVM (and noise
+    counter) per tile."""
+    prog, inputs, seeds = tiled_job(act_bits, n=3, seed=act_bits)
+    r = run_cosim(CFG, prog, inputs, seeds)
+    check_bit_exact(r, prog, 3)
+    assert r.inferences[0]["mvms"] == 16 * 3 + 4 + 2
+
+
+def test_host_calibration_on_chip():
+    """Contract steps 10-11 run by the driver on the RTL (calibration MVMs from MVM_BASE =
+    0xFFFF0000 + ..., row-tiled layers included) on a PCM snapshot a day after programming: the
+    alphas and offset-corrected biases equal model.snapshot.compensated's, the chip holds them,
+    and the next inferences are bit-exact against the golden model of the compensated program."""
+    from aoncim.model.snapshot import ProgrammedArray, compensated
+
+    prog, inputs, seeds = tiled_job(8, n=2, seed=9)
+    arr = ProgrammedArray(prog, CFG, seed=1)
+    reference, day = arr.at(1.0), arr.at(86400.0)
+    want = compensated(reference, day, CFG, 5, target=prog)
+    # Both alphas and biases must move, or the test could not see a chip that skipped either.
+    assert np.all(want.alphas(CFG)[prog.mvm_layers] > CFG.alpha_one) and (want.pp_bias != day.pp_bias).sum() > 3
+    assert not np.array_equal(golden_outputs(CFG, want, inputs, seeds)[0][-1],
+                              golden_outputs(CFG, dataclasses.replace(want, pp_bias=day.pp_bias), inputs, seeds)[0][-1])
+    r = run_cosim(CFG, day, inputs, seeds, calibration={"reference": reference, "target": prog, "seed": 5})
+    cal = r.calibration
+    assert cal["alpha"] == want.alphas(CFG).tolist() and cal["alpha_regs"] == cal["alpha"]
+    assert cal["bias"] == want.pp_bias.tolist() and cal["bias_window"] == cal["bias"]
+    check_bit_exact(r, want, 2)
+
+
 def error_cases(prog):
     """(name, descriptors, num_layers or None, expected code, layer) of malformed programs, each
     rejected by Program.check on the host too. The pooling layers read the first MVM's output bank."""
@@ -96,6 +142,9 @@ def error_cases(prog):
     c, E = CFG, ErrorCode
     pad_mp = R(mp, pad=1, out_h=(mp.in_h + 2 - mp.k_h) // mp.stride + 1, out_w=(mp.in_w + 2 - mp.k_w) // mp.stride + 1)
     big_gap = R(avg, in_h=17, in_w=16, in_c=1, k_h=17, k_w=16, out_h=1, out_w=1, out_c=1, stride=1)
+    # A valid conv of 144 rows: two row tiles of 6 columns, side by side from column 0.
+    tiled = R(conv, in_h=4, in_w=4, in_c=16, k_rows=144, out_h=4, out_w=4)
+    tiled.check(c)
     return [
         ("opcode 0", [R(conv, opcode=0)], None, E.BAD_OPCODE, 0),
         ("opcode 7 after a good layer", [conv, R(mp, opcode=7)], None, E.BAD_OPCODE, 1),
@@ -111,6 +160,8 @@ def error_cases(prog):
         ("pool window beyond the map", [R(mp, out_w=mp.out_w + 1)], None, E.BAD_GEOMETRY, 0),
         ("rows beyond the array", [R(conv, row0=c.rows - conv.k_rows + 1)], None, E.ARRAY_ROWS, 0),
         ("columns beyond the array", [conv, R(conv2, col0=c.cols - conv2.out_c + 1)], None, E.ARRAY_COLS, 1),
+        ("row tiles not from row 0", [R(tiled, row0=1)], None, E.ARRAY_ROWS, 0),
+        ("row tiles beyond the columns", [R(tiled, col0=c.cols - 2 * tiled.out_c + 1)], None, E.ARRAY_COLS, 0),
         ("padded max pool", [pad_mp], None, E.BAD_POOL, 0),
         ("max pool to the output memory", [R(mp, to_out=1)], None, E.BAD_POOL, 0),
         ("max pool changes bits", [R(mp, out_bits=4)], None, E.BAD_POOL, 0),
