@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 
 from aoncim.config import AonCimConfig
-from aoncim.program import DESC_WORDS, LayerDescriptor, Program, ProgramError
+from aoncim.program import DESC_WORDS, OP_MAXPOOL, LayerDescriptor, Program, ProgramError
 
 MAGIC = b"AONCIMG\0"
 VERSION = 3  # 2: ALPHA section; 3: optional CALIB section
@@ -95,16 +95,31 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
         raise ImageError(f"reserved header field is {reserved}, must be 0")
     if not 1 <= count <= len(Section) or _HEADER.size + _ENTRY.size * count > n - 4:
         raise ImageError(f"section count {count} is invalid for a {n}-byte image")
+    # The layout is exactly the writer's: sections in id order, back to back from the end of the
+    # table, each a whole number of words, the last one ending at the CRC. Anything looser lets a
+    # corrupted table (with a recomputed CRC) alias one section's bytes as another's.
     secs: dict[Section, bytes] = {}
+    where: list[tuple[int, int, Section]] = []
+    expect = _HEADER.size + _ENTRY.size * count
     for k in range(count):
         sid, off, length = _ENTRY.unpack_from(blob, _HEADER.size + _ENTRY.size * k)
         if sid not in Section._value2member_map_:
             raise ImageError(f"section table entry {k}: unknown section id {sid}")
         if Section(sid) in secs:
             raise ImageError(f"section {Section(sid).name} appears twice")
-        if off % 4 or off < _HEADER.size + _ENTRY.size * count or off + length > n - 4:
+        if where and sid < where[-1][2]:
+            raise ImageError(f"section table entry {k}: {Section(sid).name} after {where[-1][2].name}; "
+                             "sections must be listed in id order")
+        if off + length > n - 4:
             raise ImageError(f"section {Section(sid).name}: offset {off} length {length} outside the payload")
+        if length % 4 or off != expect:
+            raise ImageError(f"section {Section(sid).name}: offset {off} length {length}, expected offset {expect} "
+                             "and a multiple of 4 bytes (sections follow each other, padded to whole words)")
         secs[Section(sid)] = blob[off : off + length]
+        where.append((off, length, Section(sid)))
+        expect = off + length
+    if expect != n - 4:
+        raise ImageError(f"{n - 4 - expect} stray bytes between the last section and the CRC at offset {n - 4}")
     missing = [s.name for s in Section if s not in secs and s not in OPTIONAL]
     if missing:
         raise ImageError(f"missing section(s) {', '.join(missing)}")
@@ -124,7 +139,9 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
     if len(words) == 0 or len(words) % DESC_WORDS:
         raise ImageError(f"DESCRIPTORS section holds {len(words)} words, not a multiple of {DESC_WORDS}")
     layers = [LayerDescriptor.unpack(list(map(int, words[i : i + DESC_WORDS]))) for i in range(0, len(words), DESC_WORDS)]
-    if not isinstance(names, list) or len(names) != len(layers):
+    if not isinstance(names, list) or not all(isinstance(s, str) for s in names):
+        raise ImageError("NAMES section must be a JSON list of strings")
+    if len(names) != len(layers):
         raise ImageError(f"NAMES section lists {len(names) if isinstance(names, list) else '?'} names for {len(layers)} layers")
     scale = np.frombuffer(secs[Section.PP_SCALE], dtype="<i4").astype(np.int64)
     bias = np.frombuffer(secs[Section.PP_BIAS], dtype="<i4").astype(np.int64)
@@ -151,6 +168,8 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
                 pos += size
     except struct.error:
         raise ImageError("GCODE section truncated") from None
+    if pos != len(gsec):
+        raise ImageError(f"GCODE section has {len(gsec) - pos} bytes after its last rectangle")
     alpha = np.frombuffer(secs[Section.ALPHA], dtype="<u4").astype(np.int64)
     if len(alpha) != len(layers):
         raise ImageError(f"ALPHA section holds {len(alpha)} values for {len(layers)} layers")
@@ -170,6 +189,24 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
     for i in range(len(layers)):
         if prog.used_rect(i) != struct.unpack_from("<4I", gsec, 4 + _rect_offset(prog, i)):
             raise ImageError(f"GCODE rectangle {i} does not match layer {i}'s placement")
+    # Program.check bounds param_base by param_depth, not by the constants the image carries.
+    if len(scale) > c.param_depth:
+        raise ImageError(f"PP_SCALE/PP_BIAS hold {len(scale)} entries, more than param_depth {c.param_depth}")
+    for i, d in enumerate(layers):
+        if d.opcode != OP_MAXPOOL and d.param_base + d.out_c > len(scale):
+            raise ImageError(f"layer {i} ({prog.layer_name(i)}) uses post-processing entries {d.param_base}.."
+                             f"{d.param_base + d.out_c - 1}; PP_SCALE/PP_BIAS hold {len(scale)}")
+    # Backstop: the reader accepts exactly the bytes the writer produces for what it parsed, so no
+    # field the checks above miss (JSON spelling, padding bytes, ...) can carry anything.
+    again = write_image(prog, c)
+    if again != bytes(blob):
+        m = min(len(again), n)
+        diff = np.flatnonzero(np.frombuffer(again, np.uint8, m) != np.frombuffer(blob, np.uint8, m))
+        at = int(diff[0]) if len(diff) else m
+        sec = next((f"section {s.name}" for off, length, s in where if off <= at < off + length),
+                   "the header or section table" if at < where[0][0] else "the CRC")
+        raise ImageError(f"image differs from the canonical encoding of its content at byte {at} (in {sec}): "
+                         "it was not written by this aoncim's write_image; recompile the model")
     return prog, c
 
 
