@@ -324,8 +324,20 @@ class AnalogLinear(_AnalogMVM, nn.Linear):
         new.input_range = nn.Parameter(torch.zeros((), device=m.weight.device, dtype=m.weight.dtype))
         return new.train(m.training)
 
+    # (C, H, W) of the map a Flatten fed this layer, when H*W > 1: the chip's rows are that map in
+    # HWC order (contract step 7) while PyTorch flattens CHW, which matters once the fan-in is
+    # split into row tiles. None: the input is a vector (or H = W = 1), rows = features.
+    input_chw: tuple[int, int, int] | None = None
+
     def _row_index(self) -> torch.Tensor:
-        return torch.arange(self.in_features)
+        if self.input_chw is None:
+            return torch.arange(self.in_features)
+        c, h, w = self.input_chw
+        if c * h * w != self.in_features:
+            raise ValueError(f"input_chw={self.input_chw} does not match in_features={self.in_features}")
+        ch = torch.arange(c).view(c, 1, 1)
+        hw = (torch.arange(h).view(1, h, 1) * w + torch.arange(w).view(1, 1, w))
+        return (hw * c + ch).reshape(-1)  # CHW-flatten position -> HWC crossbar row
 
     def _mvm(self, u, w):
         return F.linear(u, w)

@@ -407,3 +407,16 @@ def test_offset_calibration_cancels_the_error_along_the_mean_input():
     with torch.no_grad():
         set_analog_mode(layer, "inference", t_inf=86400.0, seed=3, compensate=False)
     assert layer._offset is None  # offsets are part of the compensation routine
+
+
+def test_linear_row_tiles_follow_the_chips_hwc_rows():
+    """After a Flatten of a C x H x W map the chip's rows are HWC; tiles must split there."""
+    cfg = AonCimConfig(rows=64, cols=64, act_depth=512)
+    layer = AnalogLinear(8 * 4 * 4, 3, cfg=cfg)
+    assert layer.tile_masks()[0].reshape(-1)[:64].all()  # vector input: rows = features
+    layer = AnalogLinear(8 * 4 * 4, 3, cfg=cfg)
+    layer.input_chw = (8, 4, 4)
+    rows = layer._row_index().reshape(8, 4, 4)
+    assert int(rows[3, 1, 2]) == (1 * 4 + 2) * 8 + 3
+    tile0 = layer.tile_masks()[0].reshape(8, 4, 4)
+    assert tile0[:, :2].all() and not tile0[:, 2:].any()  # the first 64 HWC rows = image rows 0-1
