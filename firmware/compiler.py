@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from aoncim.config import AonCimConfig
+from aoncim.firmware.placement import PlacementError, place_rectangles
 from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, LayerDescriptor, Program, ProgramError
 
 
@@ -146,27 +147,23 @@ def _bias(m: nn.Module) -> np.ndarray:
 
 
 def _place(layers: list[_Layer], cfg: AonCimConfig) -> list[tuple[int, int]]:
-    """Shelf packing: MVM layers side by side along the columns, each from row 0. A layer with
-    more im2col rows than the array takes ceil(rows / cfg.rows) row tiles of out_c columns each,
-    side by side (contract step 12), so its footprint is min(rows, cfg.rows) x tiles*out_c.
-
-    The walking skeleton's packer; firmware issue 5 replaces it with a rectangle packer.
-    """
-    places, col = [], 0
-    for L in layers:
-        if L.kind != "mvm":
-            places.append((0, 0))
-            continue
+    """(row0, col0) of every layer: MVM layers as rectangles packed on the array (firmware/placement.py);
+    a layer with more im2col rows than the array takes ceil(rows / cfg.rows) row tiles of out_c
+    columns side by side (contract step 12), footprint min(rows, cfg.rows) x tiles*out_c (a tiled
+    layer is array-high, so it always lands at row 0). Pooling layers get (0, 0)."""
+    mvm = [L for L in layers if L.kind == "mvm"]
+    sizes = [(min(L.weight.shape[0], cfg.rows), -(-L.weight.shape[0] // cfg.rows) * L.weight.shape[1]) for L in mvm]
+    for L, (_, cols) in zip(mvm, sizes):
         rows, out_c = L.weight.shape
-        tiles = -(-rows // cfg.rows)
-        cols = tiles * out_c
-        if col + cols > cfg.cols:
-            tiled = f" ({tiles} row tiles of {out_c} columns for its {rows} rows)" if tiles > 1 else ""
-            raise CompileError(f"layer {L.name}: needs columns {col}..{col + cols - 1}{tiled} but the array has "
-                               f"{cfg.cols}; reduce output channels or fan-in, or use a larger array")
-        places.append((0, col))
-        col += cols
-    return places
+        if cols > cfg.cols:
+            tiled = f" ({cols // out_c} row tiles of {out_c} columns for its {rows} rows)" if rows > cfg.rows else ""
+            raise CompileError(f"layer {L.name}: needs {cols} columns{tiled} but the array has {cfg.cols}; "
+                               "reduce output channels or fan-in, or use a larger array")
+    try:
+        spots = iter(place_rectangles(sizes, cfg.rows, cfg.cols, [L.name for L in mvm]))
+    except PlacementError as e:
+        raise CompileError(str(e)) from None
+    return [next(spots) if L.kind == "mvm" else (0, 0) for L in layers]
 
 
 def _fixed_point(scale: np.ndarray, bias: np.ndarray, cfg: AonCimConfig, name: str) -> tuple[np.ndarray, np.ndarray, int]:

@@ -32,10 +32,15 @@ def tiled_prog():
 
 def test_compiler_places_row_tiles_side_by_side(tiled_prog):
     prog, rows = tiled_prog, CFG.rows
-    assert [(d.k_rows, d.tiles(rows), d.row0, d.col0) for d in prog.layers] == \
-        [(270, 3, 0, 0), (54, 1, 0, 18), (144, 2, 0, 54)]
-    assert prog.tile_rects(0) == [(0, 128, 0, 0), (128, 128, 0, 6), (256, 14, 0, 12)]
-    assert prog.used_rect(0) == (0, 128, 0, 18) and prog.used_rect(2) == (0, 128, 54, 10)
+    assert [(d.k_rows, d.tiles(rows)) for d in prog.layers] == [(270, 3), (54, 1), (144, 2)]
+    # Wherever the packer puts them: tiled layers are array-high (row 0), nothing overlaps.
+    from aoncim.firmware.placement import check_disjoint
+
+    assert prog.layers[0].row0 == 0 and prog.layers[2].row0 == 0
+    assert check_disjoint([prog.used_rect(i) for i in range(3)], CFG.rows, CFG.cols)
+    c0 = prog.layers[0].col0
+    assert prog.tile_rects(0) == [(0, 128, 0, c0), (128, 128, 0, c0 + 6), (256, 14, 0, c0 + 12)]
+    assert prog.used_rect(0) == (0, 128, c0, 18) and prog.used_rect(2) == (0, 128, prog.layers[2].col0, 10)
     assert prog.mvms == 16 * 3 + 4 + 2
     # The tiles hold the layer's quantised weights in im2col order; nothing else is programmed.
     net = tiled_net()
@@ -43,7 +48,8 @@ def test_compiler_places_row_tiles_side_by_side(tiled_prog):
     w = w.transpose(2, 3, 1, 0).reshape(270, 6)           # (ky, kx, c) rows
     dg = prog.layer_dg(0)
     assert np.array_equal(np.sign(dg), np.sign(np.rint(w / np.abs(w).max(0) * CFG.gcode_max)))
-    assert not prog.g_plus[14:, 12:18].any() and not prog.g_minus[14:, 12:18].any()  # last tile's spare rows
+    spare = (slice(14, None), slice(c0 + 12, c0 + 18))  # the last tile's unused rows
+    assert not prog.g_plus[spare].any() and not prog.g_minus[spare].any()
     # The image stores each layer's bounding box and reads the tiled program back unchanged.
     assert read_image(write_image(prog, CFG), CFG)[0] == prog
 
