@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from aoncim.config import AonCimConfig
+from aoncim.firmware.placement import PlacementError, place_rectangles
 
 MVM_KINDS = ("conv", "linear")
 
@@ -46,6 +47,7 @@ class LayerFootprint:
     params: int = 0                  # trainable parameters, folded batch norm included
     fused: tuple[str, ...] = ()      # modules folded into this layer (BatchNorm2d, ReLU)
     place: tuple[int, int] | None = None  # (row0, col0) on the array; None for pooling
+    tiles: int = 1                   # row tiles (contract step 12) when rows > the array's rows
 
     @property
     def is_mvm(self) -> bool:
@@ -53,8 +55,8 @@ class LayerFootprint:
 
     @property
     def mvms(self) -> int:
-        """One MVM per output position; pooling runs in the digital periphery and costs none."""
-        return self.out_shape[0] * self.out_shape[1] if self.is_mvm else 0
+        """One MVM per output position and row tile; pooling runs in the digital periphery and costs none."""
+        return self.out_shape[0] * self.out_shape[1] * self.tiles if self.is_mvm else 0
 
     @property
     def out_words(self) -> int:
@@ -135,19 +137,18 @@ def analog_footprint(net: nn.Module, input_shape: tuple[int, int, int], cfg: Aon
                      check_sram: bool = False) -> Footprint:
     """Footprint of `net` (flat sequential) for inputs of shape (C, H, W) on the chip `cfg`.
 
-    Raises FootprintError if a layer's rectangle exceeds cfg.rows x cfg.cols, if the rectangles do not
-    pack on the array together, if the chip layers exceed cfg.max_layers or the post-processing
+    Placement is the compiler's (firmware/placement.py); a layer with more rows than the array is
+    split into row tiles side by side (contract step 12). Raises FootprintError if a layer's
+    rectangle is wider than the array, if the rectangles do not pack on the array together, if the chip layers exceed cfg.max_layers or the post-processing
     entries cfg.param_depth, if the network output exceeds cfg.out_depth, or (check_sram) if an
     activation tensor exceeds cfg.act_depth.
     """
-    layers = _walk(net, input_shape)
+    layers = [replace(L, tiles=-(-L.rows // cfg.rows)) if L.is_mvm else L for L in _walk(net, input_shape)]
     for L in layers:
-        if L.is_mvm and L.rows > cfg.rows:
-            raise FootprintError(f"layer {L.name}: needs {L.rows} rows (k_h*k_w*C_in) > array rows {cfg.rows}; "
-                                 "use a smaller kernel or fewer input channels")
-        if L.is_mvm and L.cols > cfg.cols:
-            raise FootprintError(f"layer {L.name}: needs {L.cols} columns (C_out) > array columns {cfg.cols}; "
-                                 "use fewer output channels")
+        if L.is_mvm and L.tiles * L.cols > cfg.cols:
+            tiled = f" ({L.tiles} row tiles for its {L.rows} rows)" if L.tiles > 1 else ""
+            raise FootprintError(f"layer {L.name}: needs {L.tiles * L.cols} columns (C_out{tiled}) > array columns "
+                                 f"{cfg.cols}; use fewer output channels{' or fan-in' if tiled else ''}")
         if L.kind == "avgpool" and L.kernel[0] * L.kernel[1] * cfg.dac_max >= 1 << cfg.pool_sum_bits:
             raise FootprintError(f"layer {L.name}: {L.kernel[0]}x{L.kernel[1]} average-pooling window sum exceeds "
                                  f"pool_sum_bits={cfg.pool_sum_bits}; pool earlier or use a smaller window")
@@ -168,7 +169,11 @@ def analog_footprint(net: nn.Module, input_shape: tuple[int, int, int], cfg: Aon
                 raise FootprintError(f"{name}: activation of {words} words > act_depth {cfg.act_depth}; "
                                      "downsample earlier or raise act_depth")
     mvm = [L for L in layers if L.is_mvm]
-    places = pack_skyline([(L.rows, L.cols) for L in mvm], cfg.rows, cfg.cols, [L.name for L in mvm])
+    try:
+        places = place_rectangles([(min(L.rows, cfg.rows), L.tiles * L.cols) for L in mvm], cfg.rows, cfg.cols,
+                                  [L.name for L in mvm])
+    except PlacementError as e:
+        raise FootprintError(str(e)) from None
     placed = iter(places)
     layers = [replace(L, place=next(placed)) if L.is_mvm else L for L in layers]
     return Footprint(tuple(layers), tuple(input_shape), (cfg.rows, cfg.cols))

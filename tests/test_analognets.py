@@ -115,10 +115,11 @@ def test_largest_activation_and_sram_check():
 
 def test_too_small_array_fails_naming_the_layer():
     kws, vww = analognet_kws(), analognet_vww()
-    with pytest.raises(FootprintError, match=r"^layer 3:Conv2d: needs 576 rows \(k_h\*k_w\*C_in\) > array rows 512; use a smaller kernel"):
+    # 512 rows: the 576-648-row convs take two row tiles each, and the tiled net no longer fits.
+    with pytest.raises(FootprintError, match=r"^the network needs 290,048 conductance pairs, the 512 x 512 array"):
         analog_footprint(kws, kws.input_shape, AonCimConfig(rows=512))
     # Every VWW layer fits 1024 x 256 alone, but together they do not.
-    with pytest.raises(FootprintError, match=r"^layer \d+:Conv2d: \d+ x \d+ rectangle does not pack on the 1024 x 256"):
+    with pytest.raises(FootprintError, match=r"^layer \d+:Conv2d: its \d+ x \d+ rectangle does not pack beside"):
         analog_footprint(vww, vww.input_shape, AonCimConfig(cols=256))
     with pytest.raises(FootprintError, match=r"^network has 12 chip layers > max_layers 8"):
         analog_footprint(vww, vww.input_shape, AonCimConfig(max_layers=8))
@@ -190,3 +191,15 @@ def _fit_random_batch(make):
         opt.step()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_footprint_tiles_layers_taller_than_the_array():
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(16, 4))
+    cfg = AonCimConfig(rows=128, cols=64, n_adcs=16, act_depth=1024)
+    fp = analog_footprint(net, (32, 4, 4), cfg)
+    conv = fp.mvm_layers[0]
+    assert (conv.rows, conv.tiles, conv.mvms) == (288, 3, 16 * 3)
+    assert conv.place[0] == 0  # array-high
