@@ -195,6 +195,17 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
     net = net.eval()
     c, h, w = tuple(calib.shape[1:])
     layers = _lower(net, (c, h, w))
+    if len(layers) > cfg.max_layers:
+        raise CompileError(f"network has {len(layers)} chip layers > max_layers {cfg.max_layers}; merge layers "
+                           "(fold pooling into strides) or raise max_layers")
+    pp = sum(L.out_c for L in layers if L.kind != "maxpool")
+    if pp > cfg.param_depth:
+        raise CompileError(f"network needs {pp} post-processing entries (one per output channel of every conv, "
+                           f"linear and average-pool layer) > param_depth {cfg.param_depth}; use fewer channels or "
+                           "raise param_depth")
+    if c * h * w > cfg.act_depth:
+        raise CompileError(f"input of {c}x{h}x{w} = {c * h * w} words > act_depth {cfg.act_depth}; use a smaller "
+                           "input or raise act_depth")
     places = _place(layers, cfg)
     amax = (1 << act_bits) - 1
     gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - act_bits) / 2**cfg.adc_gain_shift

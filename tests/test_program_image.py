@@ -112,3 +112,16 @@ def test_config_file_errors(tmp_path):
         AonCimConfig.load(p)
     p.write_text('{"rows": 512}')
     assert AonCimConfig.load(p).rows == 512
+
+
+@pytest.mark.parametrize("cfg_kw,match", [
+    ({"max_layers": 2}, r"3 chip layers > max_layers 2; merge layers"),
+    ({"param_depth": 16}, r"needs 26 post-processing entries .* > param_depth 16; use fewer channels"),
+    ({"act_depth": 64}, r"input of 2x8x8 = 128 words > act_depth 64"),
+])
+def test_resource_errors_name_the_resource_and_the_fix(cfg_kw, match):
+    net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 10))
+    calib, _ = make_patterns(16, seed=1)
+    with pytest.raises(CompileError, match=match):
+        compile_network(net, AonCimConfig(**cfg_kw), calib)
