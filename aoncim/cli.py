@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -315,6 +316,194 @@ def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, 
 def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, samples, outdir, times) -> None:
     """Accuracy of FP, HWA float and bit-true modes after 1 s .. 1 year of PCM drift (table + plot)."""
     _run(lambda: _eval(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, samples, outdir, times))
+
+
+# ------------------------------------------------------------------------------------ images
+CALIB_SAMPLES = 512  # training inputs that set the activation ranges, as `aoncim eval` uses
+REFERENCE_T_S = 1.0  # the host's reference read right after programming, as model/evaluate.py
+REFERENCE_READ_SEED = 10_000  # + chip seed: that read's noise, as model/evaluate.py
+
+
+def _read_image_file(path: str):
+    """(bytes, Program, config) of an image file; every problem is one ImageError line."""
+    from aoncim.firmware.image import ImageError, read_image
+
+    p = Path(path)
+    try:
+        blob = p.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"image file {p} not found") from None
+    except OSError as e:
+        raise ImageError(f"cannot read image file {p}: {e.strerror or e}") from None
+    try:
+        prog, cfg = read_image(blob)
+    except ImageError as e:
+        raise ImageError(f"{p}: {e}") from None
+    return blob, prog, cfg
+
+
+def _checkpoint_task(path: str) -> str:
+    """The task a checkpoint was trained for (its "task" entry)."""
+    import torch
+
+    from aoncim.model.tasks import TASKS
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} not found: train one with `aoncim train TASK -o {p}`")
+    try:
+        ck = torch.load(p, weights_only=True)
+    except Exception as e:  # torch.load raises unpickling, zip and runtime errors alike for a bad file
+        raise ValueError(f"cannot read checkpoint {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    task = ck.get("task") if isinstance(ck, dict) else None
+    if task not in TASKS:
+        raise ValueError(f"checkpoint {p} names task {task!r}, not one of {', '.join(TASKS)}: "
+                         "not an aoncim checkpoint (write one with `aoncim train`)")
+    return task
+
+
+def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, t_inf: float | None,
+             seed: int | None) -> None:
+    from aoncim.firmware.compiler import compile_network
+    from aoncim.firmware.image import write_image
+    from aoncim.firmware.summary import utilisation
+    from aoncim.model.analog import analog_layers, set_analog_mode
+    from aoncim.model.pcm import check_time
+    from aoncim.model.tasks import get_task, load_checkpoint
+
+    cfg = _load_config(config_path)
+    if act_bits not in cfg.act_bits_supported:
+        raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
+    if seed is not None and t_inf is None:
+        raise ConfigError("--seed picks the simulated chip of a drifted snapshot: give --time SECONDS as well")
+    if t_inf is not None:
+        check_time(t_inf)
+    task = get_task(_checkpoint_task(checkpoint))
+    _, hwa, scaler, _ = load_checkpoint(task, checkpoint, cfg)
+    with console.status(f"loading {task.title} calibration inputs"):
+        x, _ = task.load("train")
+    calib = scaler(x[:CALIB_SAMPLES])
+    for _, layer in analog_layers(hwa):
+        layer.in_bits = act_bits
+    set_analog_mode(hwa, "ideal")  # the compiler reads the trained weights and input ranges
+    with console.status(f"compiling {task.title} for config {cfg.config_hash:#010x}"):
+        prog = compile_network(hwa, cfg, calib, act_bits=act_bits)
+    what = "target conductance codes"
+    if t_inf is not None:
+        from aoncim.model.snapshot import ProgrammedArray, compensated
+
+        seed = seed or 0
+        with console.status(f"programming chip {seed} and reading it at t = {t_inf:g} s"):
+            arr = ProgrammedArray(prog, cfg, seed)
+            reference = arr.at(REFERENCE_T_S, read_seed=REFERENCE_READ_SEED + seed)
+            prog = compensated(reference, arr.at(t_inf, read_seed=seed), cfg, seed, target=prog)
+        what = (f"conductance codes of simulated chip {seed} at t = {t_inf:g} s after programming, "
+                "with the host's compensation (alpha, offset-corrected biases)")
+    blob = write_image(prog, cfg)
+    Path(out).write_bytes(blob)
+    u = utilisation(prog, cfg)
+    console.print(f"wrote {out} ({len(blob)} bytes): {task.title} ({checkpoint}), {len(prog.layers)} layers, "
+                  f"{prog.mvms} MVMs per inference, {act_bits}-bit activations, config hash {cfg.config_hash:#010x}")
+    console.print(f"{what}; array utilisation {u.cells} of {u.array} cells ({100 * u.fraction:.2f} %)")
+
+
+@main.command(name="compile")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file of AonCimConfig fields "
+              "(default: the embedded config).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Image file to write.")
+@click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision of every layer.")
+@click.option("--time", "t_inf", type=float, help="Write the codes of a programmed PCM chip read this many "
+              "seconds after programming, compensated by the host (default: the target codes).")
+@click.option("--seed", type=int, help="Simulated chip (programming noise, drift) for --time; default 0.")
+def compile_(checkpoint, config_path, out, act_bits, t_inf, seed) -> None:
+    """Compile an AnalogNet checkpoint into a program image for a config."""
+    _run(lambda: _compile(checkpoint, config_path, out, act_bits, t_inf, seed))
+
+
+# Per-layer tables fit 120 columns (logs, CI) with separators of one space.
+_COMPACT = dict(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
+def _range(v) -> str:
+    return "-" if v is None else f"{v[0]}..{v[1]}"
+
+
+def _inspect(image: str, png: str | None) -> None:
+    from aoncim.firmware.image import _ENTRY, _HEADER, VERSION, Section
+    from aoncim.firmware.summary import layer_summaries, real_scale, utilisation
+
+    blob, prog, cfg = _read_image_file(image)
+    # read_image has validated the layout (it is canonical), so the header and table read with the
+    # writer's own structs are the writer's.
+    count = _HEADER.unpack_from(blob)[4]
+    sections = [_ENTRY.unpack_from(blob, _HEADER.size + _ENTRY.size * k) for k in range(count)]
+    u = utilisation(prog, cfg)
+    head = Table(title=f"{image}", show_header=False)
+    head.add_column("field")
+    head.add_column("value")
+    for k, v in (("size", f"{len(blob)} bytes"), ("format version", str(VERSION)),
+                 ("config hash", f"{cfg.config_hash:#010x}"),
+                 ("array", f"{cfg.rows} rows x {cfg.cols} columns, {cfg.n_adcs} ADCs of {cfg.adc_bits} bits, "
+                           f"{cfg.gcode_bits}-bit conductance codes"),
+                 ("layers", f"{len(prog.layers)} ({len(prog.mvm_layers)} on the array), {prog.mvms} MVMs per inference"),
+                 ("sections", ", ".join(f"{Section(i).name} {n} B @ {o}" for i, o, n in sections))):
+        head.add_row(k, v)
+    console.print(head)
+
+    layers = layer_summaries(prog, cfg)
+    t = Table(title="layers (rect: rows x cols @ (row0, col0), a row-tiled layer's bounding box)", **_COMPACT)
+    for c in ("#", "name", "op", "in -> out (HxWxC)", "kernel", "bits", "rect", "tiles", "MVMs", "cells", "util %"):
+        t.add_column(c, justify="right" if c in ("#", "tiles", "MVMs", "cells", "util %") else "left")
+    for L in layers:
+        rect = "-" if L.rect is None else f"{L.rect[1]}x{L.rect[3]}@({L.rect[0]},{L.rect[2]})"
+        t.add_row(str(L.index), L.name, L.op, L.shape, L.kernel, L.bits, rect, str(L.tiles or "-"), str(L.mvms),
+                  str(L.cells), f"{100 * L.utilisation(cfg):.2f}")
+    t.add_row("", "total", "", "", "", "", "", "", str(prog.mvms), str(u.cells), f"{100 * u.fraction:.2f}",
+              style="bold")
+    console.print(t)
+
+    pp = Table(title=f"post-processing per layer (alpha: 1.0 = {cfg.alpha_one}; effective scale = scale / 2**shift)",
+               **_COMPACT)
+    for c in ("#", "name", "params", "alpha", "shift", "scale min..max", "effective scale", "bias min..max"):
+        pp.add_column(c, justify="right" if c in ("#", "alpha", "shift") else "left")
+    for L in layers:
+        eff = real_scale(prog, L.index)
+        pp.add_row(str(L.index), L.name, _range(L.params), f"{L.alpha / cfg.alpha_one:.4f}", str(L.shift),
+                   _range(L.scale), "-" if eff is None else f"{eff[0]:.4g} .. {eff[1]:.4g}", _range(L.bias))
+    console.print(pp)
+    console.print(f"array utilisation: {u.cells} of {u.array} cells ({100 * u.fraction:.2f} %); "
+                  f"footprint {u.footprint} cells ({100 * u.footprint / u.array:.2f} %); "
+                  f"columns used {u.cols_used} of {cfg.cols}")
+    if png:
+        from aoncim.firmware.placement_plot import plot_placement
+
+        path = plot_placement(prog, cfg, Path(png), title=f"{Path(image).name}: placement on the "
+                              f"{cfg.rows} x {cfg.cols} array ({100 * u.fraction:.1f} % of the cells)")
+        console.print(f"wrote {path}")
+
+
+@main.command(name="inspect")
+@click.argument("image", type=click.Path())  # checked by _read_image_file: one line, exit 1
+@click.option("--png", type=click.Path(dir_okay=False), help="Also draw the placement of every layer as a PNG.")
+def inspect_(image, png) -> None:
+    """Show what a program image holds: header, layers, placement, utilisation, constants."""
+    _run(lambda: _inspect(image, png))
+
+
+@main.command(name="export-c")
+@click.argument("image", type=click.Path())  # checked by _read_image_file: one line, exit 1
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Header to write (default: IMAGE with .h).")
+def export_c(image, out) -> None:
+    """Write a C99 header: register map, error codes, config hash and the image bytes."""
+    def go():
+        from aoncim.firmware.cheader import c_header
+
+        blob, prog, cfg = _read_image_file(image)
+        path = Path(out) if out else Path(image).with_suffix(".h")
+        path.write_text(c_header(blob, path, source=Path(image).name))
+        console.print(f"wrote {path}: {len(blob)} image bytes, config hash {cfg.config_hash:#010x}")
+    _run(go)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ not fit the small array, say) is skipped; any other exception fails the test.
 """
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -58,8 +58,11 @@ def networks(draw):
 def check_roundtrip(net: nn.Module, calib: torch.Tensor, act_bits: int) -> None:
     try:
         prog = compile_network(net, CFG, calib, act_bits=act_bits)
-    except CompileError:
+    except CompileError as e:
+        event(f"CompileError: {str(e).split(':')[-1][:40]}")
         assume(False)  # does not fit the small array: not an image question
+    event(f"{sum(d.tiles(CFG.rows) > 1 for d in prog.layers)} row-tiled, "
+          f"{sum(not d.is_mvm for d in prog.layers)} pooling layers")
     blob = write_image(prog, CFG)
     back, cfg = read_image(blob, CFG)
     assert cfg == CFG and back == prog
@@ -76,7 +79,7 @@ def _settings(n: int):
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-@pytest.mark.parametrize("n", [pytest.param(25, id="fast"), pytest.param(400, id="many", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [pytest.param(25, id="fast"), pytest.param(1000, id="many", marks=pytest.mark.slow)])
 def test_compile_write_read_is_identity(n):
     @_settings(n)
     @given(networks(), st.sampled_from(CFG.act_bits_supported))
