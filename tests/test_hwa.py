@@ -28,7 +28,7 @@ def test_weight_clipping_bounds_every_layer():
     to_hwa(net, DEFAULT_CONFIG, HwaRecipe(), make_patterns(64, seed=0)[0])
     with torch.no_grad():
         net.fc.weight[0, 0] = 100.0  # an outlier
-    limits = [2.5 * float(layer.weight.std()) for _, layer in analog_layers(net)]
+    limits = [2.5 * float(layer.weight.detach().std()) for _, layer in analog_layers(net)]
     clip_weights(net, 2.5)
     for lim, (_, layer) in zip(limits, analog_layers(net)):
         assert float(layer.weight.abs().max()) <= lim + 1e-6
