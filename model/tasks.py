@@ -101,7 +101,7 @@ TASK = {
     "kws": Task("kws", "AnalogNet-KWS", _kws,
                 HwaRecipe(fp_epochs=40, hwa_epochs=15, batch_size=64, label_smoothing=0.1), True),
     "vww": Task("vww", "AnalogNet-VWW", _vww,
-                HwaRecipe(fp_epochs=12, hwa_epochs=5, batch_size=64, label_smoothing=0.1), False),
+                HwaRecipe(fp_epochs=12, hwa_epochs=10, batch_size=64, label_smoothing=0.1), False),
 }
 
 
