@@ -113,57 +113,213 @@ def _tiny_job(cfg: AonCimConfig, n: int, seed: int, act_bits: int):
     return prog, inputs, seeds, labels.numpy()
 
 
-def _cosim(n: int, seed: int, sim: str, act_bits: int, config_path: str | None, waves: bool) -> int:
-    from aoncim.sim.runner import golden_outputs, run_cosim
+class _CosimProgress:
+    """One live line: what is happening, and a bar over the inferences once they run."""
 
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=console, transient=True)
+        self._task = None
+
+    def __enter__(self):
+        self._p.start()
+        self._task = self._p.add_task("starting...", total=None)
+        return self
+
+    def __exit__(self, *exc):
+        self._p.stop()
+
+    def status(self, msg: str) -> None:
+        self._p.update(self._task, description=msg)
+
+    def progress(self, done: int, total: int) -> None:
+        self._p.update(self._task, completed=done, total=total)
+
+
+def _check_cosim_args(cfg: AonCimConfig, n: int, act_bits: int | None, sim: str) -> None:
     from aoncim.toolchain import find_simulator
 
-    cfg = _load_config(config_path)
     if n < 1:
         raise ConfigError(f"--inputs {n}: need at least one inference")
+    if act_bits is not None and act_bits not in cfg.act_bits_supported:
+        raise ConfigError(f"--act-bits {act_bits}: act_bits={act_bits} not supported; choose one of "
+                          f"{', '.join(map(str, cfg.act_bits_supported))}")
     find_simulator(sim)  # fail before compiling and elaborating, not after
-    prog, inputs, seeds, labels = _tiny_job(cfg, n, seed, act_bits)
-    console.print(f"[bold]co-simulation[/] of TinyNet ({len(prog.layers)} layers) on {sim}, {n} inputs, "
-                  f"{act_bits}-bit activations, read noise {cfg.read_noise_lsb} LSB, seed {seed}")
-    t0 = time.perf_counter()
-    with console.status("starting...") as st:
-        r = run_cosim(cfg, prog, inputs, seeds, sim=sim, waves=waves, status=st.update)
-    golden = golden_outputs(cfg, prog, inputs, seeds)
-    acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)])) if n else 0.0
 
-    t = Table(title="per-layer comparison (every integer of every layer)")
-    for col in ("layer", "name", "shape (HxWxC)", "array rect rows x cols @ (row, col)", "values compared",
-                "inferences mismatching"):
-        t.add_column(col)
+
+def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
+           model: str = "tiny", t_inf: float | None = None) -> int:
+    if model == "random":
+        return _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf)
+    from aoncim.sim.runner import golden_outputs, run_cosim
+
+    cfg = _load_config(config_path)
+    _check_cosim_args(cfg, n, act_bits, sim)
+    bits = act_bits or 8
+    if t_inf is not None:
+        from aoncim.model.pcm import check_time
+
+        check_time(t_inf)
+    t0 = time.perf_counter()
+    with _CosimProgress() as pr:
+        if model == "tiny":
+            title = "TinyNet"
+            prog, inputs, seeds, labels = _tiny_job(cfg, n, seed, bits)
+        else:
+            from aoncim.sim.jobs import analognet_job
+
+            pr.status(f"compiling the shipped {model.upper()} checkpoint for config {cfg.config_hash:#010x}")
+            job = analognet_job(model, cfg, n, seed, bits, CALIB_SAMPLES)
+            title, prog, inputs, seeds, labels = job.title, job.prog, job.inputs, job.seeds, job.labels
+        calibration, chip = None, prog
+        if t_inf is not None:
+            from aoncim.sim.jobs import drifted_chip
+
+            pr.status(f"programming simulated chip {seed} and reading it at t = {t_inf:g} s")
+            chip, calibration = drifted_chip(prog, cfg, seed, t_inf, REFERENCE_T_S, REFERENCE_READ_SEED)
+        console.print(f"[bold]co-simulation[/] of {title} ({len(prog.layers)} layers, {prog.mvms} MVMs) on {sim}, "
+                      f"{n} inputs, {bits}-bit activations, read noise {cfg.read_noise_lsb} LSB, seed {seed}")
+        console.print("conductances: " + ("the compiled target codes" if t_inf is None else
+                      f"simulated PCM chip {seed} read at t = {t_inf:g} s, drift compensation run on the chip"))
+        r = run_cosim(cfg, chip, inputs, seeds, sim=sim, waves=waves, calibration=calibration, status=pr.status,
+                      progress=pr.progress)
+    scored = prog
+    if calibration is not None:  # what the inferences were scored against
+        from aoncim.model.snapshot import compensated
+
+        scored = compensated(calibration["reference"], chip, cfg, calibration["seed"], calibration["target"])
+    golden = golden_outputs(cfg, scored, inputs, seeds)
+    acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)]))
+
+    t = Table(title="per-layer comparison (every integer of every layer; array rect: rows x cols @ (row0, col0))",
+              box=box.SIMPLE_HEAD)
+    cols = ["layer", "name", "out HxWxC", "array rect", "tiles", "values compared", "inferences mismatching"] + \
+        (["alpha"] if calibration else [])
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("layer", "tiles", "values compared", "inferences mismatching",
+                                                     "alpha") else "left")
+    alphas = scored.alphas(cfg)
     for i, d in enumerate(prog.layers):
-        t.add_row(str(i), prog.layer_name(i), f"{d.out_h}x{d.out_w}x{d.out_c}",
-                  f"{d.k_rows} x {d.out_c} @ ({d.row0}, {d.col0})", str(r.compared[i]), str(r.layer_fail[i]))
+        r0, nr, c0, nc = prog.used_rect(i)
+        rect = f"{nr} x {nc} @ ({r0}, {c0})" if d.is_mvm else "-"
+        t.add_row(str(i), prog.layer_name(i), f"{d.out_h}x{d.out_w}x{d.out_c}", rect,
+                  str(d.tiles(cfg.rows)) if d.is_mvm else "-", str(r.compared[i]), str(r.layer_fail[i]),
+                  *([f"{alphas[i] / cfg.alpha_one:.4f}"] if calibration else []))
     console.print(t)
     for mm in r.mismatches[:10]:
         console.print(f"[red]mismatch[/] {mm}")
     inf = r.inferences
     per = [x["wall_s"] for x in inf]
     build = "cached" if r.build.cached else f"{r.build.seconds:.1f} s"
-    console.print(f"cycles/inference {inf[0]['cycles']}  MVMs/inference {inf[0]['mvms']}  "
-                  f"Verilator build {build}  program load {r.load_s:.2f} s  "
-                  f"co-sim {np.mean(per) * 1e3:.1f} ms/inference  total {time.perf_counter() - t0:.1f} s")
+    console.print(f"cycles/inference {inf[0]['cycles']}  MVMs/inference {inf[0]['mvms']}  {sim} build {build}  "
+                  f"program load {r.load_s:.2f} s")
+    console.print(f"co-sim {np.mean(per):.3f} s/inference ({inf[0]['cycles'] / np.mean(per) / 1e3:.0f} k cycles/s)  "
+                  f"total {time.perf_counter() - t0:.1f} s")
+    if calibration:
+        same = r.calibration["alpha"] == scored.alphas(cfg).tolist() and r.calibration["bias"] == scored.pp_bias.tolist()
+        console.print(f"drift compensation on the chip: {r.calibration['wall_s']:.1f} s (alpha and offset reads), "
+                      "alphas and biases equal to the golden model's: "
+                      f"{'yes' if same else 'NO'}")
     if r.waves:
         console.print(f"waveform: {r.waves}")
     console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
     console.print(f"bit-exact: {r.n_ok}/{len(inf)} inferences")
-    return 0 if r.n_ok == len(inf) else 1
+    return 0 if r.n_ok == len(inf) == n and (calibration is None or same) else 1
+
+
+def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
+                  t_inf: float | None, coverage_json: str = "out/coverage_random.json") -> int:
+    import json
+
+    from aoncim.sim import coverage as cov
+    from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
+    from aoncim.sim.runner import CosimCase, run_cases
+    from aoncim.sim.schedule import inference_cycles
+
+    if t_inf is not None:
+        raise ConfigError("--time applies to the trained networks (tiny, kws, vww), not to --model random")
+    cfg = _load_config(config_path) if config_path else RANDOM_CFG
+    _check_cosim_args(cfg, n, act_bits, sim)
+    t0 = time.perf_counter()
+    with _CosimProgress() as pr:
+        cases = []
+        for k in range(n):
+            pr.status(f"drawing random networks ({k}/{n})")
+            cases.append(random_case(seed + k, cfg, act_bits))
+        console.print(f"[bold]randomised co-simulation[/]: {n} random networks (seeds {seed}..{seed + n - 1}) on "
+                      f"{sim}, config {cfg.config_hash:#010x} ({cfg.rows} x {cfg.cols} array, {cfg.n_adcs} ADCs), "
+                      f"{'%d-bit activations' % act_bits if act_bits else 'precisions 8/6/4 drawn per case'}")
+        if n <= 5:
+            for c in cases:
+                console.print(f"  {c.describe(cfg.rows)}")
+        r = run_cases(cfg, [CosimCase(c.name, c.prog, c.inputs, c.noise_seeds) for c in cases], sim=sim,
+                      waves=waves, coverage=True, status=pr.status, progress=pr.progress)
+
+    kinds: dict[str, list[int]] = {}
+    for c, res in zip(cases, r.cases):
+        for i, d in enumerate(c.prog.layers):
+            row = kinds.setdefault(cov.layer_kind(d), [0, 0, 0])
+            row[0] += 1
+            row[1] += res.compared[i]
+            row[2] += res.layer_fail[i]
+    t = Table(title="per layer kind (every integer of every layer)", box=box.SIMPLE_HEAD)
+    for col in ("kind", "layers", "values compared", "layers mismatching"):
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    for k in cov.KINDS:
+        if k in kinds:
+            t.add_row(k, *map(str, kinds[k]))
+    console.print(t)
+    for c, res in zip(cases, r.cases):
+        if not res.ok:
+            why = res.error or (res.mismatches[0] if res.mismatches else "failed")
+            console.print(f"[red]FAIL[/] seed {c.seed}: {why} -- replay: "
+                          f"{replay_command(c.seed, act_bits, config_path)}", soft_wrap=True)
+    cycles = [inference_cycles(cfg, res.prog) for res in r.cases]
+    per = [x["wall_s"] for res in r.cases for x in res.inferences]
+    build = "cached" if r.build.cached else f"{r.build.seconds:.1f} s"
+    console.print(f"cycles/inference {np.mean(cycles):.0f} mean ({min(cycles)}..{max(cycles)})  {sim} build {build}  "
+                  f"program load {np.mean([res.load_s for res in r.cases]) * 1e3:.1f} ms/case  "
+                  f"co-sim {np.mean(per) * 1e3:.1f} ms/inference  total {time.perf_counter() - t0:.1f} s")
+    out = Path(coverage_json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r.coverage, indent=1))
+    console.print(f"{cov.summary(r.coverage)}; bins: kind x stride x padding x tiling x precision; wrote {out}")
+    missing = cov.missing(r.coverage)
+    if missing:
+        console.print(f"bins not hit: {', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")
+    if r.waves:
+        console.print(f"waveform: {r.waves}")
+    if r.failed:
+        console.print(f"failing cases: {len(r.failed)}/{n}")
+    console.print(f"bit-exact: {r.n_ok}/{r.n_inferences} inferences")
+    return 0 if not r.failed else 1
 
 
 @main.command()
-@click.option("--inputs", "n", type=int, default=20, show_default=True, help="Number of random inferences.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of inputs and read noise.")
+@click.option("--model", type=click.Choice(["tiny", "kws", "vww", "random"]), default="tiny", show_default=True,
+              help="Network: the embedded TinyNet, a shipped AnalogNet, or random small networks (one per input).")
+@click.option("--inputs", "n", type=int, default=20, show_default=True,
+              help="Number of inferences (with --model random: random networks, one inference each).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of inputs and read noise (and of the simulated chip with --time; with --model random, "
+                   "the networks use seeds SEED..SEED+N-1).")
 @click.option("--sim", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
-@click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision of every layer.")
-@click.option("--config", "config_path", type=click.Path(), help="JSON file of AonCimConfig fields.")
+@click.option("--act-bits", type=int, help="Activation precision of every layer (default 8; with --model random "
+              "drawn per case).")
+@click.option("--time", "t_inf", type=float, help="Co-simulate a programmed PCM chip read this many seconds after "
+              "programming, with the host's drift compensation run on the chip (default: the target codes).")
+@click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file of AonCimConfig fields.")
 @click.option("--waves", is_flag=True, help="Dump a VCD waveform (path printed at the end).")
-def cosim(n: int, seed: int, sim: str, act_bits: int, config_path: str | None, waves: bool) -> None:
+@click.option("--coverage-json", type=click.Path(dir_okay=False), default="out/coverage_random.json", show_default=True,
+              help="With --model random: where to write the sequencer coverage report.")
+def cosim(model: str, n: int, seed: int, sim: str, act_bits: int | None, t_inf: float | None, config_path: str | None,
+          waves: bool, coverage_json: str) -> None:
     """Co-simulate the RTL against the bit-true golden model, layer by layer."""
-    sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves)))
+    if model == "random":
+        sys.exit(_run(lambda: _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json)))
+    sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf)))
 
 
 @main.command()

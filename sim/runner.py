@@ -12,6 +12,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -170,53 +171,76 @@ def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], s
     return [[t.output[i].numpy() for t in traces] for i in range(len(inputs))]
 
 
-def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
-              rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
-              build_root: Path | None = None, waves: bool = False, verbose: bool = False,
-              error_cases: list[dict] | None = None, calibration: dict | None = None,
-              status: Callable[[str], None] = lambda msg: None) -> CosimResult:
-    """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
-    computed with `cfg`. The two differ only in tests that prove mismatches are caught.
+def _mismatch_text(cfg: AonCimConfig, prog: Program, records: list[dict], case: str = "") -> list[str]:
+    """The scoreboard's mismatches as lines, with the post-processing cycle of each first difference."""
+    from .scoreboard import Mismatch
+    from .schedule import postproc_cycle
 
-    `error_cases` (see sim/tb_top.py) run before the scored inferences: each is a dict with
-    `descriptors` (lists of 8 descriptor words, written unchecked), `input` (written for the
-    program's first layer), `timeout_us` and optionally `num_layers` and `name`.
+    out = []
+    for r in records:
+        mm = Mismatch.from_dict(r)
+        mm.case = case
+        try:
+            mm.cycle = postproc_cycle(cfg, prog, mm.layer, *mm.position, mm.channel)
+        except (IndexError, AssertionError):
+            pass
+        out.append(str(mm))
+    return out
 
-    `calibration` = {"reference": Program, "target": Program or None, "seed": int}: `prog` is a
-    drifted snapshot loaded uncompensated; the driver runs the compensation routine on the chip
-    (reference reads on `reference` first) and the inferences are scored against the golden model
-    of `aoncim.model.snapshot.compensated(reference, prog, cfg, seed, target)`."""
-    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
-    status(f"golden model: {len(inputs)} inference(s)")
-    golden_prog = prog
-    if calibration:
-        from aoncim.model.snapshot import compensated
 
-        golden_prog = compensated(calibration["reference"], prog, cfg, calibration["seed"], calibration.get("target"))
-    expected = golden_outputs(cfg, golden_prog, inputs, seeds)
+def _simulate(b: Build, sim: str, job: dict, waves: bool, verbose: bool, status: Callable[[str], None],
+              progress: Callable[[int, int], None] | None, total: int, what: str) -> tuple[dict, float, str, Path | None]:
+    """Write `job`, run the cocotb testbench on build `b`, return (results, wall time, log, waves).
+
+    With `progress`, the simulator runs in a thread while this one polls the testbench's progress
+    file (one byte per finished inference) and reports (done, total)."""
     # With waves the run directory is kept (the simulator writes the dump there); else it is temporary.
     run_dir = tempfile.TemporaryDirectory(prefix="aoncim-cosim-") if not waves else \
         contextlib.nullcontext(_fresh_dir(b.build_dir / "run"))
     with run_dir as tmp:
         tmp = Path(tmp)
-        job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
-               "seeds": list(seeds), "expected": expected, "check_identity": check_identity,
-               "error_cases": list(error_cases or [])}
-        if calibration:
-            target = calibration.get("target")
-            job["calibration"] = {"reference_image": write_image(calibration["reference"], cfg),
-                                  "target_image": write_image(target, cfg) if target is not None else None,
-                                  "seed": int(calibration["seed"])}
         (tmp / "job.pkl").write_bytes(pickle.dumps(job))
-        res_path = tmp / "results.json"
+        res_path, prog_path = tmp / "results.json", tmp / "progress"
+        env = {"AONCIM_JOB": str(tmp / "job.pkl"), "AONCIM_RESULTS": str(res_path),
+               # cocotb installs pytest's assertion rewriter for every module ("*.py") by default and
+               # the simulator's Python writes no bytecode, so each run recompiled torch, numpy and
+               # cocotb from source with rewritten asserts: 5 s of a 6 s start-up. The testbench
+               # does not rely on rewritten asserts.
+               "COCOTB_REWRITE_ASSERTION_FILES": ""}
+        if progress is not None:
+            env["AONCIM_PROGRESS"] = str(prog_path)
         t0 = time.perf_counter()
-        out = io.StringIO()
-        status(f"co-simulating {len(inputs)} inference(s) on {sim}, comparing every layer")
-        with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
+        status(f"co-simulating {what} on {sim}, comparing every layer")
+
+        def test():
             _runner(sim).test(
-                test_module="aoncim.sim.tb_top", hdl_toplevel=TOP_NAME, hdl_toplevel_lang="verilog", build_dir=b.build_dir, test_dir=tmp,
-                extra_env={"AONCIM_JOB": str(tmp / "job.pkl"), "AONCIM_RESULTS": str(res_path)},
-                results_xml=str(tmp / "results.xml"), waves=waves, log_file=tmp / "sim.log")
+                test_module="aoncim.sim.tb_top", hdl_toplevel=TOP_NAME, hdl_toplevel_lang="verilog",
+                build_dir=b.build_dir, test_dir=tmp, extra_env=env, results_xml=str(tmp / "results.xml"),
+                waves=waves, log_file=tmp / "sim.log")
+
+        out = io.StringIO()
+        if progress is None:
+            with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
+                test()
+        else:
+            # The runner logs through `logging` and sends the simulator's output to sim.log, so
+            # stdout stays free for the caller's progress bar.
+            failure: list[BaseException] = []
+
+            def body():
+                try:
+                    test()
+                except BaseException as e:  # re-raised in the calling thread
+                    failure.append(e)
+
+            th = threading.Thread(target=body, daemon=True)
+            th.start()
+            progress(0, total)
+            while th.is_alive():
+                th.join(0.25)
+                progress(prog_path.stat().st_size if prog_path.exists() else 0, total)
+            if failure:
+                raise failure[0]
         wall = time.perf_counter() - t0
         log = (tmp / "sim.log").read_text() if (tmp / "sim.log").exists() else out.getvalue()
         if not res_path.exists():
@@ -230,5 +254,162 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
         dump = next((p for p in sorted(tmp.glob("*")) if p.suffix in (".fst", ".vcd")), None) if waves else None
     if r.get("error"):
         raise ChipError(r["error"])
-    return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], r["mismatches"], r["load_s"], wall, log,
+    return r, wall, log, dump
+
+
+def _calibration_job(calibration: dict, cfg: AonCimConfig) -> dict:
+    target = calibration.get("target")
+    return {"reference_image": write_image(calibration["reference"], cfg),
+            "target_image": write_image(target, cfg) if target is not None else None,
+            "seed": int(calibration["seed"])}
+
+
+def _compensated(calibration: dict, prog: Program, cfg: AonCimConfig) -> Program:
+    from aoncim.model.snapshot import compensated
+
+    return compensated(calibration["reference"], prog, cfg, calibration["seed"], calibration.get("target"))
+
+
+def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
+              rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
+              build_root: Path | None = None, waves: bool = False, verbose: bool = False,
+              error_cases: list[dict] | None = None, calibration: dict | None = None,
+              status: Callable[[str], None] = lambda msg: None,
+              progress: Callable[[int, int], None] | None = None, host_bus: str | None = None) -> CosimResult:
+    """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
+    computed with `cfg`. The two differ only in tests that prove mismatches are caught.
+
+    `error_cases` (see sim/tb_top.py) run before the scored inferences: each is a dict with
+    `descriptors` (lists of 8 descriptor words, written unchecked), `input` (written for the
+    program's first layer), `timeout_us` and optionally `num_layers` and `name`.
+
+    `calibration` = {"reference": Program, "target": Program or None, "seed": int}: `prog` is a
+    drifted snapshot loaded uncompensated; the driver runs the compensation routine on the chip
+    (reference reads on `reference` first) and the inferences are scored against the golden model
+    of `aoncim.model.snapshot.compensated(reference, prog, cfg, seed, target)`.
+
+    `progress(done, total)` is called as inferences finish (polled, a few times a second).
+    `host_bus` picks the testbench's AXI4-Lite manager (sim/host_bus.py: "fast", the default, or
+    "cocotbext")."""
+    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
+    status(f"golden model: {len(inputs)} inference(s)")
+    golden_prog = _compensated(calibration, prog, cfg) if calibration else prog
+    expected = golden_outputs(cfg, golden_prog, inputs, seeds)
+    job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
+           "seeds": list(seeds), "expected": expected, "check_identity": check_identity,
+           "error_cases": list(error_cases or []), "host_bus": host_bus}
+    if calibration:
+        job["calibration"] = _calibration_job(calibration, cfg)
+    r, wall, log, dump = _simulate(b, sim, job, waves, verbose, status, progress, len(inputs),
+                                   f"{len(inputs)} inference(s)")
+    mismatches = _mismatch_text(cfg, golden_prog, r["mismatch_records"]) if "mismatch_records" in r else r["mismatches"]
+    return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], mismatches, r["load_s"], wall, log,
                        list(prog.names), dump, r.get("error_cases", []), r.get("calibration"))
+
+
+# ------------------------------------------------------------------------------ many programs
+@dataclass
+class CosimCase:
+    """One program and its inferences in a multi-case run (`run_cases`)."""
+
+    name: str
+    prog: Program
+    inputs: list[np.ndarray]
+    seeds: list[int]
+    # {"reference", "target", "seed"} as for run_cosim: compensation on the chip before the inferences.
+    calibration: dict | None = None
+    timeout_us: float | None = None  # simulated time an inference may take (default: from the schedule)
+
+
+@dataclass
+class CaseResult:
+    name: str
+    prog: Program  # the program scored against (compensated for a calibration case)
+    inferences: list[dict]
+    n_inputs: int
+    compared: list[int]
+    layer_fail: list[int]
+    mismatches: list[str]
+    error: str | None
+    load_s: float
+    calibration: dict | None = None
+
+    @property
+    def n_ok(self) -> int:
+        return sum(r["ok"] for r in self.inferences)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.n_ok == self.n_inputs
+
+
+@dataclass
+class BatchResult:
+    build: Build
+    cases: list[CaseResult]
+    wall_s: float
+    coverage: dict | None = None  # sim/coverage.py's report, summed over the runs
+    runs: int = 1  # simulator invocations
+    waves: Path | None = None  # the last run's waveform dump, when asked for
+
+    @property
+    def n_inferences(self) -> int:
+        return sum(c.n_inputs for c in self.cases)
+
+    @property
+    def n_ok(self) -> int:
+        return sum(c.n_ok for c in self.cases if c.error is None)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [c for c in self.cases if not c.ok]
+
+
+def default_timeout_us(cfg: AonCimConfig, prog: Program) -> float:
+    """Generous simulated time for one inference in step mode: the schedule's cycles, the host's
+    layer reads and pauses, times four, at the testbench's 10 ns clock."""
+    from .schedule import inference_cycles
+
+    words = sum(d.positions * d.out_c for d in prog.layers)
+    return float(4 * (inference_cycles(cfg, prog) + 16 * words + 200 * len(prog.layers)) // 100 + 100)
+
+
+def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, sim: str = "verilator", build_root: Path | None = None,
+              waves: bool = False, verbose: bool = False, coverage: bool = False, cases_per_run: int = 500,
+              status: Callable[[str], None] = lambda msg: None,
+              progress: Callable[[int, int], None] | None = None) -> BatchResult:
+    """Co-simulate many programs on one build of `cfg`: each simulator run loads the cases one
+    after the other over the bus (`cases_per_run` per run, so a crash loses one run's worth), each
+    scored layer by layer against the golden model; a failing or hung case does not stop the
+    others. With `coverage`, the testbench samples the sequencer's functional coverage of every
+    layer that matched (sim/coverage.py); the report is summed over the runs."""
+    from . import coverage as cov
+
+    b = build(cfg, sim, build_root, waves, verbose, status)
+    status(f"golden model: {len(cases)} program(s)")
+    golden = [_compensated(c.calibration, c.prog, cfg) if c.calibration else c.prog for c in cases]
+    total = sum(len(c.inputs) for c in cases)
+    results: list[CaseResult] = []
+    reports, wall, runs, dump = [], 0.0, 0, None
+    for lo in range(0, len(cases), cases_per_run):
+        chunk = cases[lo : lo + cases_per_run]
+        jobs = []
+        for c, g in zip(chunk, golden[lo : lo + cases_per_run]):
+            job = {"name": c.name, "image": write_image(c.prog, cfg), "inputs": [np.asarray(x) for x in c.inputs],
+                   "seeds": [int(s) for s in c.seeds], "expected": golden_outputs(cfg, g, c.inputs, c.seeds),
+                   "timeout_us": c.timeout_us or default_timeout_us(cfg, g)}
+            if c.calibration:
+                job["calibration"] = _calibration_job(c.calibration, cfg)
+            jobs.append(job)
+        done = sum(len(c.inputs) for c in cases[:lo])
+        prog_cb = None if progress is None else (lambda k, n, done=done: progress(done + k, total))
+        r, w, _, dump = _simulate(b, sim, {"cfg": cfg.to_dict(), "cases": jobs, "coverage": coverage}, waves, verbose,
+                               status, prog_cb, total - done, f"{len(chunk)} program(s)")
+        wall, runs = wall + w, runs + 1
+        if coverage:
+            reports.append(r["coverage"])
+        for c, g, res in zip(chunk, golden[lo : lo + cases_per_run], r["cases"]):
+            results.append(CaseResult(c.name, g, res["inferences"], len(c.inputs), res["compared"], res["layer_fail"],
+                                      _mismatch_text(cfg, g, res["mismatches"], c.name), res["error"], res["load_s"],
+                                      res.get("calibration")))
+    return BatchResult(b, results, wall, cov.merge(reports) if coverage else None, runs, dump)

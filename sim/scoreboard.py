@@ -1,7 +1,12 @@
-"""Layer-by-layer scoreboard: integer equality of every layer's outputs with the golden model."""
+"""Layer-by-layer scoreboard: integer equality of every layer's outputs with the golden model.
+
+A mismatch names the first differing value of a layer (inference, layer and its name, output
+position (y, x), channel, expected and got, how many values of the layer differ); the runner adds
+the cycle in which that value went through post-processing (sim/schedule.py), to find it in a
+waveform."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -15,16 +20,31 @@ class Mismatch:
     expected: int
     got: int
     count: int  # differing values in this layer
+    name: str = ""  # the layer's name in the program
+    cycle: int | None = None  # post-processing cycle of the value (schedule model, pauses excluded)
+    case: str = ""  # the case of a multi-case run
 
     def __str__(self) -> str:
         y, x = self.position
-        return (f"inference {self.inference} layer {self.layer}: first difference at (y={y}, x={x}, c={self.channel}) "
-                f"expected {self.expected} got {self.got} ({self.count} values differ)")
+        name = f" ({self.name})" if self.name else ""
+        case = f"{self.case} " if self.case else ""
+        when = f"; post-processed at cycle {self.cycle} of the run (START = 0, pauses excluded)" \
+            if self.cycle is not None else ""
+        return (f"{case}inference {self.inference} layer {self.layer}{name}: first difference at (y={y}, x={x}, "
+                f"c={self.channel}) expected {self.expected} got {self.got} ({self.count} values differ){when}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Mismatch":
+        return cls(**{**d, "position": tuple(d["position"])})
 
 
 @dataclass
 class Scoreboard:
     n_layers: int
+    names: list[str] = field(default_factory=list)
     compared: list[int] = field(default_factory=list)  # values compared per layer
     mismatches: list[Mismatch] = field(default_factory=list)
     passed: list[bool] = field(default_factory=list)  # per inference
@@ -45,8 +65,9 @@ class Scoreboard:
         diff = np.argwhere(expected != got)
         if len(diff):
             y, x, c = map(int, diff[0])
+            name = self.names[layer] if layer < len(self.names) else ""
             self.mismatches.append(Mismatch(inference, layer, (y, x), c, int(expected[y, x, c]),
-                                            int(got[y, x, c]), len(diff)))
+                                            int(got[y, x, c]), len(diff), name))
             self.layer_fail[layer] += 1
             self._current_ok = False
             return False

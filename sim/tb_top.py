@@ -16,6 +16,17 @@ host's drift-compensation routine on the chip (contract steps 10 and 11) -- refe
 the reference program, then, on the job's program, the alpha and offset reads -- and the scored
 inferences run with the alphas and biases it wrote. The values it computed and what the chip's
 ALPHA registers and BIAS window hold afterwards are recorded.
+
+A job may instead carry `cases`: many programs co-simulated one after the other on the same RTL
+(random networks, several drift time points). Each case is loaded over the bus (image, optional
+calibration on the chip, whose reference reads are reused across cases of the same reference),
+run under a timeout, and scored on its own; a case that fails or hangs is recorded and the chip is
+reset for the next one. With `coverage`, every layer that matched the golden model is a sample of
+the sequencer's functional coverage (sim/coverage.py).
+
+The RTL runs on its own between host transactions: Python wakes only for the bus and the
+interrupt. Each finished inference appends a byte to the file named by AONCIM_PROGRESS (if set),
+which the runner polls for its progress bar.
 """
 from __future__ import annotations
 
@@ -33,9 +44,10 @@ from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import AonCimDriver, ChipError
 from aoncim.firmware.image import read_image
-from aoncim.program import LayerDescriptor
+from aoncim.program import LayerDescriptor, Program
 from aoncim.regmap import Reg, Region
-from aoncim.sim.host_bus import AxiLiteHostBus
+from aoncim.sim.coverage import SequencerCoverage
+from aoncim.sim.host_bus import make_host_bus
 from aoncim.sim.scoreboard import Scoreboard
 
 
@@ -44,6 +56,22 @@ async def reset(dut) -> None:
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
+
+
+class Progress:
+    """One byte per finished inference to a file the runner polls (nothing without a path)."""
+
+    def __init__(self, path: str | None):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND) if path else None
+
+    def step(self) -> None:
+        if self.fd is not None:
+            os.write(self.fd, b".")
+
+
+def _write_results(results: dict) -> None:
+    with open(os.environ["AONCIM_RESULTS"], "w") as f:
+        json.dump(results, f, indent=1)
 
 
 async def memories(drv: AonCimDriver) -> dict[str, list[int]]:
@@ -72,16 +100,91 @@ async def run_error_case(drv: AonCimDriver, prog, case: dict) -> dict:
             "after": await memories(drv)}
 
 
+async def prepare(drv: AonCimDriver, cfg: AonCimConfig, prog: Program, cal: dict | None,
+                  refs: dict) -> tuple[Program, float, dict | None]:
+    """Load `prog`; with a calibration, run the host's compensation routine on the chip first
+    (reference reads on the reference program, cached in `refs` by image and seed). Returns the
+    program the chip now holds (compensated), the load time and the calibration record."""
+    ref_state = None
+    if cal:
+        key = (cal["reference_image"], cal["seed"])
+        if key not in refs:
+            reference, _ = read_image(cal["reference_image"], cfg)
+            await drv.load_program(reference)
+            refs[key] = await drv.calibrate_reference(reference, cal["seed"])
+        ref_state = refs[key]
+    t0 = time.perf_counter()
+    await drv.load_program(prog)
+    load_s = time.perf_counter() - t0
+    record = None
+    if cal:
+        target = read_image(cal["target_image"], cfg)[0] if cal.get("target_image") else None
+        t0 = time.perf_counter()
+        done = await drv.compensate(prog, ref_state, cal["seed"], target)
+        bias_words = await drv.bus.read_words(drv.amap.base(Region.BIAS), len(prog.pp_bias))
+        record = {
+            "alpha": [int(v) for v in done.alphas(cfg)], "bias": [int(v) for v in done.pp_bias],
+            "alpha_regs": await drv.read_alpha(len(prog.layers)),
+            "bias_window": [int(v) for v in np.array(bias_words, dtype=np.uint32).view(np.int32)],
+            "mvm_base": await drv.reg_read(Reg.MVM_BASE), "wall_s": time.perf_counter() - t0,
+        }
+        prog = done
+    return prog, load_s, record
+
+
+async def infer(drv: AonCimDriver, prog: Program, inputs, seeds, expected, sb: Scoreboard, progress: Progress,
+                cov: SequencerCoverage | None = None, timeout_us: float | None = None) -> list[dict]:
+    """Run each input in step mode, scoring every layer; layers that match are coverage samples."""
+    out = []
+    for i, (x, seed, exp) in enumerate(zip(inputs, seeds, expected)):
+        def on_layer(layer, got, i=i, exp=exp):
+            if sb.compare(i, layer, exp[layer], got) and cov is not None:
+                cov.sample(prog.layers[layer])
+
+        t0 = time.perf_counter()
+        sb.begin()
+        await drv.write_input(prog, x)
+        run = drv.run(prog, seed, on_layer=on_layer)
+        counters = await (with_timeout(run, timeout_us, "us") if timeout_us else run)
+        ok = sb.end()
+        out.append({"ok": ok, "seed": seed, "wall_s": time.perf_counter() - t0, **counters})
+        progress.step()
+    return out
+
+
+async def run_case(drv: AonCimDriver, cfg: AonCimConfig, case: dict, refs: dict, progress: Progress,
+                   cov: SequencerCoverage | None) -> dict:
+    prog, _ = read_image(case["image"], cfg)
+    res = {"name": case.get("name", ""), "inferences": [], "error": None, "load_s": 0.0}
+    sb = Scoreboard(len(prog.layers), list(prog.names))
+    try:
+        prog, res["load_s"], cal = await prepare(drv, cfg, prog, case.get("calibration"), refs)
+        if cal is not None:
+            res["calibration"] = cal
+        res["inferences"] = await infer(drv, prog, case["inputs"], case["seeds"], case["expected"], sb, progress,
+                                        cov, case.get("timeout_us"))
+    except ChipError as e:
+        res["error"] = str(e)
+    except SimTimeoutError:
+        res["error"] = f"timeout: no interrupt within {case.get('timeout_us')} us of simulated time"
+    res["compared"] = sb.compared
+    res["layer_fail"] = sb.layer_fail
+    res["mismatches"] = [mm.to_dict() for mm in sb.mismatches]
+    return res
+
+
 @cocotb.test()
 async def run_job(dut):
     with open(os.environ["AONCIM_JOB"], "rb") as f:
         job = pickle.load(f)
     cfg = AonCimConfig.from_dict(job["cfg"])
-    prog, _ = read_image(job["image"], cfg)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    # The clock runs in the simulator (cocotb's GPI clock), not as a Python coroutine: Python only
+    # wakes for host transactions and the interrupt (2x faster on the default config).
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl=os.environ.get("AONCIM_CLOCK_IMPL", "gpi")).start())
     await reset(dut)
 
-    drv = AonCimDriver(AxiLiteHostBus(dut), cfg)
+    drv = AonCimDriver(make_host_bus(dut, job.get("host_bus")), cfg)
+    progress = Progress(os.environ.get("AONCIM_PROGRESS"))
     results = {"inferences": [], "error": None}
     if job.get("check_identity", True):
         try:
@@ -89,46 +192,38 @@ async def run_job(dut):
         except ChipError as e:
             # A user-facing condition (wrong RTL for this program), not a testbench failure.
             results["error"] = str(e)
-            with open(os.environ["AONCIM_RESULTS"], "w") as f:
-                json.dump(results, f)
+            _write_results(results)
             return
-    cal = job.get("calibration")
-    if cal:
-        reference, _ = read_image(cal["reference_image"], cfg)
-        await drv.load_program(reference)
-        ref_state = await drv.calibrate_reference(reference, cal["seed"])
-    t0 = time.perf_counter()
-    await drv.load_program(prog)
-    results["load_s"] = time.perf_counter() - t0
-    if cal:
-        target = read_image(cal["target_image"], cfg)[0] if cal.get("target_image") else None
-        t0 = time.perf_counter()
-        done = await drv.compensate(prog, ref_state, cal["seed"], target)
-        n_bias = len(prog.pp_bias)
-        bias_words = await drv.bus.read_words(drv.amap.base(Region.BIAS), n_bias)
-        results["calibration"] = {
-            "alpha": [int(v) for v in done.alphas(cfg)], "bias": [int(v) for v in done.pp_bias],
-            "alpha_regs": await drv.read_alpha(len(prog.layers)),
-            "bias_window": [int(v) for v in np.array(bias_words, dtype=np.uint32).view(np.int32)],
-            "mvm_base": await drv.reg_read(Reg.MVM_BASE), "wall_s": time.perf_counter() - t0,
-        }
-        prog = done
+    if "cases" in job:
+        cov = SequencerCoverage(cfg.rows) if job.get("coverage") else None
+        refs: dict = {}
+        results["cases"] = []
+        for case in job["cases"]:
+            res = await run_case(drv, cfg, case, refs, progress, cov)
+            results["cases"].append(res)
+            if res["error"]:
+                # A hung or failed case must not leave the chip busy (or a cancelled burst on the bus).
+                if hasattr(drv.bus, "idle"):
+                    drv.bus.idle()
+                await reset(dut)
+        if cov is not None:
+            results["coverage"] = cov.to_json()
+        _write_results(results)
+        return
 
+    prog, _ = read_image(job["image"], cfg)
+    prog, load_s, cal = await prepare(drv, cfg, prog, job.get("calibration"), {})
+    results["load_s"] = load_s
+    if cal is not None:
+        results["calibration"] = cal
     if job.get("error_cases"):
         results["error_cases"] = [await run_error_case(drv, prog, case) for case in job["error_cases"]]
         await drv.load_descriptors(prog.layers)
 
-    sb = Scoreboard(len(prog.layers))
-    for i, (x, seed, expected) in enumerate(zip(job["inputs"], job["seeds"], job["expected"])):
-        t0 = time.perf_counter()
-        sb.begin()
-        await drv.write_input(prog, x)
-        counters = await drv.run(prog, seed, on_layer=lambda layer, got, i=i, e=expected: sb.compare(i, layer, e[layer], got))
-        ok = sb.end()
-        results["inferences"].append({"ok": ok, "seed": seed, "wall_s": time.perf_counter() - t0, **counters})
-
+    sb = Scoreboard(len(prog.layers), list(prog.names))
+    results["inferences"] = await infer(drv, prog, job["inputs"], job["seeds"], job["expected"], sb, progress)
     results["compared"] = sb.compared
     results["layer_fail"] = sb.layer_fail
     results["mismatches"] = [str(mm) for mm in sb.mismatches]
-    with open(os.environ["AONCIM_RESULTS"], "w") as f:
-        json.dump(results, f, indent=1)
+    results["mismatch_records"] = [mm.to_dict() for mm in sb.mismatches]
+    _write_results(results)

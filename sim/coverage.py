@@ -1,0 +1,123 @@
+"""Functional coverage of the layer sequencer, with cocotb-coverage.
+
+A layer that ran on the RTL and matched the golden model is one sample: its kind (from the
+descriptor), stride, padding, row tiling (T = 1 or T > 1) and activation precision. The bins are
+the cross of the five, less the combinations the chip cannot run (docs/architecture.md,
+"Co-simulation"): pooling has no padding and no row tiles, a linear layer (a convolution whose
+kernel is its whole input) has stride 1 and no padding, global average pooling stride 1.
+
+The testbench (sim/tb_top.py) samples in the simulator's process and returns the hit counts in its
+results; `merge` adds up the counts of several runs; `summary` is the one-line report.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, LayerDescriptor
+
+KINDS = ("conv", "linear", "maxpool", "avgpool", "global-avgpool")
+STRIDES = (1, 2)
+PADS = ("pad=0", "pad>0")
+TILINGS = ("T=1", "T>1")
+BITS = (8, 6, 4)
+AXES = ("kind", "stride", "pad", "tiling", "bits")
+# Combinations the chip cannot run (None: any value), cocotb-coverage's ignore-bin form.
+ILLEGAL = [
+    *[(k, None, "pad>0", None, None) for k in KINDS if k != "conv"],
+    *[(k, None, None, "T>1", None) for k in ("maxpool", "avgpool", "global-avgpool")],
+    ("linear", 2, None, None, None),
+    ("global-avgpool", 2, None, None, None),
+]
+
+_instances = itertools.count()
+
+
+def layer_kind(d: LayerDescriptor) -> str:
+    whole = (d.k_h, d.k_w) == (d.in_h, d.in_w) and d.pad == 0
+    if d.opcode == OP_MVM:
+        return "linear" if whole else "conv"
+    if d.opcode == OP_AVGPOOL:
+        return "global-avgpool" if whole else "avgpool"
+    if d.opcode == OP_MAXPOOL:
+        return "maxpool"
+    raise ValueError(f"opcode {d.opcode} has no coverage kind")
+
+
+def layer_point(d: LayerDescriptor, rows: int) -> tuple:
+    """The bin a layer falls in: (kind, stride, pad, tiling, bits); strides above 2 count as 2, and
+    a window over the whole input (linear, global average pooling) has one position, so stride 1."""
+    kind = layer_kind(d)
+    stride = 1 if kind in ("linear", "global-avgpool") else min(d.stride, 2)
+    return (kind, stride, "pad>0" if d.pad else "pad=0",
+            "T>1" if d.is_mvm and d.tiles(rows) > 1 else "T=1", d.in_bits)
+
+
+def legal(point: tuple) -> bool:
+    return not any(all(a is None or a == b for a, b in zip(ign, point)) for ign in ILLEGAL)
+
+
+def all_bins() -> list[tuple]:
+    return [p for p in itertools.product(KINDS, STRIDES, PADS, TILINGS, BITS) if legal(p)]
+
+
+class SequencerCoverage:
+    """Cover points on each axis and their cross (cocotb-coverage's coverage_db, under a name of
+    its own per instance so that several instances in one process do not share hits)."""
+
+    def __init__(self, rows: int, name: str = "aoncim.sequencer"):
+        from cocotb_coverage.coverage import CoverCross, CoverPoint, coverage_db
+
+        self.rows = rows
+        self.name = f"{name}{next(_instances) or ''}"
+        self._db = coverage_db
+        n = self.name
+        decorators = [CoverPoint(f"{n}.{axis}", xf=lambda p, i=i: p[i], bins=list(values))
+                      for i, (axis, values) in enumerate(zip(AXES, (KINDS, STRIDES, PADS, TILINGS, BITS)))]
+        decorators.append(CoverCross(f"{n}.cross", items=[f"{n}.{a}" for a in AXES], ign_bins=ILLEGAL))
+
+        def sample(point):
+            pass
+
+        for dec in reversed(decorators):
+            sample = dec(sample)
+        self._sample = sample
+
+    def sample(self, d: LayerDescriptor) -> tuple:
+        p = layer_point(d, self.rows)
+        self._sample(p)
+        return p
+
+    def hits(self) -> dict[tuple, int]:
+        return dict(self._db[f"{self.name}.cross"].detailed_coverage)
+
+    def to_json(self) -> dict:
+        return to_json(self.hits())
+
+
+def to_json(hits: dict[tuple, int]) -> dict:
+    """Every legal bin with its hit count, and the totals."""
+    bins = [dict(zip(AXES, b), hits=int(hits.get(b, 0))) for b in all_bins()]
+    hit = sum(b["hits"] > 0 for b in bins)
+    return {"axes": list(AXES), "bins": bins, "hit": hit, "total": len(bins),
+            "percent": round(100.0 * hit / len(bins), 2)}
+
+
+def from_json(report: dict) -> dict[tuple, int]:
+    return {tuple(b[a] for a in AXES): b["hits"] for b in report["bins"]}
+
+
+def merge(reports: Iterable[dict]) -> dict:
+    total: dict[tuple, int] = {}
+    for r in reports:
+        for k, v in from_json(r).items():
+            total[k] = total.get(k, 0) + v
+    return to_json(total)
+
+
+def summary(report: dict) -> str:
+    return f"sequencer coverage: {report['hit']}/{report['total']} bins ({report['percent']:.1f} %)"
+
+
+def missing(report: dict) -> list[str]:
+    return [" ".join(str(b[a]) for a in AXES) for b in report["bins"] if not b["hits"]]

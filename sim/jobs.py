@@ -1,0 +1,63 @@
+"""Co-simulation jobs of the shipped AnalogNets: the checkpoint compiled for a config (as
+`aoncim compile` does), test inputs through the checkpoint's input scaler, and a simulated PCM chip
+read at time t with the host's drift compensation to run on the chip (`run_cosim(...,
+calibration=...)`). Used by `aoncim cosim --model kws|vww` and tests/test_cosim_analognets.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aoncim.config import AonCimConfig
+from aoncim.program import Program
+
+CALIB_SAMPLES = 512     # training inputs that set the activation ranges (as `aoncim compile`)
+REFERENCE_T_S = 1.0     # the host's reference read right after programming (as model/evaluate.py)
+REFERENCE_READ_SEED = 10_000  # + chip seed: that read's noise (as model/evaluate.py)
+
+
+@dataclass
+class AnalogNetJob:
+    title: str
+    prog: Program              # compiled: target conductance codes
+    inputs: list[np.ndarray]   # HWC codes
+    seeds: list[int]           # read-noise seed per inference
+    labels: np.ndarray
+
+
+def analognet_job(name: str, cfg: AonCimConfig, n: int, seed: int, act_bits: int = 8,
+                  calib_samples: int = CALIB_SAMPLES) -> AnalogNetJob:
+    """The shipped checkpoint of task `name` ("kws", "vww") compiled at `act_bits` for `cfg`, and
+    `n` test inputs picked by `seed`, with read-noise seeds."""
+    from aoncim.firmware.compiler import compile_network, quantise_input
+    from aoncim.model.analog import analog_layers, set_analog_mode
+    from aoncim.model.tasks import get_task, load_checkpoint
+
+    task = get_task(name)
+    _, hwa, scaler, _ = load_checkpoint(task, None, cfg)
+    x, y = task.load("test")
+    if not 1 <= n <= len(x):
+        raise ValueError(f"--inputs {n}: the {task.title} test set has {len(x)} samples")
+    calib = scaler(task.load("train")[0][:calib_samples])
+    for _, layer in analog_layers(hwa):
+        layer.in_bits = act_bits
+    set_analog_mode(hwa, "ideal")  # the compiler reads the trained weights and input ranges
+    prog = compile_network(hwa, cfg, calib, act_bits=act_bits)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(x), n, replace=False))
+    inputs = list(quantise_input(scaler(x[pick]), act_bits))
+    seeds = [int(s) for s in rng.integers(0, 2**32, n)]
+    return AnalogNetJob(task.title, prog, inputs, seeds, y[pick].numpy())
+
+
+def drifted_chip(prog: Program, cfg: AonCimConfig, chip_seed: int, t_inf: float,
+                 reference_t: float = REFERENCE_T_S, reference_read_seed: int = REFERENCE_READ_SEED
+                 ) -> tuple[Program, dict]:
+    """Program `prog` on simulated PCM chip `chip_seed`: (the conductance snapshot read at
+    `t_inf`, the calibration for run_cosim: the reference read right after programming, the
+    compiled target and the seed of the calibration reads' noise)."""
+    from aoncim.model.snapshot import ProgrammedArray
+
+    arr = ProgrammedArray(prog, cfg, chip_seed)
+    reference = arr.at(reference_t, read_seed=reference_read_seed + chip_seed)
+    return arr.at(t_inf, read_seed=chip_seed), {"reference": reference, "target": prog, "seed": chip_seed}
