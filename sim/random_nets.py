@@ -2,8 +2,8 @@
 
 `random_case(seed)` draws a network (conv, linear, max pool, average pool and global average
 pooling layers with random kernels, strides 1-2, padding, channel counts and batch norm), compiles
-it for a small-rows config (`RANDOM_CFG`: 32 rows, so most layers have more im2col rows than the
-array and are row-tiled), and then randomises what the compiler would keep regular: the array
+it for a small-rows config (`RANDOM_CFG`: 32 rows, so about a quarter of the MVM layers have more
+im2col rows than the array and are row-tiled), and then randomises what the compiler would keep regular: the array
 placement of every layer's rectangle, the post-processing parameter blocks (with junk between
 them), the activation banks and base addresses, per-layer drift-compensation alpha and, unless a
 precision is forced, per-layer precision (8/6/4 bits, changing between layers). The input codes
