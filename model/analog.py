@@ -455,17 +455,12 @@ def set_analog_mode(model: nn.Module, mode: str, *, t_inf: float | None = None, 
     return model
 
 
-@torch.no_grad()
-def calibrate_input_ranges(model: nn.Module, batches: torch.Tensor | Iterable[torch.Tensor],
-                           percentile: float = INPUT_RANGE_PERCENTILE) -> dict[str, float]:
-    """Set every layer's x_max to the `percentile` of its (non-negative) float inputs; returns them."""
-    if not 0 < percentile <= 1:
-        raise ValueError(f"percentile={percentile} must be in (0, 1]")
+def _ideal_pass(model: nn.Module, batches: torch.Tensor | Iterable[torch.Tensor], hook) -> None:
+    """Run `batches` through the float ("ideal") network, calling hook(name, layer, input) before
+    every analog layer; the layers' modes are restored afterwards, whatever happens."""
     layers = analog_layers(model)
-    seen: dict[str, list[torch.Tensor]] = {n: [] for n, _ in layers}
     modes = {n: (m.mode, m.t_inf) for n, m in layers}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: seen[n].append(args[0].detach().clamp_min(0)))
-             for n, m in layers]
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: hook(n, mod, args[0])) for n, m in layers]
     try:
         for _, m in layers:
             m.mode = "ideal"
@@ -476,6 +471,17 @@ def calibrate_input_ranges(model: nn.Module, batches: torch.Tensor | Iterable[to
             h.remove()
         for n, m in layers:
             m.mode, m.t_inf = modes[n]
+
+
+@torch.no_grad()
+def calibrate_input_ranges(model: nn.Module, batches: torch.Tensor | Iterable[torch.Tensor],
+                           percentile: float = INPUT_RANGE_PERCENTILE) -> dict[str, float]:
+    """Set every layer's x_max to the `percentile` of its (non-negative) float inputs; returns them."""
+    if not 0 < percentile <= 1:
+        raise ValueError(f"percentile={percentile} must be in (0, 1]")
+    layers = analog_layers(model)
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n, _ in layers}
+    _ideal_pass(model, batches, lambda n, mod, x: seen[n].append(x.detach().clamp_min(0)))
     ranges = {}
     for n, m in layers:
         if not seen[n]:
@@ -493,8 +499,8 @@ def calibrate_offsets(model: nn.Module, batches: torch.Tensor | Iterable[torch.T
     layers = analog_layers(model)
     sums: dict[str, list] = {n: [0.0, 0] for n, _ in layers}
 
-    def hook(mod, args, n):
-        u, _ = mod.dac(args[0])
+    def hook(n, mod, x):
+        u, _ = mod.dac(x)
         if isinstance(mod, nn.Conv2d):
             cols = F.unfold(u, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # N, C*kh*kw, L
             sums[n][0] = sums[n][0] + cols.sum((0, 2))
@@ -504,18 +510,7 @@ def calibrate_offsets(model: nn.Module, batches: torch.Tensor | Iterable[torch.T
             sums[n][0] = sums[n][0] + flat.sum(0)
             sums[n][1] += flat.shape[0]
 
-    modes = {n: (m.mode, m.t_inf) for n, m in layers}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n)) for n, m in layers]
-    try:
-        for _, m in layers:
-            m.mode = "ideal"
-        for xb in ([batches] if isinstance(batches, torch.Tensor) else batches):
-            model(xb)
-    finally:
-        for h in hooks:
-            h.remove()
-        for n, m in layers:
-            m.mode, m.t_inf = modes[n]
+    _ideal_pass(model, batches, hook)
     for n, m in layers:
         if not sums[n][1]:
             raise ValueError(f"layer {n} saw no input during offset calibration")
