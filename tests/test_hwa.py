@@ -32,7 +32,7 @@ def test_weight_clipping_bounds_every_layer():
     clip_weights(net, 2.5)
     for lim, (_, layer) in zip(limits, analog_layers(net)):
         assert float(layer.weight.detach().abs().max()) <= lim + 1e-6
-    assert float(net.fc.weight[0, 0]) < 100.0
+    assert float(net.fc.weight.detach()[0, 0]) < 100.0
 
 
 def test_accuracy_table_and_plot(tmp_path):
