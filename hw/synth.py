@@ -166,7 +166,7 @@ class ArrayBlackBox(PcmArray):
     """The crossbar model's ports, wired to an instance of an empty macro (a Yosys black box).
 
     Subclassing keeps the signature identical to `PcmArray` by construction; only `elaborate`
-    differs, so the 1024 x 512 model is never elaborated (it takes ~40 s and is not hardware)."""
+    differs, so the behavioural array is never elaborated (~40 s at the default size, and not hardware)."""
 
     def elaborate(self, platform):
         m = Module()
