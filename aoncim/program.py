@@ -7,7 +7,7 @@ is defined once here (`DESCRIPTOR_FIELDS`) and used both to pack words on the ho
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from aoncim.config import AonCimConfig
-from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, Program, ProgramError
+from aoncim.program import OP_MAXPOOL, Program, ProgramError
 
 # Small rows so that row tiling (fan-in > rows) is the rule; one Verilator build serves every case:
 # programs, inputs and descriptors are loaded over the bus.

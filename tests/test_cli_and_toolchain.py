@@ -2,25 +2,12 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from aoncim import toolchain
-from aoncim.cli import main
 from aoncim.config import DEFAULT_CONFIG
 from aoncim.hw.lint import lint_verilog
 from aoncim.hw.verilog import cached_verilog
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(main, list(args), env=env)
-
-
-def one_error_line(result, match):
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("aoncim: error: "), result.output
-    assert match in lines[0], lines[0]
-    assert "Traceback" not in result.output
+from cli_helpers import invoke, one_error_line
 
 
 def test_bad_config_file_is_one_line(tmp_path):

@@ -4,24 +4,14 @@ import re
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from aoncim.cli import main
 from aoncim.config import DEFAULT_CONFIG as CFG
 from aoncim.firmware.image import read_image
 from aoncim.model.tasks import get_task, shipped_checkpoint
+from cli_helpers import invoke as run
+from cli_helpers import one_error_line
 
 KWS = str(shipped_checkpoint(get_task("kws")))
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_error_line(r, match):
-    lines = r.output.strip().splitlines()
-    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("aoncim: error: "), r.output
-    assert match in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

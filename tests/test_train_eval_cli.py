@@ -1,13 +1,7 @@
 """`aoncim train` / `aoncim eval` end to end on the offline KWS set (short runs), and their errors."""
 import json
 
-from click.testing import CliRunner
-
-from aoncim.cli import main
-
-
-def run(*args):
-    return CliRunner().invoke(main, list(args))
+from cli_helpers import invoke as run
 
 
 def test_train_then_eval_kws(tmp_path):

@@ -3,12 +3,11 @@ aoncim.regmap, and one-line errors for bad config files."""
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from aoncim.cli import main
 from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 from aoncim.hw.docgen import top_ports
 from aoncim.regmap import CHIP_ID, AddressMap, ErrorCode, Reg, Region
+from cli_helpers import invoke, one_error_line
 
 SMALL_TOML = """\
 # the config of tests/test_core_amaranth.py
@@ -21,18 +20,6 @@ param_depth = 128
 max_layers = 4
 """
 SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args))
-
-
-def one_error_line(result, match):
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("aoncim: error: "), result.output
-    assert match in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")
