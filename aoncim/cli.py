@@ -171,7 +171,7 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str |
             from aoncim.sim.jobs import analognet_job
 
             pr.status(f"compiling the shipped {model.upper()} checkpoint for config {cfg.config_hash:#010x}")
-            job = analognet_job(model, cfg, n, seed, bits, CALIB_SAMPLES)
+            job = analognet_job(model, cfg, n, seed, bits)
             title, prog, inputs, seeds, labels = job.title, job.prog, job.inputs, job.seeds, job.labels
         calibration, chip = None, prog
         if t_inf is not None:
@@ -351,7 +351,7 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
 
     from aoncim.model.augment import AUGMENTS
     from aoncim.model.hwa import accuracy, to_hwa, train_fp, train_hwa
-    from aoncim.model.tasks import get_task, save_checkpoint, shipped_checkpoint
+    from aoncim.model.tasks import CALIB_SAMPLES, get_task, save_checkpoint, shipped_checkpoint
 
     task, cfg = get_task(task_name), DEFAULT_CONFIG
     recipe = dataclasses.replace(task.recipe, act_bits=act_bits, seed=seed,
@@ -371,7 +371,7 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
     fp_state = copy.deepcopy(net.state_dict())
     fp_acc = accuracy(net, xv, yv)
     console.print(f"FP pre-training: val accuracy {fp_acc:.2%}")
-    to_hwa(net, cfg, recipe, x[:512])
+    to_hwa(net, cfg, recipe, x[:CALIB_SAMPLES])
     logs += train_hwa(net, (x, y), (xv, yv), cfg, recipe, augment=augment)
     hwa_acc = logs[-1].val_acc if recipe.hwa_epochs else float("nan")
     console.print(f"HWA retraining: val accuracy {hwa_acc:.2%} (analog forward with noise)")
@@ -400,7 +400,7 @@ def train(task, data, out, fp_epochs, hwa_epochs, act_bits, seed) -> None:
 def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, bits: str, bit_true: bool,
           bit_true_samples: int | None, samples: int | None, outdir: str, times: str) -> None:
     from aoncim.model.evaluate import EVAL_TIMES_S, evaluate, plot_rows, save_rows
-    from aoncim.model.tasks import get_task, load_checkpoint
+    from aoncim.model.tasks import CALIB_SAMPLES, get_task, load_checkpoint
 
     task, cfg = get_task(task_name), DEFAULT_CONFIG
     try:
@@ -423,7 +423,7 @@ def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, 
         if samples < 1:
             raise ConfigError(f"--samples {samples}: need at least one")
         x, y = x[:samples], y[:samples]
-    x, calib = scaler(x), scaler(xc[:512])
+    x, calib = scaler(x), scaler(xc[:CALIB_SAMPLES])
     console.print(f"[bold]{task.title}[/]: {len(x)} test samples ({ck['info'].get('data', '?')} training), "
                   f"{seeds} seeds (chips), activation bits {bits_list}")
     rows = evaluate(fp, hwa, cfg, x, y, calib, bits_list=bits_list, seeds=seeds, bit_true=bit_true,
@@ -475,7 +475,6 @@ def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, sampl
 
 
 # ------------------------------------------------------------------------------------ images
-CALIB_SAMPLES = 512  # training inputs that set the activation ranges, as `aoncim eval` uses
 REFERENCE_T_S = 1.0  # the host's reference read right after programming, as model/evaluate.py
 REFERENCE_READ_SEED = 10_000  # + chip seed: that read's noise, as model/evaluate.py
 
@@ -525,7 +524,7 @@ def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, 
     from aoncim.firmware.summary import utilisation
     from aoncim.model.analog import analog_layers, set_analog_mode
     from aoncim.model.pcm import check_time
-    from aoncim.model.tasks import get_task, load_checkpoint
+    from aoncim.model.tasks import CALIB_SAMPLES, get_task, load_checkpoint
 
     cfg = _load_config(config_path)
     if act_bits not in cfg.act_bits_supported:

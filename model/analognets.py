@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .footprint import Footprint, FootprintError, LayerFootprint, analog_footprint, pack_skyline
+from .footprint import Footprint, FootprintError, LayerFootprint, analog_footprint
 
-__all__ = ["analognet_kws", "analognet_vww", "analog_footprint", "pack_skyline", "Footprint",
+__all__ = ["analognet_kws", "analognet_vww", "analog_footprint", "Footprint",
            "FootprintError", "LayerFootprint", "KWS_INPUT_SHAPE", "KWS_CLASS_NAMES", "VWW_INPUT_SHAPE",
            "VWW_CLASS_NAMES"]
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from aoncim.config import AonCimConfig
@@ -177,35 +175,6 @@ def analog_footprint(net: nn.Module, input_shape: tuple[int, int, int], cfg: Aon
     placed = iter(places)
     layers = [replace(L, place=next(placed)) if L.is_mvm else L for L in layers]
     return Footprint(tuple(layers), tuple(input_shape), (cfg.rows, cfg.cols))
-
-
-def pack_skyline(sizes: list[tuple[int, int]], rows: int, cols: int,
-                 names: list[str] | None = None) -> list[tuple[int, int]]:
-    """Place (rows, cols) rectangles on a rows x cols array without overlap; returns (row0, col0) each.
-
-    Skyline bottom-left packing: the tallest rectangles go first, each at the lowest row where it
-    fits (ties: leftmost column) above what is already placed under its columns. Tall layers thus
-    take full-height strips side by side and short ones stack in the room left above them. Raises
-    FootprintError naming the first rectangle that does not fit.
-    """
-    names = names or [f"#{i}" for i in range(len(sizes))]
-    sky = np.zeros(cols, dtype=np.int64)  # first free row above each column
-    places: list[tuple[int, int] | None] = [None] * len(sizes)
-    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i][0], -sizes[i][1], i)):
-        r, c = sizes[i]
-        if r > rows or c > cols:
-            raise FootprintError(f"layer {names[i]}: {r} x {c} rectangle is larger than the {rows} x {cols} array")
-        row0s = sliding_window_view(sky, c).max(axis=1)
-        col0 = int(np.argmin(row0s))
-        row0 = int(row0s[col0])
-        if row0 + r > rows:
-            used = sum(sizes[j][0] * sizes[j][1] for j, p in enumerate(places) if p is not None)
-            raise FootprintError(f"layer {names[i]}: {r} x {c} rectangle does not pack on the {rows} x {cols} array "
-                                 f"beside the layers already placed ({used} of {rows * cols} pairs used); "
-                                 "shrink the network or enlarge the array")
-        sky[col0 : col0 + c] = row0 + r
-        places[i] = (row0, col0)
-    return places  # type: ignore[return-value]
 
 
 def _pair(v) -> tuple[int, int]:

@@ -24,6 +24,9 @@ from .hwa import HwaRecipe, analog_kwargs
 
 TASKS = ("kws", "vww")
 SCALER_PERCENTILES = (0.5, 99.5)
+# Training inputs that set every layer's input range and activation scale (training, eval,
+# compile and co-simulation use the same ones, so they quantise alike).
+CALIB_SAMPLES = 512
 VWW_SYNTH_SIZES = {"train": 16384, "val": 2048, "test": 4096}
 VWW_SYNTH_SEEDS = {"train": 11, "val": 12, "test": 13}
 

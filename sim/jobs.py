@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from aoncim.config import AonCimConfig
+from aoncim.model.tasks import CALIB_SAMPLES
 from aoncim.program import Program
 
-CALIB_SAMPLES = 512     # training inputs that set the activation ranges (as `aoncim compile`)
 REFERENCE_T_S = 1.0     # the host's reference read right after programming (as model/evaluate.py)
 REFERENCE_READ_SEED = 10_000  # + chip seed: that read's noise (as model/evaluate.py)
 
