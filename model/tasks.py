@@ -138,7 +138,15 @@ def load_checkpoint(task: Task, path: str | Path | None, cfg) -> tuple[nn.Module
     fp = task.build()
     fp.load_state_dict(ck["fp_state"])
     hwa = task.build()
-    recipe = HwaRecipe(**ck["recipe"])
+    saved = dict(ck["recipe"])
+    # Checkpoints from before the drift-aware recipe mapped one w_max per layer and trained with
+    # Gaussian noise only; reading them with today's defaults would program them wrongly.
+    saved.setdefault("per_column", False)
+    saved.setdefault("pcm_train_times", None)
+    unknown = sorted(set(saved) - set(HwaRecipe.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"checkpoint {p} has recipe fields {unknown} this aoncim does not know: upgrade aoncim")
+    recipe = HwaRecipe(**saved)
     convert_to_analog(hwa, cfg, **analog_kwargs(recipe))
     hwa.load_state_dict(ck["hwa_state"])
     return fp.eval(), hwa.eval(), InputScaler.from_state(ck["scaler"]), ck

@@ -49,3 +49,20 @@ def test_bit_true_after_a_day_of_drift(shipped):
     alpha_only = compensated(arr.at(1.0), arr.at(86400.0), CFG)
     out = BitTrueExecutor(CFG, alpha_only).run_batch(quantise_input(x[:200], 8), np.arange(200))[-1].output
     assert float((out.reshape(200, -1).argmax(1) == y[:200]).float().mean()) <= acc + 0.02
+
+
+def test_checkpoint_from_before_the_drift_aware_recipe_loads_with_its_own_mapping(tmp_path):
+    import torch
+
+    from aoncim.model.analog import analog_layers
+    from aoncim.model.tasks import shipped_checkpoint
+
+    task = get_task("kws")
+    ck = torch.load(shipped_checkpoint(task), weights_only=True)
+    old = dict(ck, recipe={k: v for k, v in ck["recipe"].items() if k not in ("per_column", "pcm_train_times")})
+    torch.save(old, tmp_path / "old.pt")
+    _, hwa, _, _ = load_checkpoint(task, tmp_path / "old.pt", CFG)
+    assert all(not layer.per_channel and layer.pcm_train_times is None for _, layer in analog_layers(hwa))
+    torch.save(dict(ck, recipe=dict(ck["recipe"], future_knob=1)), tmp_path / "new.pt")
+    with pytest.raises(ValueError, match=r"recipe fields \['future_knob'\].*upgrade aoncim"):
+        load_checkpoint(task, tmp_path / "new.pt", CFG)
