@@ -236,7 +236,7 @@ def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path
     from aoncim.sim import coverage as cov
     from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
     from aoncim.sim.runner import CosimCase, run_cases
-    from aoncim.sim.schedule import inference_cycles
+    from aoncim.perf.cycles import inference_cycles
 
     if t_inf is not None:
         raise ConfigError("--time applies to the trained networks (tiny, kws, vww), not to --model random")

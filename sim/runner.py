@@ -174,7 +174,7 @@ def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], s
 def _mismatch_text(cfg: AonCimConfig, prog: Program, records: list[dict], case: str = "") -> list[str]:
     """The scoreboard's mismatches as lines, with the post-processing cycle of each first difference."""
     from .scoreboard import Mismatch
-    from .schedule import postproc_cycle
+    from aoncim.perf.cycles import postproc_cycle
 
     out = []
     for r in records:
@@ -368,7 +368,7 @@ class BatchResult:
 def default_timeout_us(cfg: AonCimConfig, prog: Program) -> float:
     """Generous simulated time for one inference in step mode: the schedule's cycles, the host's
     layer reads and pauses, times four, at the testbench's 10 ns clock."""
-    from .schedule import inference_cycles
+    from aoncim.perf.cycles import inference_cycles
 
     words = sum(d.positions * d.out_c for d in prog.layers)
     return float(4 * (inference_cycles(cfg, prog) + 16 * words + 200 * len(prog.layers)) // 100 + 100)

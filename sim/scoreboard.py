@@ -2,7 +2,7 @@
 
 A mismatch names the first differing value of a layer (inference, layer and its name, output
 position (y, x), channel, expected and got, how many values of the layer differ); the runner adds
-the cycle in which that value went through post-processing (sim/schedule.py), to find it in a
+the cycle in which that value went through post-processing (perf/cycles.py), to find it in a
 waveform."""
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from aoncim.config import DEFAULT_CONFIG
 from aoncim.model.snapshot import compensated
 from aoncim.sim.jobs import analognet_job, drifted_chip
 from aoncim.sim.runner import CosimCase, run_cases, run_cosim
-from aoncim.sim.schedule import inference_cycles
+from aoncim.perf.cycles import inference_cycles
 
 pytestmark = pytest.mark.cosim
 DAY, HOUR, YEAR = 86400.0, 3600.0, 365 * 86400.0

@@ -16,7 +16,7 @@ from aoncim.sim import coverage as cov
 from aoncim.sim import runner
 from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
 from aoncim.sim.runner import CosimCase, run_cases
-from aoncim.sim.schedule import inference_cycles, layer_cycles, postproc_cycle
+from aoncim.perf.cycles import inference_cycles, layer_cycles, postproc_cycle
 
 
 def cases_for(seeds, act_bits=None):

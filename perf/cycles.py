@@ -63,3 +63,17 @@ def postproc_cycle(cfg: AonCimConfig, prog: Program, layer: int, y: int, x: int,
         t += 1 + n
         first += n
     raise AssertionError("channel outside the layer's columns")
+
+
+def layer_array_cycles(cfg: AonCimConfig, d: LayerDescriptor) -> int:
+    """Cycles the crossbar is busy in a layer: per MVM (output position and row tile) the PWM
+    window of 2**in_bits cycles and one ADC conversion per slot the tile's columns touch. Pooling
+    layers do not use the array."""
+    if not d.is_mvm:
+        return 0
+    return d.positions * sum(2**d.in_bits + len(_slots(cfg, c0, d.out_c)) for _, _, _, c0 in d.tile_rects(cfg.rows))
+
+
+def array_bound_cycles(cfg: AonCimConfig, prog: Program) -> int:
+    """The array-busy lower bound of an inference: no schedule on one crossbar can be shorter."""
+    return sum(layer_array_cycles(cfg, d) for d in prog.layers)
