@@ -150,7 +150,7 @@ def _check_cosim_args(cfg: AonCimConfig, n: int, act_bits: int | None, sim: str)
 
 
 def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
-           model: str = "tiny", t_inf: float | None = None) -> int:
+           model: str = "tiny", t_inf: float | None = None, compare: str = "layers") -> int:
     if model == "random":
         return _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf)
     from aoncim.sim.runner import golden_outputs, run_cosim
@@ -184,7 +184,7 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str |
         console.print("conductances: " + ("the compiled target codes" if t_inf is None else
                       f"simulated PCM chip {seed} read at t = {t_inf:g} s, drift compensation run on the chip"))
         r = run_cosim(cfg, chip, inputs, seeds, sim=sim, waves=waves, calibration=calibration, status=pr.status,
-                      progress=pr.progress)
+                      progress=pr.progress, compare=compare)
     scored = prog
     if calibration is not None:  # what the inferences were scored against
         from aoncim.model.snapshot import compensated
@@ -193,7 +193,8 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str |
     golden = golden_outputs(cfg, scored, inputs, seeds)
     acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)]))
 
-    t = Table(title="per-layer comparison (every integer of every layer; array rect: rows x cols @ (row0, col0))",
+    what = "every integer of every layer" if compare == "layers" else "the last layer only (--compare final)"
+    t = Table(title=f"per-layer comparison ({what}; array rect: rows x cols @ (row0, col0))",
               box=box.SIMPLE_HEAD)
     cols = ["layer", "name", "out HxWxC", "array rect", "tiles", "values compared", "inferences mismatching"] + \
         (["alpha"] if calibration else [])
@@ -314,12 +315,15 @@ def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path
 @click.option("--waves", is_flag=True, help="Dump a VCD waveform (path printed at the end).")
 @click.option("--coverage-json", type=click.Path(dir_okay=False), default="out/coverage_random.json", show_default=True,
               help="With --model random: where to write the sequencer coverage report.")
+@click.option("--compare", type=click.Choice(["layers", "final"]), default="layers", show_default=True,
+              help="Score every layer (step mode, each layer read back) or only the last layer of an "
+              "uninterrupted inference, as a host would run it (tiny/kws/vww).")
 def cosim(model: str, n: int, seed: int, sim: str, act_bits: int | None, t_inf: float | None, config_path: str | None,
-          waves: bool, coverage_json: str) -> None:
+          waves: bool, coverage_json: str, compare: str) -> None:
     """Co-simulate the RTL against the bit-true golden model, layer by layer."""
     if model == "random":
         sys.exit(_run(lambda: _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json)))
-    sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf)))
+    sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare)))
 
 
 @main.command()
@@ -658,6 +662,67 @@ def export_c(image, out) -> None:
         path = Path(out) if out else Path(image).with_suffix(".h")
         path.write_text(c_header(blob, path, source=Path(image).name))
         console.print(f"wrote {path}: {len(blob)} image bytes, config hash {cfg.config_hash:#010x}")
+    _run(go)
+
+
+# ------------------------------------------------------------------------------------ performance
+@main.command(name="report")
+@click.argument("task", type=click.Choice(["kws", "vww"]))
+@click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file of AonCimConfig fields.")
+@click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision of every layer.")
+@click.option("-o", "--outdir", type=click.Path(), default="out/report", show_default=True,
+              help="Directory for report.md (or report.html) and its PNGs.")
+@click.option("--html", "as_html", is_flag=True, help="One HTML file with the PNGs embedded instead of Markdown.")
+@click.option("--samples", type=int, default=256, show_default=True, help="Test inputs of the accuracy-under-drift run.")
+@click.option("--chips", type=int, default=1, show_default=True, help="Simulated PCM chips of that run.")
+@click.option("--times", default="1s,1h,1d,10d", show_default=True, help="Times after programming for the accuracy.")
+@click.option("--tech", "tech_path", type=click.Path(), help="TOML file of technology parameters (perf/tech.py).")
+@click.option("--synth", is_flag=True, help="Area from a Yosys synthesis of the config (cached) instead of the estimate.")
+def report_cmd(task, config_path, act_bits, outdir, as_html, samples, chips, times, tech_path, synth) -> None:
+    """One-page performance report: cycles, energy, TOPS/W beside the paper, placement, drift, area."""
+    def go():
+        from aoncim.perf.report import build_report
+        from aoncim.perf.tech import load_technology
+
+        cfg, tech = _load_config(config_path), load_technology(tech_path)
+        with console.status("report") as st:
+            r = build_report(task, cfg, act_bits, outdir, as_html, samples, chips,
+                             tuple(t.strip() for t in times.split(",") if t.strip()), tech, synth,
+                             status=lambda msg: st.update(msg))
+        e = r.energy
+        console.print(f"{e.cycles:,} cycles, {e.energy_j * 1e6:.3f} µJ and {e.tops_w:.2f} TOPS/W per inference "
+                      f"(dominant: {e.dominant}); wrote {r.path} and {len(r.pngs)} PNGs in {r.seconds:.0f} s")
+    _run(go)
+
+
+@main.command(name="sweep")
+@click.option("--grid", "grid_path", type=click.Path(), help="TOML grid (docs/performance.md); default: the full grid.")
+@click.option("--quick", is_flag=True, help="A small grid (KWS, three array sizes, a few minutes on two cores).")
+@click.option("--workers", type=int, help="Local worker processes (default: all cores; 1 runs in this process).")
+@click.option("--dask", "dask_addr", help="Run on the Dask scheduler at this address (tcp://host:8786).")
+@click.option("--ray", "ray_addr", help="Run on Ray at this address ('auto' for a running cluster).")
+@click.option("--tech", "tech_path", type=click.Path(), help="TOML file of technology parameters (perf/tech.py).")
+@click.option("-o", "--outdir", type=click.Path(), default="out/sweep", show_default=True,
+              help="Directory for sweep.csv and pareto.png.")
+def sweep_cmd(grid_path, quick, workers, dask_addr, ray_addr, tech_path, outdir) -> None:
+    """Design-space sweep: array size, ADCs, ADC bits, activation bits -> accuracy, cycles, energy, area."""
+    def go():
+        from aoncim.perf.sweep import QUICK_GRID, Grid, SweepError, load_grid, sweep
+        from aoncim.perf.tech import load_technology
+
+        if grid_path and quick:
+            raise SweepError("give --grid FILE or --quick, not both")
+        if workers is not None and workers < 1:
+            raise SweepError(f"--workers {workers}: need at least one")
+        grid = load_grid(grid_path) if grid_path else QUICK_GRID if quick else Grid()
+        tech = load_technology(tech_path)
+        where = f"Dask {dask_addr}" if dask_addr else f"Ray {ray_addr}" if ray_addr else \
+            f"{workers or os.cpu_count()} local worker(s)"
+        console.print(f"sweep: {grid.points} points in {len(grid.units(tech))} units on {where}")
+        r = sweep(grid, outdir, tech, workers, dask_addr, ray_addr)
+        feas = [x for x in r.rows if x["feasible"]]
+        console.print(f"{len(feas)} feasible, {len(r.rows) - len(feas)} infeasible points in {r.seconds:.0f} s; "
+                      f"wrote {r.csv} and {r.png}")
     _run(go)
 
 

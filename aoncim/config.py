@@ -38,6 +38,15 @@ class AonCimConfig:
     n_adcs: int = 32
     adc_gain_mult: int = 3277
     adc_gain_shift: int = 24
+    # Activation codes the sequencer reads per cycle from an activation bank (interleaved over this
+    # many SRAM banks) into the DAC registers, and channels a pooling step reduces at once. The
+    # input load of an MVM overlaps the previous PWM window, so it stays hidden while
+    # ceil(im2col rows / load_lanes) <= 2**bits + ADC slots.
+    load_lanes: int = 16
+    # Post-processing lanes: output channels scaled, biased and written per cycle. One MVM's
+    # post-processing (out_c / pp_lanes cycles) overlaps the next MVM's PWM window, so it stays
+    # hidden while that is <= 2**bits + ADC slots.
+    pp_lanes: int = 4
     # Read noise added before the ADC, as a std-dev in ADC LSBs; 0 switches it off.
     read_noise_lsb: float = 0.5
     # Post-processing fixed point: per-channel scale and bias widths, per-layer shift limit.
@@ -70,11 +79,16 @@ class AonCimConfig:
             if not cond:
                 raise ConfigError(f"invalid config: {what}")
 
-        for name in ("rows", "cols", "n_adcs", "act_depth", "out_depth", "max_layers", "param_depth"):
+        for name in ("rows", "cols", "n_adcs", "load_lanes", "pp_lanes", "act_depth", "out_depth", "max_layers", "param_depth"):
             v = getattr(self, name)
             need(isinstance(v, int) and v > 0 and v & (v - 1) == 0,
                  f"{name}={v} must be a positive power of two")
         need(self.cols % self.n_adcs == 0, f"cols={self.cols} must be a multiple of n_adcs={self.n_adcs}")
+        need(self.load_lanes <= min(64, self.rows, self.act_depth),
+             f"load_lanes={self.load_lanes} must be at most 64, rows={self.rows} and act_depth={self.act_depth}")
+        need(self.pp_lanes <= min(self.n_adcs, self.load_lanes, self.out_depth),
+             f"pp_lanes={self.pp_lanes} must be at most n_adcs={self.n_adcs}, load_lanes={self.load_lanes} "
+             f"and out_depth={self.out_depth}")
         need(2 <= self.dac_bits <= 12, f"dac_bits={self.dac_bits} must be in 2..12")
         need(len(self.act_bits_supported) > 0 and all(2 <= b <= self.dac_bits for b in self.act_bits_supported),
              f"act_bits_supported={self.act_bits_supported} must lie in 2..dac_bits={self.dac_bits}")

@@ -2,15 +2,21 @@
 
 It stands in for the analog macro so the digital chip can be verified bit for bit against the
 golden model (docs/architecture.md, "bit-true contract"): it holds integer conductance codes,
-accumulates exact column sums while the sequencer streams the input vector row by row into the
-DAC registers, and converts n_adcs columns per conversion through the column mux, adding
-deterministic read noise.
+accumulates exact column sums while the sequencer streams the input vector, load_lanes rows per
+cycle, into the DAC registers, and converts n_adcs columns per conversion through the column mux,
+adding deterministic read noise.
+
+The DAC registers are double-buffered (bank 0/1): the next MVM's inputs load into one bank while
+the previous MVM integrates and converts from the other. The model keeps one set of column sums
+per bank and forms them as the rows arrive, which is the same integer the PWM window of that bank
+integrates.
 
 Interfaces (all in the sync domain):
-  load:    cycle t: load_valid/load_row/load_first; cycle t+1: load_x (the DAC code of that row,
-           arriving with the activation-SRAM read issued at t).
-  convert: cycle t: conv_stb/conv_slot/conv_bits/conv_mvm; cycle t+1: codes[i] for column
-           conv_slot * n_adcs + i.
+  load:    cycle t: load_valid/load_row/load_first/load_bank; cycle t+1: load_x[j] (the DAC code of
+           row load_row + j, zero for lanes the sequencer does not load, arriving with the
+           activation-SRAM read issued at t).
+  convert: cycle t: conv_stb/conv_slot/conv_bank/conv_bits/conv_mvm; cycle t+1: codes[i] for
+           column conv_slot * n_adcs + i of that bank's sums.
   host:    one pair per access; read data one cycle after host_r_stb.
 """
 from amaranth import Array, Module, Signal, signed, unsigned
@@ -36,9 +42,11 @@ class PcmArray(wiring.Component):
             "load_valid": In(1),
             "load_first": In(1),
             "load_row": In(cfg.row_bits),
-            "load_x": In(cfg.dac_bits),
+            "load_bank": In(1),
+            "load_x": In(data.ArrayLayout(unsigned(cfg.dac_bits), cfg.load_lanes)),
             "conv_stb": In(1),
             "conv_slot": In(range(cfg.cols // cfg.n_adcs)),
+            "conv_bank": In(1),
             "conv_bits": In(4),
             "conv_mvm": In(32),
             "noise_seed": In(32),
@@ -57,7 +65,6 @@ class PcmArray(wiring.Component):
         m.submodules.cells = cells = Memory(shape=data.ArrayLayout(pair, c.cols), depth=c.rows, init=[])
         host_w = cells.write_port(granularity=1)
         host_r = cells.read_port()
-        mac_r = cells.read_port()
 
         # Host access: one pair lane of the row.
         host_col_q = Signal.like(self.host_col)
@@ -71,19 +78,23 @@ class PcmArray(wiring.Component):
         for j in range(c.cols):
             m.d.comb += host_w.data[j].eq(self.host_w_data)
 
-        # Load: the row read issued with the activation read, so both arrive together at t+1.
-        m.d.comb += mac_r.addr.eq(self.load_row)
-        valid_q, first_q = Signal(), Signal()
-        m.d.sync += [valid_q.eq(self.load_valid), first_q.eq(self.load_first)]
-        acc = [Signal(signed(c.col_sum_bits), name=f"col_sum{j}") for j in range(c.cols)]
+        # Load: the row reads issued with the activation reads, so both arrive together at t+1.
+        mac_r = [cells.read_port() for _ in range(c.load_lanes)]
+        for j, port in enumerate(mac_r):
+            m.d.comb += port.addr.eq(self.load_row + j)  # wraps past the last row: its x is zero
+        valid_q, first_q, bank_q = Signal(), Signal(), Signal()
+        m.d.sync += [valid_q.eq(self.load_valid), first_q.eq(self.load_first), bank_q.eq(self.load_bank)]
+        acc = [[Signal(signed(c.col_sum_bits), name=f"col_sum{b}_{j}") for j in range(c.cols)] for b in range(2)]
         with m.If(valid_q):
             for j in range(c.cols):
-                cell = mac_r.data[j]
-                prod = self.load_x * (cell.gp - cell.gm)
-                with m.If(first_q):
-                    m.d.sync += acc[j].eq(prod)
-                with m.Else():
-                    m.d.sync += acc[j].eq(acc[j] + prod)
+                prods = [self.load_x[k] * (port.data[j].gp - port.data[j].gm) for k, port in enumerate(mac_r)]
+                rows_sum = sum(prods[1:], prods[0])
+                for b in range(2):
+                    with m.If(bank_q == b):
+                        with m.If(first_q):
+                            m.d.sync += acc[b][j].eq(rows_sum)
+                        with m.Else():
+                            m.d.sync += acc[b][j].eq(acc[b][j] + rows_sum)
 
         # Convert: ADC lane i sees columns i, i + n_adcs, ... through its column mux.
         per_lane = c.cols // c.n_adcs
@@ -98,7 +109,8 @@ class PcmArray(wiring.Component):
                 noise.seed.eq(self.noise_seed),
                 noise.mvm.eq(self.conv_mvm),
                 noise.col.eq(col),
-                lane.col_sum.eq(Array(acc[i + c.n_adcs * k] for k in range(per_lane))[self.conv_slot]),
+                lane.col_sum.eq(Array(acc[b][i + c.n_adcs * k] for b in range(2) for k in range(per_lane))
+                                [self.conv_bank * per_lane + self.conv_slot]),
                 lane.noise.eq(noise.sample),
                 lane.bits.eq(self.conv_bits),
             ]

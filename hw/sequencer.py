@@ -2,21 +2,28 @@
 
 Per layer: fetch the descriptor and latch the layer's drift-compensation alpha, then check the
 descriptor against the configured chip (a malformed one stops the run with an `ErrorCode` before
-the layer touches any memory). An MVM layer then runs, per output position and per row tile (one
-tile unless the layer has more im2col rows than the array: contract step 12), one array MVM:
-stream the tile's rows of the im2col input vector from the activation SRAM into the DAC registers
-(the behavioural array sums as rows arrive), hold the PWM window for 2**in_bits cycles, then
-convert the tile's column window slot by slot (n_adcs columns per slot). Each channel's code is
-added to its partial sum over the earlier tiles (a small accumulator memory, one entry per
-channel); after the last tile the sum goes through post-processing. A pooling layer streams each
-output's window, channel by channel, from the activation SRAM through the pooling unit (`pool.py`)
-into post-processing, which passes a max pool's result through unchanged. The schedule is strictly
-sequential; its cycle count is documented in docs/architecture.md.
+the layer touches any memory). An MVM layer then runs one array MVM per output position and row
+tile (contract step 12) through a three-stage pipeline that advances in *beats*:
+
+  L (load)     streams MVM k's im2col rows from the activation SRAM into DAC-register bank k%2,
+               load_lanes rows per cycle (one contiguous run of a kernel row's (kx, c) codes);
+  A (array)    MVM k-1: the PWM window of 2**in_bits cycles on bank (k-1)%2, then one ADC
+               conversion per slot of the tile's columns into code-buffer half (k-1)%2;
+  P (postproc) MVM k-2: one channel per cycle from the code buffer, added to its partial sum over
+               the earlier row tiles (tile accumulator) and, after the last tile, post-processed.
+
+A beat lasts as long as its slowest stage; the next beat starts the cycle after. The array is the
+one resource no schedule can share, so an MVM layer takes about MVMs x (2**in_bits + slots) cycles
+when loading and post-processing keep up (perf/cycles.py has the exact count).
+
+A pooling layer uses the same beats with two stages over (position, group of load_lanes channels):
+R reads the group's window, one wide read per window element, into load_lanes pooling units; S
+feeds the previous group's results one per cycle to post-processing (max pooling passes through).
 """
 import operator
 from functools import reduce
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -28,8 +35,8 @@ from aoncim.regmap import ErrorCode
 from .pool import PoolUnit
 from .postproc import pp_addr_bits, pp_code_bits
 
-PP_LATENCY = 2    # parameter read + post-processing register, before the activation write lands
-POOL_LATENCY = 1  # a pooling window's last code arrives one activation-read cycle after its address
+LAYER_START = 3  # FETCH, DECODE, CHECK
+LAYER_END = 3    # the last post-processed value lands in its memory before the next layer reads
 
 
 def descriptor_layout() -> data.StructLayout:
@@ -42,6 +49,7 @@ class LayerSequencer(wiring.Component):
     def __init__(self, cfg: AonCimConfig):
         self.cfg = cfg
         c = cfg
+        lanes = data.ArrayLayout(unsigned(c.dac_bits), c.load_lanes)
         super().__init__({
             # control / status
             "start": In(1), "cont": In(1), "step": In(1),
@@ -58,17 +66,22 @@ class LayerSequencer(wiring.Component):
             "prog_data": In(descriptor_layout()),
             # the host's alpha register of layer `layer` (combinational)
             "alpha": In(c.alpha_bits),
-            # activation SRAM read (1-cycle latency); the top selects the bank
+            # activation SRAM: a run of load_lanes codes from act_raddr (1-cycle latency); the top
+            # selects the bank
             "act_raddr": Out(c.act_addr_bits),
             "act_rbank": Out(1),
-            "act_rdata": In(c.dac_bits),
+            "act_rdata": In(lanes),
             # behavioural array
-            "load_valid": Out(1), "load_first": Out(1), "load_row": Out(c.row_bits), "load_x": Out(c.dac_bits),
-            "conv_stb": Out(1), "conv_slot": Out(range(c.cols // c.n_adcs)), "conv_bits": Out(4), "conv_mvm": Out(32),
+            "load_valid": Out(1), "load_first": Out(1), "load_row": Out(c.row_bits), "load_bank": Out(1),
+            "load_x": Out(lanes),
+            "conv_stb": Out(1), "conv_slot": Out(range(c.cols // c.n_adcs)), "conv_bank": Out(1),
+            "conv_bits": Out(4), "conv_mvm": Out(32),
             "codes": In(data.ArrayLayout(signed(c.adc_bits), c.n_adcs)),
-            # post-processing: parameter address at t, the rest at t+1 with the parameter data
+            # post-processing, pp_lanes channels a cycle: parameter address at t, the rest at t+1
+            # with the parameter data
             "param_addr": Out(range(c.param_depth)),
-            "pp_valid": Out(1), "pp_code": Out(signed(pp_code_bits(c))),
+            # lane q: channel param_addr + q to address pp_addr + q
+            "pp_valid": Out(c.pp_lanes), "pp_code": Out(data.ArrayLayout(signed(pp_code_bits(c)), c.pp_lanes)),
             "pp_addr": Out(pp_addr_bits(c)),
             "pp_alpha": Out(c.alpha_bits),
             "pp_shift": Out(6), "pp_out_bits": Out(4), "pp_to_out": Out(1), "pp_relu": Out(1),
@@ -79,8 +92,10 @@ class LayerSequencer(wiring.Component):
     def elaborate(self, platform):
         c = self.cfg
         m = Module()
+        W = c.load_lanes
         n_log2 = (c.n_adcs - 1).bit_length()
-        m.submodules.pool = pool = PoolUnit(c)
+        n_slots = c.cols // c.n_adcs
+        addr = signed(c.act_addr_bits + 30)  # signed address arithmetic: padding reaches below the map
 
         d = Signal(descriptor_layout())
         alpha = Signal(c.alpha_bits)
@@ -88,91 +103,197 @@ class LayerSequencer(wiring.Component):
         # Latched at START: a host write to NUM_LAYERS during a run must not make it run past the end.
         n_layers = Signal(range(c.max_layers + 1))
         # Array MVMs of this run (the MVMS counter, from 0) and the read-noise MVM counter (from
-        # MVM_BASE): they step together, once per row tile of every output position.
+        # MVM_BASE): they step together, once per row tile of every output position, as stage A
+        # finishes an MVM.
         mvm = Signal(32)
         noise_mvm = Signal(32)
         is_mvm, is_max, is_avg = d.opcode == OP_MVM, d.opcode == OP_MAXPOOL, d.opcode == OP_AVGPOOL
-        # position and im2col counters
-        oy, ox = Signal(12), Signal(12)
-        iy0, ix0 = Signal(signed(14)), Signal(signed(14))
-        ky, kx, ci = Signal(12), Signal(12), Signal(12)
-        r = Signal(16)                  # im2col row of the position
-        rl = Signal(range(c.rows))      # row within the current row tile
-        pos_base = Signal(self.pp_addr.shape())
-        pwm = Signal(c.dac_bits + 1)
-        slot = Signal(range(c.cols // c.n_adcs))
-        lane = Signal(range(c.n_adcs))
-        # Row tiles (contract step 12): ceil(k_rows / rows), a shift because rows is a power of two;
-        # tile t's columns start at tcol0 = col0 + t * out_c.
         k_rows_bits = dict(DESCRIPTOR_FIELDS)["k_rows"]
         n_tiles = Signal(max(1, k_rows_bits - c.row_bits + 1))
-        tile = Signal(range(c.max_row_tiles))
-        tcol0 = Signal(range(c.cols))
-        last_tile = Signal()
-        m.d.comb += [n_tiles.eq((d.k_rows + (c.rows - 1)) >> c.row_bits), last_tile.eq(tile == n_tiles - 1)]
-        # The current tile's ADC slots and the lanes of its first and last column.
-        s_lo, s_hi = Signal.like(slot), Signal.like(slot)
-        lane_first, lane_last = Signal.like(lane), Signal.like(lane)
-        tcol_end = Signal(range(c.cols))
+        seg_len, row_len = Signal(24), Signal(24)
         m.d.comb += [
-            tcol_end.eq(tcol0 + d.out_c - 1),
-            s_lo.eq(tcol0 >> n_log2), s_hi.eq(tcol_end >> n_log2),
-            lane_first.eq(tcol0[:n_log2] if n_log2 else 0), lane_last.eq(tcol_end[:n_log2] if n_log2 else 0),
+            # Row tiles (contract step 12): ceil(k_rows / rows), a shift because rows is a power of two.
+            n_tiles.eq((d.k_rows + (c.rows - 1)) >> c.row_bits),
+            # A kernel row's (kx, c) codes are one contiguous run of the HWC activation memory.
+            seg_len.eq(d.k_w * d.in_c), row_len.eq(d.in_w * d.in_c),
         ]
-        drain = Signal(range(PP_LATENCY + POOL_LATENCY + 1))
+
+        # ---------------------------------------------------------------- beat control
+        # Stage L (pooling: R) works on MVM k, A on k-1, P (pooling: S) on k-2. `*_on`: the stage
+        # has work this beat; `*_fin`: it has finished it; `*_last`: this cycle is its last.
+        l_on, a_on, p_on = Signal(), Signal(), Signal()
+        l_fin, a_fin, p_fin = Signal(), Signal(), Signal()
+        l_last, a_last, p_last = Signal(), Signal(), Signal()
+        running = Signal()
+        beat_end = Signal()
+        m.d.comb += beat_end.eq(running & (~l_on | l_fin | l_last) & (~a_on | a_fin | a_last) &
+                                (~p_on | p_fin | p_last))
+
+        # Stage L/R position: output (oy, ox), its input window's corner (iy0, ix0), output address.
+        oy, ox = Signal(12), Signal(12)
+        iy0, ix0 = Signal(signed(14)), Signal(signed(14))
+        pos_base = Signal(self.pp_addr.shape())
+        last_pos = Signal()
+        m.d.comb += last_pos.eq((ox == d.out_w - 1) & (oy == d.out_h - 1))
+
+        def next_position():
+            m.d.sync += pos_base.eq(pos_base + d.out_c)
+            with m.If(ox == d.out_w - 1):
+                m.d.sync += [ox.eq(0), ix0.eq(-d.pad)]
+                with m.If(oy != d.out_h - 1):
+                    m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
+            with m.Else():
+                m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
+
+        # ---------------------------------------------------------------- stage L: load
+        ky, kx = Signal(12), Signal(12)
+        off = Signal(24)                # code within the kernel row's run
+        r = Signal(k_rows_bits)         # im2col row of the position
+        rl = Signal(range(c.rows))      # row within the current row tile
+        l_tile, l_tcol0, l_par = Signal(range(c.max_row_tiles)), Signal(range(c.cols)), Signal()
+        l_posdone = Signal()
+        iy = Signal(signed(14))
+        row_lo, seg_a = Signal(addr), Signal(addr)
+        m.d.comb += [
+            iy.eq(iy0 + ky),
+            row_lo.eq(d.in_base + iy * row_len),
+            seg_a.eq(row_lo + ix0 * d.in_c + off),
+        ]
+        # This cycle's run: n = min(W, rest of the kernel row, rest of the row tile) codes.
+        seg_left, n1, n = Signal(24), Signal(range(W + 1)), Signal(range(W + 1))
+        tile_left = Signal(range(c.rows + 1))
+        m.d.comb += [
+            seg_left.eq(seg_len - off), tile_left.eq(c.rows - rl),
+            n1.eq(Mux(seg_left < W, seg_left, W)), n.eq(Mux(tile_left < n1, tile_left, n1)),
+        ]
+        # Lanes inside the map; the others (zero padding, past the run) load code 0.
+        lane_ok, lane_ok_q = Signal(W), Signal(W)
+        iy_in = (iy >= 0) & (iy < d.in_h)
+        for j in range(W):
+            m.d.comb += lane_ok[j].eq((n > j) & iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len))
+        m.d.sync += lane_ok_q.eq(lane_ok)
+        for j in range(W):
+            m.d.comb += self.load_x[j].eq(Mux(lane_ok_q[j], self.act_rdata[j], 0))
+        seg_end, pos_end, mvm_end = Signal(), Signal(), Signal()
+        m.d.comb += [
+            seg_end.eq(seg_left == n),
+            pos_end.eq(r + n == d.k_rows),
+            mvm_end.eq(pos_end | (rl + n == c.rows)),
+            self.load_row.eq(d.row0 + rl), self.load_first.eq(rl == 0), self.load_bank.eq(l_par),
+        ]
+        posdone_now = Mux(l_fin, l_posdone, pos_end)
+
+        # ---------------------------------------------------------------- stage R: pooling reads
+        goff = Signal(12)               # first channel of the group
+        grp_left, n_grp = Signal(13), Signal(range(W + 1))
+        last_grp = Signal()
+        pool_a = Signal(addr)
+        m.d.comb += [
+            grp_left.eq(d.in_c - goff), n_grp.eq(Mux(grp_left < W, grp_left, W)),
+            last_grp.eq(grp_left <= W),
+            pool_a.eq(row_lo + (ix0 + kx) * d.in_c + goff),
+            self.act_raddr.eq(Mux(is_mvm, seg_a, pool_a)[:c.act_addr_bits]),
+        ]
+        pv_q, pfirst_q, plast_q, ppar_q = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += pv_q.eq(0)
+        win_last = Signal()
+        m.d.comb += win_last.eq((ky == d.k_h - 1) & (kx == d.k_w - 1))
+        pres = [[Signal(c.pool_sum_bits, name=f"pool_res{b}_{j}") for j in range(W)] for b in range(2)]
+        for j in range(W):
+            unit = PoolUnit(c)
+            m.submodules[f"pool{j}"] = unit
+            m.d.comb += [
+                unit.sum.eq(is_avg), unit.in_valid.eq(pv_q), unit.in_first.eq(pfirst_q),
+                unit.in_last.eq(plast_q), unit.in_x.eq(self.act_rdata[j]),
+            ]
+            with m.If(unit.out_valid):
+                for b in range(2):
+                    with m.If(ppar_q == b):
+                        m.d.sync += pres[b][j].eq(unit.out_value)
+
+        # ---------------------------------------------------------------- stage A: array
+        a_tcol0, a_par, a_tile = Signal(range(c.cols)), Signal(), Signal.like(l_tile)
+        a_pos_base = Signal.like(pos_base)
+        pwm = Signal(c.dac_bits + 1)
+        a_conv = Signal()
+        slot = Signal(range(n_slots))
+        a_s_lo, a_s_hi = Signal.like(slot), Signal.like(slot)
+        a_tcol_end = Signal(range(c.cols))
+        m.d.comb += [
+            a_tcol_end.eq(a_tcol0 + d.out_c - 1),
+            a_s_lo.eq(a_tcol0 >> n_log2), a_s_hi.eq(a_tcol_end >> n_log2),
+            self.conv_slot.eq(slot), self.conv_bank.eq(a_par), self.conv_bits.eq(d.in_bits),
+            self.conv_mvm.eq(noise_mvm),
+        ]
+        # Codes of a conversion arrive a cycle later; they go to the code-buffer half of the MVM.
+        m.submodules.code_buf = code_buf = Memory(
+            shape=data.ArrayLayout(signed(c.adc_bits), c.n_adcs), depth=2 * n_slots, init=[])
+        cb_w = code_buf.write_port()
+        cb_r = code_buf.read_port(transparent_for=(cb_w,))
+        cq_stb, cq_slot, cq_par = Signal(), Signal.like(slot), Signal()
+        m.d.sync += [cq_stb.eq(self.conv_stb), cq_slot.eq(slot), cq_par.eq(a_par)]
+        m.d.comb += [cb_w.addr.eq(cq_par * n_slots + cq_slot), cb_w.data.eq(self.codes), cb_w.en.eq(cq_stb)]
+
+        # ---------------------------------------------------------------- stage P: post-processing
+        Q = c.pp_lanes
+        q_log2 = (Q - 1).bit_length()
+        p_tcol0, p_par, p_tile = Signal(range(c.cols)), Signal(), Signal.like(l_tile)
+        p_pos_base = Signal.like(pos_base)
+        pc = Signal(12)                 # first channel of this cycle's Q (a multiple of Q)
+        p_col = Signal(range(2 * c.cols))
+        p_slot = Signal(range(2 * n_slots))
+        m.d.comb += [p_col.eq(p_tcol0 + pc), p_slot.eq(p_col >> n_log2)]
+        # Q consecutive columns lie in at most two code-buffer words (Q <= n_adcs).
+        cb_r2 = code_buf.read_port(transparent_for=(cb_w,))
+        slot_bits = (n_slots - 1).bit_length()
+        m.d.comb += [cb_r.addr.eq(p_par * n_slots + p_slot),
+                     cb_r2.addr.eq(p_par * n_slots + ((p_slot + 1)[:slot_bits] if slot_bits else 0))]
+        # Partial code sums of a tiled layer over its tiles so far, Q channels per entry (a tiled
+        # layer has at most cols/2 channels).
+        m.submodules.tile_acc = tile_acc = Memory(shape=data.ArrayLayout(signed(c.code_sum_bits), Q),
+                                                  depth=max(1, c.cols // 2 // Q), init=[])
+        acc_w = tile_acc.write_port()
+        acc_r = tile_acc.read_port(transparent_for=(acc_w,))
+        m.d.comb += acc_r.addr.eq(pc >> q_log2)
+        pq_valid, pq_first, pq_last = Signal(Q), Signal(), Signal()
+        pq_lane0, pq_ch, pq_addr = Signal(range(c.n_adcs)), Signal(12), Signal.like(pos_base)
+        m.d.sync += pq_valid.eq(0)
+        codes2 = Signal(data.ArrayLayout(signed(c.adc_bits), 2 * c.n_adcs))
+        m.d.comb += [codes2.as_value()[:len(cb_r.data.as_value())].eq(cb_r.data.as_value()),
+                     codes2.as_value()[len(cb_r.data.as_value()):].eq(cb_r2.data.as_value())]
+        code_sum = Signal(data.ArrayLayout(signed(c.code_sum_bits), Q))
+        for q in range(Q):
+            m.d.comb += code_sum[q].eq(Mux(pq_first, 0, acc_r.data[q]) + codes2[pq_lane0 + q])
+        m.d.comb += [acc_w.addr.eq(pq_ch >> q_log2), acc_w.data.eq(code_sum), acc_w.en.eq(pq_valid.any() & ~pq_last)]
+        pp_valid, pp_code, pp_addr = Signal.like(self.pp_valid), Signal.like(self.pp_code), Signal.like(self.pp_addr)
+        m.d.comb += [self.pp_valid.eq(pp_valid), self.pp_code.eq(pp_code), self.pp_addr.eq(pp_addr)]
+        m.d.sync += pp_valid.eq(0)
+        with m.If(pq_valid.any() & pq_last):
+            m.d.sync += [pp_valid.eq(pq_valid), pp_addr.eq(pq_addr)]
+            for q in range(Q):
+                m.d.sync += pp_code[q].eq(code_sum[q])
+        p_lanes_ok = Signal(Q)
+        for q in range(Q):
+            m.d.comb += p_lanes_ok[q].eq(pc + q < d.out_c)
+
+        # ---------------------------------------------------------------- stage S: pooling results
+        s_goff, s_n = Signal.like(goff), Signal.like(n_grp)
+        sc = Signal(range(W + 1))       # 0: the results land; then Q channels a cycle
+        s_lane = Signal(range(W + Q))   # first channel of the cycle within the group
+        s_steps = Signal(range(W + 1))
+        m.d.comb += [s_lane.eq((sc - 1) << q_log2), s_steps.eq((s_n + (Q - 1)) >> q_log2)]
+        with m.If(is_mvm):
+            m.d.comb += self.param_addr.eq(d.param_base + pq_ch)
+        with m.Else():
+            m.d.comb += self.param_addr.eq(d.param_base + s_goff + s_lane)
 
         m.d.comb += [
             self.layer.eq(layer), self.mvms.eq(mvm),
             self.act_rbank.eq(d.in_bank), self.wr_bank.eq(d.out_bank),
             self.pp_alpha.eq(alpha), self.pp_shift.eq(d.shift), self.pp_out_bits.eq(d.out_bits),
             self.pp_to_out.eq(d.to_out), self.pp_relu.eq(d.relu), self.pp_passthrough.eq(is_max),
-            self.conv_bits.eq(d.in_bits), self.conv_mvm.eq(noise_mvm), self.conv_slot.eq(slot),
             self.prog_addr.eq(layer),
         ]
-
-        # Input address of (iy0 + ky, ix0 + kx, ci); for an MVM, rows outside the map are zero padding.
-        iy, ix = Signal(signed(14)), Signal(signed(14))
-        inside = Signal()
-        m.d.comb += [
-            iy.eq(iy0 + ky), ix.eq(ix0 + kx),
-            inside.eq((iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)),
-            self.act_raddr.eq(d.in_base + (iy.as_unsigned()[:12] * d.in_w + ix.as_unsigned()[:12]) * d.in_c + ci),
-            self.load_row.eq(d.row0 + rl),
-        ]
-        pad_q = Signal()
-        m.d.sync += pad_q.eq(~inside)
-        m.d.comb += self.load_x.eq(Mux(pad_q, 0, self.act_rdata))
-
-        # Post-processing issue stage, aligned with the parameter read.
-        pp_valid, pp_code, pp_addr = Signal(), Signal.like(self.pp_code), Signal.like(self.pp_addr)
-        m.d.comb += [self.pp_valid.eq(pp_valid), self.pp_code.eq(pp_code), self.pp_addr.eq(pp_addr)]
-        ch = Signal(12)
-        m.d.comb += ch.eq((slot << n_log2) + lane - tcol0)
-        m.d.sync += pp_valid.eq(0)
-
-        # Partial code sums of a tiled layer over its tiles so far, one entry per channel (a tiled
-        # layer has at most cols/2 channels). The read is issued one cycle ahead: in CONVERT for the
-        # first channel of the slot, in POSTPROC for the next channel, so the partial sum arrives
-        # with the channel's code and the sum adds no cycle to the schedule.
-        m.submodules.tile_acc = tile_acc = Memory(shape=signed(c.code_sum_bits), depth=max(1, c.cols // 2), init=[])
-        acc_r, acc_w = tile_acc.read_port(), tile_acc.write_port()
-        code_sum = Signal(signed(c.code_sum_bits))
-        m.d.comb += [
-            acc_r.addr.eq(ch + 1), acc_w.addr.eq(ch), acc_w.data.eq(code_sum),
-            code_sum.eq(Mux(tile == 0, 0, acc_r.data) + self.codes[lane]),
-        ]
-
-        # Pooling: the code read for (ci, ky, kx) arrives a cycle later with these tags.
-        pv_q, pfirst_q, plast_q = Signal(), Signal(), Signal()
-        pch_q, paddr_q = Signal.like(ci), Signal.like(pos_base)
-        m.d.sync += pv_q.eq(0)
-        m.d.comb += [
-            pool.sum.eq(is_avg), pool.in_valid.eq(pv_q), pool.in_first.eq(pfirst_q),
-            pool.in_last.eq(plast_q), pool.in_x.eq(self.act_rdata),
-            self.param_addr.eq(d.param_base + Mux(is_mvm, ch, pch_q)),
-        ]
-        with m.If(pool.out_valid):
-            m.d.sync += [pp_valid.eq(1), pp_code.eq(pool.out_value), pp_addr.eq(paddr_q)]
 
         # Descriptor checks (docs/architecture.md, "Host address map"): evaluated in CHECK from the
         # latched descriptor, reported in ErrorCode order so the lowest failing code wins.
@@ -210,6 +331,7 @@ class LayerSequencer(wiring.Component):
 
         busy = Signal()
         paused = Signal()
+        drain = Signal(range(LAYER_END))
         m.d.comb += [self.busy.eq(busy), self.paused.eq(paused)]
         m.d.sync += [self.ev_done.eq(0), self.ev_paused.eq(0), self.ev_error.eq(0)]
         with m.If(busy & ~paused):
@@ -219,9 +341,11 @@ class LayerSequencer(wiring.Component):
             m.d.sync += [self.error.eq(1), self.error_code.eq(code), self.ev_error.eq(1), busy.eq(0)]
             m.next = "IDLE"
 
-        def end_of_layer(drain_cycles: int):
-            m.d.sync += drain.eq(drain_cycles - 1)
+        def end_of_layer():
+            m.d.sync += drain.eq(LAYER_END - 1)
             m.next = "LAYER_END"
+
+        pres_arr = Array(Array(row) for row in pres)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -250,98 +374,110 @@ class LayerSequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += [
                         oy.eq(0), ox.eq(0), iy0.eq(-d.pad), ix0.eq(-d.pad), pos_base.eq(d.out_base),
-                        tile.eq(0), tcol0.eq(d.col0), ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0), rl.eq(0),
+                        ky.eq(0), kx.eq(0), off.eq(0), r.eq(0), rl.eq(0), goff.eq(0),
+                        l_tile.eq(0), l_tcol0.eq(d.col0), l_par.eq(0),
+                        l_on.eq(1), a_on.eq(0), p_on.eq(0), l_fin.eq(0), a_fin.eq(0), p_fin.eq(0),
+                        pwm.eq(0), a_conv.eq(0), pc.eq(0), sc.eq(0),
                     ]
-                    with m.If(is_mvm):
-                        m.next = "LOAD"
-                    with m.Else():
-                        m.next = "POOL"
-            with m.State("LOAD"):
-                m.d.comb += [self.load_valid.eq(1), self.load_first.eq(rl == 0)]
-                m.d.sync += [r.eq(r + 1), rl.eq(rl + 1)]
-                with m.If(ci == d.in_c - 1):
-                    m.d.sync += ci.eq(0)
-                    with m.If(kx == d.k_w - 1):
-                        m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
-                    with m.Else():
-                        m.d.sync += kx.eq(kx + 1)
-                with m.Else():
-                    m.d.sync += ci.eq(ci + 1)
-                # The tile ends at the array's last row or at the layer's last im2col row.
-                with m.If((r == d.k_rows - 1) | (rl == c.rows - 1)):
-                    m.d.sync += [pwm.eq(0), slot.eq(s_lo)]
-                    m.next = "PWM"
-            with m.State("PWM"):
-                # The analog integration window: 2**in_bits input-clock cycles.
-                m.d.sync += pwm.eq(pwm + 1)
-                with m.If(pwm == (1 << d.in_bits) - 1):
-                    m.next = "CONVERT"
-            with m.State("CONVERT"):
-                m.d.comb += self.conv_stb.eq(1)
-                first_lane = Mux(slot == s_lo, lane_first, 0)
-                m.d.comb += acc_r.addr.eq((slot << n_log2) + first_lane - tcol0)
-                m.d.sync += lane.eq(first_lane)
-                m.next = "POSTPROC"
-            with m.State("POSTPROC"):
-                with m.If(last_tile):
-                    m.d.sync += [pp_valid.eq(1), pp_code.eq(code_sum), pp_addr.eq(pos_base + ch)]
-                with m.Else():
-                    m.d.comb += acc_w.en.eq(1)
-                with m.If((slot == s_hi) & (lane == lane_last)):
-                    with m.If(last_tile):
-                        m.next = "NEXT_POS"
-                    with m.Else():
-                        m.next = "NEXT_TILE"
-                with m.Elif(lane == c.n_adcs - 1):
-                    m.d.sync += slot.eq(slot + 1)
-                    m.next = "CONVERT"
-                with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
-            with m.State("NEXT_TILE"):
-                # The im2col counters run on into the next tile's rows.
-                m.d.sync += [mvm.eq(mvm + 1), noise_mvm.eq(noise_mvm + 1), tile.eq(tile + 1),
-                             tcol0.eq(tcol0 + d.out_c), rl.eq(0)]
-                m.next = "LOAD"
-            with m.State("NEXT_POS"):
-                m.d.sync += [mvm.eq(mvm + 1), noise_mvm.eq(noise_mvm + 1), pos_base.eq(pos_base + d.out_c),
-                             tile.eq(0), tcol0.eq(d.col0), ky.eq(0), kx.eq(0), ci.eq(0), r.eq(0), rl.eq(0)]
-                m.next = "LOAD"
-                with m.If(ox == d.out_w - 1):
-                    m.d.sync += [ox.eq(0), ix0.eq(-d.pad)]
-                    with m.If(oy == d.out_h - 1):
-                        end_of_layer(PP_LATENCY)
-                    with m.Else():
-                        m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
-                with m.Else():
-                    m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
-            with m.State("POOL"):
-                # One code per cycle: window (ky, kx) innermost, then channel, then position, so a
-                # single accumulator serves every channel.
-                m.d.sync += [
-                    pv_q.eq(1), pfirst_q.eq((ky == 0) & (kx == 0)),
-                    plast_q.eq((ky == d.k_h - 1) & (kx == d.k_w - 1)),
-                    pch_q.eq(ci), paddr_q.eq(pos_base + ci),
-                ]
-                with m.If(kx != d.k_w - 1):
-                    m.d.sync += kx.eq(kx + 1)
-                with m.Else():
-                    m.d.sync += kx.eq(0)
-                    with m.If(ky != d.k_h - 1):
-                        m.d.sync += ky.eq(ky + 1)
-                    with m.Else():
-                        m.d.sync += ky.eq(0)
-                        with m.If(ci != d.in_c - 1):
-                            m.d.sync += ci.eq(ci + 1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += running.eq(1)
+                with m.If(is_mvm):
+                    with m.If(l_on & ~l_fin):
+                        # L: one run of up to W im2col rows per cycle into DAC bank l_par.
+                        m.d.comb += [self.load_valid.eq(1), l_last.eq(mvm_end)]
+                        m.d.sync += [r.eq(r + n), rl.eq(rl + n)]
+                        with m.If(seg_end):
+                            m.d.sync += [off.eq(0), ky.eq(ky + 1)]
                         with m.Else():
-                            m.d.sync += [ci.eq(0), pos_base.eq(pos_base + d.out_c)]
-                            with m.If(ox != d.out_w - 1):
-                                m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
+                            m.d.sync += off.eq(off + n)
+                        with m.If(mvm_end):
+                            # The im2col counters run on into the next tile's rows, or restart.
+                            m.d.sync += [l_fin.eq(1), l_posdone.eq(pos_end), rl.eq(0)]
+                            with m.If(pos_end):
+                                m.d.sync += [ky.eq(0), off.eq(0), r.eq(0)]
+                    with m.If(a_on & ~a_fin):
+                        # A: the analog integration window of 2**in_bits cycles, then the slots.
+                        with m.If(~a_conv):
+                            m.d.sync += pwm.eq(pwm + 1)
+                            with m.If(pwm == (1 << d.in_bits) - 1):
+                                m.d.sync += [a_conv.eq(1), slot.eq(a_s_lo)]
+                        with m.Else():
+                            m.d.comb += [self.conv_stb.eq(1), a_last.eq(slot == a_s_hi)]
+                            m.d.sync += slot.eq(slot + 1)
+                            with m.If(slot == a_s_hi):
+                                m.d.sync += a_fin.eq(1)
+                    with m.If(p_on & ~p_fin):
+                        # P: channel pc's code and partial sum are read now, summed next cycle.
+                        m.d.comb += p_last.eq(pc + Q >= d.out_c)
+                        m.d.sync += [
+                            pq_valid.eq(p_lanes_ok), pq_first.eq(p_tile == 0), pq_last.eq(p_tile == n_tiles - 1),
+                            pq_lane0.eq(p_col[:n_log2] if n_log2 else 0), pq_ch.eq(pc),
+                            pq_addr.eq(p_pos_base + pc), pc.eq(pc + Q),
+                        ]
+                        with m.If(pc + Q >= d.out_c):
+                            m.d.sync += p_fin.eq(1)
+                    with m.If(beat_end):
+                        m.d.sync += [
+                            l_fin.eq(0), a_fin.eq(0), p_fin.eq(0), pwm.eq(0), a_conv.eq(0), pc.eq(0),
+                            a_on.eq(l_on), a_tcol0.eq(l_tcol0), a_par.eq(l_par), a_tile.eq(l_tile),
+                            a_pos_base.eq(pos_base),
+                            p_on.eq(a_on), p_tcol0.eq(a_tcol0), p_par.eq(a_par), p_tile.eq(a_tile),
+                            p_pos_base.eq(a_pos_base),
+                        ]
+                        with m.If(a_on):
+                            m.d.sync += [mvm.eq(mvm + 1), noise_mvm.eq(noise_mvm + 1)]
+                        with m.If(l_on):
+                            m.d.sync += l_par.eq(~l_par)
+                            with m.If(posdone_now):
+                                m.d.sync += [l_tile.eq(0), l_tcol0.eq(d.col0)]
+                                next_position()
+                                with m.If(last_pos):
+                                    m.d.sync += l_on.eq(0)
                             with m.Else():
-                                m.d.sync += [ox.eq(0), ix0.eq(0)]
-                                with m.If(oy != d.out_h - 1):
-                                    m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
-                                with m.Else():
-                                    end_of_layer(POOL_LATENCY + PP_LATENCY)
+                                m.d.sync += [l_tile.eq(l_tile + 1), l_tcol0.eq(l_tcol0 + d.out_c)]
+                        with m.If(~l_on & ~a_on):
+                            end_of_layer()
+                with m.Else():
+                    with m.If(l_on & ~l_fin):
+                        # R: one window element of W channels per cycle, (ky, kx) innermost.
+                        m.d.comb += l_last.eq(win_last)
+                        m.d.sync += [pv_q.eq(1), pfirst_q.eq((ky == 0) & (kx == 0)), plast_q.eq(win_last),
+                                     ppar_q.eq(l_par)]
+                        with m.If(kx != d.k_w - 1):
+                            m.d.sync += kx.eq(kx + 1)
+                        with m.Else():
+                            m.d.sync += kx.eq(0)
+                            with m.If(ky != d.k_h - 1):
+                                m.d.sync += ky.eq(ky + 1)
+                            with m.Else():
+                                m.d.sync += [ky.eq(0), l_fin.eq(1)]
+                    with m.If(p_on & ~p_fin):
+                        # S: cycle 0 lets the group's results land; then one channel per cycle.
+                        m.d.comb += p_last.eq(sc == s_steps)
+                        m.d.sync += sc.eq(sc + 1)
+                        with m.If(sc != 0):
+                            m.d.sync += pp_addr.eq(p_pos_base + s_goff + s_lane)
+                            for q in range(Q):
+                                m.d.sync += [pp_valid[q].eq(s_lane + q < s_n),
+                                             pp_code[q].eq(pres_arr[p_par][(s_lane + q)[:max(1, (W - 1).bit_length())]
+                                                                          if W > 1 else 0])]
+                        with m.If(sc == s_steps):
+                            m.d.sync += p_fin.eq(1)
+                    with m.If(beat_end):
+                        m.d.sync += [l_fin.eq(0), p_fin.eq(0), sc.eq(0), p_on.eq(l_on), s_goff.eq(goff),
+                                     s_n.eq(n_grp), p_pos_base.eq(pos_base), p_par.eq(l_par)]
+                        with m.If(l_on):
+                            m.d.sync += l_par.eq(~l_par)
+                            with m.If(last_grp):
+                                m.d.sync += goff.eq(0)
+                                next_position()
+                                with m.If(last_pos):
+                                    m.d.sync += l_on.eq(0)
+                            with m.Else():
+                                m.d.sync += goff.eq(goff + W)
+                        with m.Else():
+                            end_of_layer()
             with m.State("LAYER_END"):
                 # Let the last post-processed values land before anyone reads them.
                 m.d.sync += drain.eq(drain - 1)

@@ -7,7 +7,7 @@ block stays a pure datapath/controller with ports:
   act0/act1 ping-pong activation banks (host writes the input to act0, reads any layer output)
   out       signed outputs of the final layer
 """
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Array, C, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -25,10 +25,14 @@ from .sequencer import LayerSequencer
 
 
 class AonCim(wiring.Component):
-    """The chip as the outside sees it: an AXI4-Lite subordinate port and an interrupt."""
+    """The chip as the outside sees it: an AXI4-Lite subordinate port and an interrupt.
 
-    def __init__(self, cfg: AonCimConfig):
+    `array`: the crossbar model's class (default `PcmArray`; Verilog generation passes its
+    Verilog twin, hw/pcm_array_verilog.py)."""
+
+    def __init__(self, cfg: AonCimConfig, array=None):
         self.cfg = cfg
+        self.array_cls = array
         self.amap = AddressMap(cfg)
         super().__init__({
             "s_axil": In(AxiLiteSignature(self.amap.byte_addr_bits)),
@@ -38,7 +42,7 @@ class AonCim(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.axil = axil = AxiLiteSubordinate(self.amap.byte_addr_bits)
-        m.submodules.core = core = AonCimCore(self.cfg)
+        m.submodules.core = core = AonCimCore(self.cfg, array=self.array_cls)
         wiring.connect(m, wiring.flipped(self.s_axil), axil.axil)
         wiring.connect(m, axil.bus, core.bus)
         m.d.comb += self.irq.eq(core.irq)
@@ -48,8 +52,9 @@ class AonCim(wiring.Component):
 class AonCimCore(wiring.Component):
     """Everything behind the bus adapter; simulated directly by the Amaranth-level tests."""
 
-    def __init__(self, cfg: AonCimConfig):
+    def __init__(self, cfg: AonCimConfig, array=None):
         self.cfg = cfg
+        self.array_cls = array
         self.amap = AddressMap(cfg)
         super().__init__({
             "bus": In(RegisterBusSignature(self.amap.word_addr_bits)),
@@ -61,8 +66,11 @@ class AonCimCore(wiring.Component):
         m = Module()
         m.submodules.host = host = HostInterface(c)
         m.submodules.seq = seq = LayerSequencer(c)
-        m.submodules.pp = pp = PostProcessor(c)
-        m.submodules.array = array = PcmArray(c)
+        Q = c.pp_lanes
+        pps = [PostProcessor(c) for _ in range(Q)]
+        for q, unit in enumerate(pps):
+            m.submodules[f"pp{q}" if Q > 1 else "pp"] = unit
+        m.submodules.array = array = (self.array_cls or PcmArray)(c)
         wiring.connect(m, wiring.flipped(self.bus), host.bus)
         m.d.comb += self.irq.eq(host.irq)
 
@@ -97,54 +105,89 @@ class AonCimCore(wiring.Component):
         for region, shape in ((Region.SCALE, signed(c.pp_scale_bits)), (Region.BIAS, signed(c.pp_bias_bits))):
             mem = Memory(shape=shape, depth=c.param_depth, init=[])
             m.submodules[region.name.lower()] = mem
-            w, hr, sr = mem.write_port(), mem.read_port(), mem.read_port()
+            w, hr = mem.write_port(), mem.read_port()
             m.d.comb += [
                 w.addr.eq(a), w.data.eq(host.win_wdata), w.en.eq(host.win_we[region]),
                 hr.addr.eq(a), rdata[region].eq(hr.data),
-                sr.addr.eq(seq.param_addr),
             ]
-            params[region] = sr.data
+            # One read port per post-processing lane: lane q reads channel param_addr + q.
+            params[region] = []
+            for q in range(Q):
+                sr = mem.read_port()
+                m.d.comb += sr.addr.eq(seq.param_addr + q)
+                params[region].append(sr.data)
 
-        # activation banks: host write/read, sequencer read, post-processing write
-        pp_we = pp.out_valid & ~seq.pp_to_out
-        bank_rdata = []
-        for bank, region in enumerate((Region.ACT0, Region.ACT1)):
-            mem = Memory(shape=unsigned(c.dac_bits), depth=c.act_depth, init=[])
-            m.submodules[region.name.lower()] = mem
-            hw_, hr, sr, pw = mem.write_port(), mem.read_port(), mem.read_port(), mem.write_port()
-            m.d.comb += [
-                hw_.addr.eq(a), hw_.data.eq(host.win_wdata), hw_.en.eq(host.win_we[region]),
-                hr.addr.eq(a), rdata[region].eq(hr.data),
-                sr.addr.eq(seq.act_raddr),
-                pw.addr.eq(pp.out_addr), pw.data.eq(pp.out_y), pw.en.eq(pp_we & (seq.wr_bank == bank)),
-            ]
-            bank_rdata.append(sr.data)
+        # Activation banks, each interleaved over load_lanes SRAMs by address mod load_lanes, so any
+        # run of load_lanes consecutive codes (what the sequencer reads per cycle) hits each SRAM
+        # once. Host and post-processing access one code at a time.
+        W = c.load_lanes
+        lw = (W - 1).bit_length()
+        # Post-processing lane q writes address out_addr + q: Q <= W consecutive addresses, so
+        # each SRAM takes at most one lane, lane (b - out_addr) mod W.
+        pp_addr0 = pps[0].out_addr
+        pp_y = Array(u.out_y for u in pps)
+        pp_ok = Array(u.out_valid & ~seq.pp_to_out for u in pps)
+        ra = seq.act_raddr
         rbank_q = Signal()
         m.d.sync += rbank_q.eq(seq.act_rbank)
-        m.d.comb += seq.act_rdata.eq(Mux(rbank_q, bank_rdata[1], bank_rdata[0]))
+        # Zero-width signals would be `[-1:0]` wires in Verilog: with one SRAM a bank, lane 0.
+        ra_lane_q = a_lane_q = C(0, 1)
+        if lw:
+            ra_lane_q, a_lane_q = Signal(lw), Signal(lw)
+            m.d.sync += [ra_lane_q.eq(ra[:lw]), a_lane_q.eq(a[:lw])]
+        seq_rdata = []
+        for bank, region in enumerate((Region.ACT0, Region.ACT1)):
+            host_r, seq_r = [], []
+            for b in range(W):
+                mem = Memory(shape=unsigned(c.dac_bits), depth=c.act_depth // W, init=[])
+                m.submodules[f"{region.name.lower()}_{b}"] = mem
+                hw_, hr, sr, pw = mem.write_port(), mem.read_port(), mem.read_port(), mem.write_port()
+                # SRAM b holds the run's code at ra + ((b - ra) mod W); post-processing lane
+                # (b - out_addr) mod W writes it.
+                run_off = lane = C(0, 1)
+                if lw:
+                    run_off = Signal(lw, name=f"{region.name.lower()}_{b}_off")
+                    lane = Signal(lw, name=f"{region.name.lower()}_{b}_pp_lane")
+                    m.d.comb += [run_off.eq(b - ra[:lw]), lane.eq(b - pp_addr0[:lw])]
+                m.d.comb += [
+                    hw_.addr.eq(a >> lw), hw_.data.eq(host.win_wdata),
+                    hw_.en.eq(host.win_we[region] & ((a[:lw] == b) if lw else 1)),
+                    hr.addr.eq(a >> lw),
+                    sr.addr.eq((ra + run_off) >> lw),
+                    pw.addr.eq((pp_addr0 + lane) >> lw), pw.data.eq(pp_y[lane]),
+                    pw.en.eq((lane < Q) & pp_ok[lane] & (seq.wr_bank == bank)),
+                ]
+                host_r.append(hr.data)
+                seq_r.append(sr.data)
+            m.d.comb += rdata[region].eq(Array(host_r)[a_lane_q])
+            seq_rdata.append(seq_r)
+        for j in range(W):
+            lane = [Mux(rbank_q, seq_rdata[1][b], seq_rdata[0][b]) for b in range(W)]
+            m.d.comb += seq.act_rdata[j].eq(Array(lane)[(ra_lane_q + j)[:lw]] if lw else lane[0])
 
         # final-layer outputs
         m.submodules.out = out = Memory(shape=signed(c.out_bits), depth=c.out_depth, init=[])
-        ow, ohr = out.write_port(), out.read_port()
-        m.d.comb += [
-            ow.addr.eq(pp.out_addr), ow.data.eq(pp.out_y), ow.en.eq(pp.out_valid & seq.pp_to_out),
-            ohr.addr.eq(a), rdata[Region.OUT].eq(ohr.data.as_signed()),
-        ]
+        ohr = out.read_port()
+        m.d.comb += [ohr.addr.eq(a), rdata[Region.OUT].eq(ohr.data.as_signed())]
+        for q, unit in enumerate(pps):
+            ow = out.write_port()
+            m.d.comb += [ow.addr.eq(pp_addr0 + q), ow.data.eq(unit.out_y), ow.en.eq(unit.out_valid & seq.pp_to_out)]
 
         # post-processing
-        m.d.comb += [
-            pp.in_valid.eq(seq.pp_valid), pp.in_code.eq(seq.pp_code), pp.in_addr.eq(seq.pp_addr),
-            pp.in_scale.eq(params[Region.SCALE]), pp.in_bias.eq(params[Region.BIAS]),
-            pp.alpha.eq(seq.pp_alpha), pp.shift.eq(seq.pp_shift), pp.out_bits.eq(seq.pp_out_bits),
-            pp.to_out.eq(seq.pp_to_out), pp.relu.eq(seq.pp_relu), pp.passthrough.eq(seq.pp_passthrough),
-        ]
+        for q, pp in enumerate(pps):
+            m.d.comb += [
+                pp.in_valid.eq(seq.pp_valid[q]), pp.in_code.eq(seq.pp_code[q]), pp.in_addr.eq(seq.pp_addr),
+                pp.in_scale.eq(params[Region.SCALE][q]), pp.in_bias.eq(params[Region.BIAS][q]),
+                pp.alpha.eq(seq.pp_alpha), pp.shift.eq(seq.pp_shift), pp.out_bits.eq(seq.pp_out_bits),
+                pp.to_out.eq(seq.pp_to_out), pp.relu.eq(seq.pp_relu), pp.passthrough.eq(seq.pp_passthrough),
+            ]
 
         # crossbar model
         col_bits = c.col_bits
         m.d.comb += [
             array.load_valid.eq(seq.load_valid), array.load_first.eq(seq.load_first),
-            array.load_row.eq(seq.load_row), array.load_x.eq(seq.load_x),
-            array.conv_stb.eq(seq.conv_stb), array.conv_slot.eq(seq.conv_slot),
+            array.load_row.eq(seq.load_row), array.load_bank.eq(seq.load_bank), array.load_x.eq(seq.load_x),
+            array.conv_stb.eq(seq.conv_stb), array.conv_slot.eq(seq.conv_slot), array.conv_bank.eq(seq.conv_bank),
             array.conv_bits.eq(seq.conv_bits), array.conv_mvm.eq(seq.conv_mvm),
             array.noise_seed.eq(host.noise_seed), seq.codes.eq(array.codes),
             array.host_row.eq(a >> col_bits), array.host_col.eq(a[:col_bits]),

@@ -1,12 +1,27 @@
-"""The sequencer's schedule (docs/architecture.md, "Schedule") as numbers: cycles of a layer and of
-an inference, and the cycle at which one output value goes through post-processing -- where to
-look in a waveform when the scoreboard reports a mismatch."""
+"""Analytical cycle model of the layer-serial schedule (docs/architecture.md, "Schedule"): cycles
+of a layer and of an inference exactly as the RTL's CYCLES counter reads them, the array-busy lower
+bound, and the cycle at which one output value reaches post-processing (where to look in a
+waveform when the scoreboard reports a mismatch).
+
+An MVM layer is a pipeline of three stages advancing in beats (hw/sequencer.py): beat b loads MVM
+b (stage L: one cycle per run of up to `load_lanes` codes of one kernel row within one row tile),
+integrates and converts MVM b-1 (stage A: 2**in_bits PWM cycles + one per ADC slot), and
+post-processes MVM b-2 (stage P: one cycle per `pp_lanes` channels); a beat lasts as long as its
+longest stage. A pooling layer has two stages over (position, group of `load_lanes` channels): R
+reads the window (k_h*k_w cycles), S hands the previous group's results to post-processing (1 +
+channels / pp_lanes).
+Every layer adds LAYER_START cycles before and LAYER_END after.
+"""
 from __future__ import annotations
 
-from aoncim.config import AonCimConfig
-from aoncim.program import LayerDescriptor, Program
+from dataclasses import dataclass
+from functools import lru_cache
 
-LAYER_START = 3  # FETCH, DECODE, CHECK
+import numpy as np
+
+from aoncim.config import AonCimConfig
+from aoncim.hw.sequencer import LAYER_END, LAYER_START
+from aoncim.program import LayerDescriptor, Program
 
 
 def _slots(cfg: AonCimConfig, c0: int, n: int) -> list[tuple[int, int]]:
@@ -21,18 +36,65 @@ def _slots(cfg: AonCimConfig, c0: int, n: int) -> list[tuple[int, int]]:
     return out
 
 
-def position_cycles(cfg: AonCimConfig, d: LayerDescriptor) -> int:
-    """Cycles of one output position of an MVM layer (all its row tiles)."""
-    n = d.k_rows  # LOAD: every im2col row once, whatever tile it is in
-    for _, _, _, c0 in d.tile_rects(cfg.rows):
-        n += 2**d.in_bits + len(_slots(cfg, c0, d.out_c)) + d.out_c + 1  # PWM, CONVERT, POSTPROC, NEXT
-    return n
+def load_cycles(cfg: AonCimConfig, d: LayerDescriptor) -> list[int]:
+    """Stage L's cycles per row tile of one output position: runs of at most load_lanes codes, a
+    run never crossing a kernel row (k_w * in_c contiguous codes) or a tile's last array row."""
+    return list(_load_cycles(cfg.load_lanes, cfg.rows, d.k_w * d.in_c, d.k_rows))
+
+
+@lru_cache(maxsize=4096)
+def _load_cycles(lanes: int, rows: int, seg: int, k_rows: int) -> tuple[int, ...]:
+    out, off, r = [], 0, 0
+    while r < k_rows:
+        rl = cyc = 0
+        while r < k_rows and rl < rows:
+            n = min(lanes, seg - off, rows - rl)
+            cyc, r, rl = cyc + 1, r + n, rl + n
+            off = 0 if off + n == seg else off + n
+        out.append(cyc)
+    return tuple(out)
+
+
+def array_cycles(cfg: AonCimConfig, d: LayerDescriptor) -> list[int]:
+    """Stage A's cycles per row tile: the PWM window and one conversion per ADC slot."""
+    return [2**d.in_bits + len(_slots(cfg, c0, d.out_c)) for _, _, _, c0 in d.tile_rects(cfg.rows)]
+
+
+@dataclass(frozen=True)
+class LayerSchedule:
+    """One layer's beats: `beats[b]` cycles each, starting LAYER_START cycles into the layer."""
+    beats: np.ndarray
+    stage_cycles: dict[str, int]  # total cycles each stage works (L/A/P or R/S)
+
+    @property
+    def cycles(self) -> int:
+        return LAYER_START + int(self.beats.sum()) + LAYER_END
+
+
+def layer_schedule(cfg: AonCimConfig, d: LayerDescriptor) -> LayerSchedule:
+    if d.is_mvm:
+        t = d.tiles(cfg.rows)
+        n = d.positions * t
+        ld = np.tile(np.array(load_cycles(cfg, d)), d.positions)
+        ar = np.tile(np.array(array_cycles(cfg, d)), d.positions)
+        pp = np.full(n, -(-d.out_c // cfg.pp_lanes))
+        beats = np.zeros(n + 2, dtype=np.int64)
+        beats[:n] = ld
+        beats[1:n + 1] = np.maximum(beats[1:n + 1], ar)
+        beats[2:] = np.maximum(beats[2:], pp)
+        return LayerSchedule(beats, {"load": int(ld.sum()), "array": int(ar.sum()), "postproc": int(pp.sum())})
+    w = cfg.load_lanes
+    groups = [min(w, d.in_c - g) for g in range(0, d.in_c, w)]
+    u = d.positions * len(groups)
+    s = np.tile(-(-np.array(groups) // cfg.pp_lanes) + 1, d.positions)
+    beats = np.zeros(u + 1, dtype=np.int64)
+    beats[:u] = d.k_h * d.k_w
+    beats[1:] = np.maximum(beats[1:], s)
+    return LayerSchedule(beats, {"read": u * d.k_h * d.k_w, "results": int(s.sum())})
 
 
 def layer_cycles(cfg: AonCimConfig, d: LayerDescriptor) -> int:
-    if d.is_mvm:
-        return LAYER_START + d.positions * position_cycles(cfg, d) + 2
-    return LAYER_START + d.positions * d.out_c * d.k_h * d.k_w + 3
+    return layer_schedule(cfg, d).cycles
 
 
 def inference_cycles(cfg: AonCimConfig, prog: Program) -> int:
@@ -40,40 +102,31 @@ def inference_cycles(cfg: AonCimConfig, prog: Program) -> int:
     return sum(layer_cycles(cfg, d) for d in prog.layers)
 
 
-def postproc_cycle(cfg: AonCimConfig, prog: Program, layer: int, y: int, x: int, c: int) -> int:
-    """Cycle, counted from START with pauses excluded (the CYCLES register's count), in which
-    output (y, x, c) of `layer` enters post-processing; it is written two cycles later."""
-    start = sum(layer_cycles(cfg, d) for d in prog.layers[:layer])
-    d = prog.layers[layer]
-    p = y * d.out_w + x
-    if not d.is_mvm:
-        window = d.k_h * d.k_w
-        return start + LAYER_START + (p * d.out_c + c) * window + window
-    t = start + LAYER_START + p * position_cycles(cfg, d) + d.k_rows
-    tiles = d.tile_rects(cfg.rows)
-    for _, _, _, c0 in tiles[:-1]:
-        t += 2**d.in_bits + len(_slots(cfg, c0, d.out_c)) + d.out_c + 1
-    c0 = tiles[-1][3]
-    t += 2**d.in_bits
-    slot = (c0 + c) // cfg.n_adcs
-    first = c0
-    for s, n in _slots(cfg, c0, d.out_c):
-        if s == slot:
-            return t + 1 + (c0 + c - first)
-        t += 1 + n
-        first += n
-    raise AssertionError("channel outside the layer's columns")
-
-
 def layer_array_cycles(cfg: AonCimConfig, d: LayerDescriptor) -> int:
     """Cycles the crossbar is busy in a layer: per MVM (output position and row tile) the PWM
     window of 2**in_bits cycles and one ADC conversion per slot the tile's columns touch. Pooling
     layers do not use the array."""
-    if not d.is_mvm:
-        return 0
-    return d.positions * sum(2**d.in_bits + len(_slots(cfg, c0, d.out_c)) for _, _, _, c0 in d.tile_rects(cfg.rows))
+    return d.positions * sum(array_cycles(cfg, d)) if d.is_mvm else 0
 
 
 def array_bound_cycles(cfg: AonCimConfig, prog: Program) -> int:
     """The array-busy lower bound of an inference: no schedule on one crossbar can be shorter."""
     return sum(layer_array_cycles(cfg, d) for d in prog.layers)
+
+
+def postproc_cycle(cfg: AonCimConfig, prog: Program, layer: int, y: int, x: int, c: int) -> int:
+    """Cycle, counted from START with pauses excluded (the CYCLES register's count), in which
+    output (y, x, c) of `layer` is at the post-processor's input; it is in its memory one cycle
+    later."""
+    start = sum(layer_cycles(cfg, d) for d in prog.layers[:layer]) + LAYER_START
+    d = prog.layers[layer]
+    sched = layer_schedule(cfg, d)
+    p = y * d.out_w + x
+    q = cfg.pp_lanes
+    if d.is_mvm:
+        beat = p * d.tiles(cfg.rows) + d.tiles(cfg.rows) - 1 + 2  # P works on MVM b-2
+        return start + int(sched.beats[:beat].sum()) + c // q + 2  # issue, code sum, PP input
+    w = cfg.load_lanes
+    groups = -(-d.in_c // w)
+    beat = p * groups + c // w + 1                                   # S works on group b-1
+    return start + int(sched.beats[:beat].sum()) + 1 + (c % w) // q + 1  # landing, issue, PP input

@@ -275,7 +275,8 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
               build_root: Path | None = None, waves: bool = False, verbose: bool = False,
               error_cases: list[dict] | None = None, calibration: dict | None = None,
               status: Callable[[str], None] = lambda msg: None,
-              progress: Callable[[int, int], None] | None = None, host_bus: str | None = None) -> CosimResult:
+              progress: Callable[[int, int], None] | None = None, host_bus: str | None = None,
+              compare: str = "layers") -> CosimResult:
     """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
     computed with `cfg`. The two differ only in tests that prove mismatches are caught.
 
@@ -290,14 +291,21 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
 
     `progress(done, total)` is called as inferences finish (polled, a few times a second).
     `host_bus` picks the testbench's AXI4-Lite manager (sim/host_bus.py: "fast", the default, or
-    "cocotbext")."""
+    "cocotbext").
+
+    `compare`: "layers" (default) runs each inference in step mode and scores every layer's
+    output; "final" runs it without pauses, as a host would, and scores the last layer only (the
+    per-layer read-back of ~10**5 codes over AXI4-Lite costs more simulated cycles than the
+    inference itself)."""
+    if compare not in ("layers", "final"):
+        raise ValueError(f"compare={compare!r}: use 'layers' or 'final'")
     b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
     status(f"golden model: {len(inputs)} inference(s)")
     golden_prog = _compensated(calibration, prog, cfg) if calibration else prog
     expected = golden_outputs(cfg, golden_prog, inputs, seeds)
     job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
            "seeds": list(seeds), "expected": expected, "check_identity": check_identity,
-           "error_cases": list(error_cases or []), "host_bus": host_bus}
+           "error_cases": list(error_cases or []), "host_bus": host_bus, "compare": compare}
     if calibration:
         job["calibration"] = _calibration_job(calibration, cfg)
     r, wall, log, dump = _simulate(b, sim, job, waves, verbose, status, progress, len(inputs),

@@ -15,6 +15,7 @@ from torch import nn
 
 from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import compile_network
+from aoncim.perf.cycles import inference_cycles
 from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, ProgramError
 from aoncim.regmap import ST_BUSY, ST_ERROR, ErrorCode
 from aoncim.sim.runner import golden_outputs, run_cosim
@@ -53,19 +54,8 @@ def tiled_job(act_bits, n, seed):
 
 
 def schedule_cycles(cfg, prog) -> int:
-    """Clock cycles of one inference by the schedule in docs/architecture.md ("Schedule")."""
-    total = 0
-    for d in prog.layers:
-        total += 3  # FETCH, DECODE, CHECK
-        if d.is_mvm:
-            per_position = d.k_rows  # LOAD: every im2col row once, whatever tile it is in
-            for _, _, _, c0 in d.tile_rects(cfg.rows):
-                slots = (c0 + d.out_c - 1) // cfg.n_adcs - c0 // cfg.n_adcs + 1
-                per_position += 2**d.in_bits + slots + d.out_c + 1  # PWM, CONVERT, POSTPROC, NEXT_TILE/POS
-            total += d.positions * per_position + 2
-        else:
-            total += d.positions * d.out_c * d.k_h * d.k_w + 3
-    return total
+    """Clock cycles of one inference by the analytical cycle model (perf/cycles.py)."""
+    return inference_cycles(cfg, prog)
 
 
 def check_bit_exact(r, prog, n):
