@@ -15,7 +15,7 @@ from aoncim.config import DEFAULT_CONFIG
 from aoncim.model.snapshot import compensated
 from aoncim.sim.jobs import analognet_job, drifted_chip
 from aoncim.sim.runner import CosimCase, run_cases, run_cosim
-from aoncim.perf.cycles import inference_cycles
+from aoncim.perf.cycles import array_bound_cycles, inference_cycles
 
 pytestmark = pytest.mark.cosim
 DAY, HOUR, YEAR = 86400.0, 3600.0, 365 * 86400.0
@@ -38,7 +38,7 @@ def check_case(cfg, res, chip, cal, n):
 
 
 def test_kws_a_day_after_programming_bit_exact_with_compensation_on_chip():
-    """Two AnalogNet-KWS inferences (526 MVMs, 448 511 cycles each) on chip 1 a day after
+    """Two AnalogNet-KWS inferences (526 MVMs, 136 965 cycles each) on chip 1 a day after
     programming: the driver's calibration reads on the RTL give the golden model's alphas and
     offset-corrected biases, and every layer of both inferences is bit-exact."""
     cfg, j = DEFAULT_CONFIG, job("kws", 8, 2)
@@ -46,7 +46,8 @@ def test_kws_a_day_after_programming_bit_exact_with_compensation_on_chip():
     r = run_cosim(cfg, chip, j.inputs, j.seeds, calibration=cal)
     alpha = np.asarray(r.calibration["alpha"])
     assert np.all(alpha[chip.mvm_layers] > cfg.alpha_one)  # a day of drift lowered every layer's gain
-    assert r.inferences[0]["cycles"] == 448511
+    # The spec's schedule target: within 5 % of the array-busy lower bound (0.5 % at 8 bits).
+    assert r.inferences[0]["cycles"] == inference_cycles(cfg, chip) <= 1.05 * array_bound_cycles(cfg, j.prog)
     want = compensated(cal["reference"], chip, cfg, cal["seed"], cal["target"])
     assert r.calibration["alpha"] == want.alphas(cfg).tolist() and r.calibration["bias"] == want.pp_bias.tolist()
     assert r.mismatches == [], "\n".join(r.mismatches)

@@ -13,7 +13,7 @@ from aoncim.program import DESC_BITS
 
 # Small enough to synthesise in a few seconds; the default config takes ~10 s (make synth).
 SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
-BLOCKS = ("axil", "core", "core.host", "core.seq", "core.pp")
+BLOCKS = ("axil", "core", "core.host", "core.seq", "core.pp0")  # pp0..: the pp_lanes post-processors
 
 
 @pytest.fixture(scope="module")
