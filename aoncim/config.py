@@ -223,12 +223,7 @@ class AonCimConfig:
         """Fields from a TOML (`.toml`) or JSON (`.json`) file; other names: TOML unless the text
         starts with `{`. Every failure is a ConfigError of one line naming the file or field."""
         p = Path(path)
-        try:
-            text = p.read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"config file {p} not found") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read config file {p}: {getattr(e, 'strerror', None) or e}") from None
+        text = read_user_file(p, "config file", ConfigError)
         as_json = p.suffix.lower() == ".json" or (p.suffix.lower() != ".toml" and text.lstrip().startswith("{"))
         try:
             d = json.loads(text) if as_json else tomllib.loads(text)
@@ -251,6 +246,17 @@ class AonCimConfig:
             lines += [f"# {c}" for c in comments.get(name, [])]
             lines.append(f"{name} = {json.dumps(value)}")  # ints, floats and int lists read the same in TOML
         return "\n".join(lines) + "\n"
+
+
+def read_user_file(path: Path, what: str, error: type[Exception]) -> str:
+    """The text of a file the user named; a missing or unreadable one is one `error` line naming
+    `what` and the path."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def _check_type(name: str, annotation: str, v):

@@ -22,6 +22,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from aoncim.config import read_user_file
+
 # Horowitz ISSCC 2014 (45 nm, 0.9 V) -> 14 nm, 0.8 V: capacitance x V^2.
 HOROWITZ_TO_14NM = (14 / 45) * (0.8 / 0.9) ** 2
 
@@ -171,12 +173,7 @@ class Technology:
     def from_file(cls, path: str | Path) -> "Technology":
         """Fields from a TOML file; every failure is one TechnologyError line naming the file."""
         p = Path(path)
-        try:
-            text = p.read_text()
-        except FileNotFoundError:
-            raise TechnologyError(f"technology file {p} not found") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise TechnologyError(f"cannot read technology file {p}: {getattr(e, 'strerror', None) or e}") from None
+        text = read_user_file(p, "technology file", TechnologyError)
         try:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

@@ -76,7 +76,7 @@ def test_kws_bit_exact_at_several_drift_times_and_chips(bits):
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", [8, 6, 4])
 def test_vww_a_day_after_programming_bit_exact(bits):
-    """AnalogNet-VWW (1697 MVMs, max pooling, 864-row layers; 694 620 cycles at 8 bits) a day after
+    """AnalogNet-VWW (1697 MVMs, max pooling, 864-row layers; 440 501 cycles at 8 bits) a day after
     programming, compensated on the chip, two inferences: ~40 s per precision."""
     cfg, j = DEFAULT_CONFIG, job("vww", bits, 2, seed=bits)
     chip, cal = drifted_chip(j.prog, cfg, 4, DAY)

@@ -206,29 +206,3 @@ def test_malformed_descriptors_stop_with_error_code():
         if written:
             assert changed, f"{name}: the good layer before the failing one wrote nothing"
     check_bit_exact(r, prog, 1)
-
-
-@pytest.mark.slow
-def test_shipped_kws_after_a_day_of_drift_bit_exact():
-    """The shipped AnalogNet-KWS (global average pooling) on the default chip, a day after
-    programming, with the host's drift-compensation alphas: ~30 s with the default-config build
-    cached (test_cosim.py builds it), ~1.5 min more without."""
-    from aoncim.config import DEFAULT_CONFIG
-    from aoncim.firmware.compiler import quantise_input
-    from aoncim.model.analog import set_analog_mode
-    from aoncim.model.snapshot import ProgrammedArray, compensated
-    from aoncim.model.tasks import get_task, load_checkpoint
-
-    task = get_task("kws")
-    _, hwa, scaler, _ = load_checkpoint(task, None, DEFAULT_CONFIG)
-    x = scaler(task.load("test")[0][:64])
-    set_analog_mode(hwa, "ideal")
-    prog = compile_network(hwa, DEFAULT_CONFIG, x, act_bits=8)
-    arr = ProgrammedArray(prog, DEFAULT_CONFIG, seed=1)
-    day = compensated(arr.at(1.0), arr.at(86400.0), DEFAULT_CONFIG)
-    alpha = day.alphas(DEFAULT_CONFIG)
-    assert OP_AVGPOOL in [d.opcode for d in day.layers]
-    assert np.all(alpha[day.mvm_layers] > DEFAULT_CONFIG.alpha_one)  # drift lowered every layer's gain
-    r = run_cosim(DEFAULT_CONFIG, day, list(quantise_input(x[:2], 8)), [11, 12])
-    assert r.mismatches == [], "\n".join(r.mismatches)
-    assert r.n_ok == 2
