@@ -39,6 +39,7 @@ class Reg(enum.IntEnum):
     CYCLES = 8        # RO   clock cycles of the last/current run
     MVMS = 9          # RO   array MVMs of the last/current run (from 0, whatever MVM_BASE)
     MVM_BASE = 10     # RW   read-noise MVM counter of the next run's first MVM (host calibration reads)
+    ACT_PACK = 11     # RW   bit0: reads of ACT0/ACT1 word i return codes 4i..4i+3, code 4i+k in bits [8k+7:8k] (reads 0 where the config cannot pack: dac_bits > 8 or load_lanes < 4)
     ALPHA = 16        # RW   drift-compensation alpha of layer 0; layer i at ALPHA + i (max_layers registers)
 
 
@@ -48,6 +49,13 @@ ALPHA_BASE = int(Reg.ALPHA)
 CTRL_START, CTRL_CONTINUE, CTRL_STEP = 1 << 0, 1 << 1, 1 << 8
 ST_BUSY, ST_DONE, ST_PAUSED, ST_ERROR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 IRQ_DONE, IRQ_PAUSED, IRQ_ERROR = 1 << 0, 1 << 1, 1 << 2
+ACT_PACK_CODES = 4  # activation codes per word in packed reads
+
+
+def can_pack_act(cfg: AonCimConfig) -> bool:
+    """Packed activation reads (Reg.ACT_PACK) need byte-sized codes and four activation SRAMs a
+    bank, so the four codes of a word are read from four SRAMs at once."""
+    return cfg.dac_bits <= 8 and cfg.load_lanes >= ACT_PACK_CODES
 N_REGS = len(Reg)
 
 

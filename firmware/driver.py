@@ -20,8 +20,8 @@ from aoncim.config import AonCimConfig
 from aoncim.model.snapshot import (CALIB_READS, CalibRead, CalibReference, alpha_from, bias_from, drift_reads,
                                    offset_reads, reference_from, reference_reads)
 from aoncim.program import DESCRIPTOR_FIELDS, OP_MVM, LayerDescriptor, Program
-from aoncim.regmap import (CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR, IRQ_PAUSED,
-                           ST_DONE, ST_ERROR, AddressMap, ErrorCode, Reg, Region)
+from aoncim.regmap import (ACT_PACK_CODES, CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR,
+                           IRQ_PAUSED, ST_DONE, ST_ERROR, AddressMap, ErrorCode, Reg, Region, can_pack_act)
 
 _STRIDE_MAX = (1 << dict(DESCRIPTOR_FIELDS)["stride"]) - 1
 
@@ -109,9 +109,23 @@ class AonCimDriver:
             words = await self.bus.read_words(self.amap.base(Region.OUT) + 4 * d.out_base, n)
             vals = np.array(words, dtype=np.uint32).view(np.int32).astype(np.int64)
         else:
-            region = Region.ACT1 if d.out_bank else Region.ACT0
-            vals = np.array(await self.bus.read_words(self.amap.base(region) + 4 * d.out_base, n), dtype=np.int64)
+            vals = await self.read_act(d.out_bank, d.out_base, n)
         return vals.reshape(d.out_h, d.out_w, d.out_c)
+
+    async def read_act(self, bank: int, base: int, n: int) -> np.ndarray:
+        """n activation codes of bank `bank` from `base`: four to a word (Reg.ACT_PACK) where the
+        chip can pack them, so a layer's read-back takes a quarter of the bus transactions; the
+        pack bit is cleared again so other readers of the window see one code a word."""
+        region = Region.ACT1 if bank else Region.ACT0
+        if not can_pack_act(self.cfg) or n < 8:
+            return np.array(await self.bus.read_words(self.amap.base(region) + 4 * base, n), dtype=np.int64)
+        p = ACT_PACK_CODES
+        first, last = base // p, (base + n - 1) // p
+        await self.reg_write(Reg.ACT_PACK, 1)
+        words = await self.bus.read_words(self.amap.base(region) + 4 * first, last - first + 1)
+        await self.reg_write(Reg.ACT_PACK, 0)
+        codes = np.array(words, dtype='<u4').view(np.uint8).astype(np.int64)  # code 4i+k: byte k
+        return codes[base - first * p: base - first * p + n]
 
     async def write_input_words(self, bank: int, base: int, codes: np.ndarray) -> None:
         region = Region.ACT1 if bank else Region.ACT0

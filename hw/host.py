@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
 from aoncim.regmap import (ALPHA_BASE, CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR,
-                           IRQ_PAUSED, AddressMap, Reg, Region)
+                           IRQ_PAUSED, AddressMap, Reg, Region, can_pack_act)
 
 from .bus import RegisterBusSignature
 
@@ -26,6 +26,7 @@ class HostInterface(wiring.Component):
             # control out
             "start": Out(1), "cont": Out(1), "step": Out(1),
             "num_layers": Out(32), "noise_seed": Out(32), "mvm_base": Out(32), "irq": Out(1),
+            "act_pack": Out(1),
             # drift-compensation alpha of layer `alpha_sel`
             "alpha_sel": In(range(cfg.max_layers)), "alpha": Out(cfg.alpha_bits),
             # status in
@@ -89,6 +90,9 @@ class HostInterface(wiring.Component):
                     m.d.sync += self.noise_seed.eq(bus.w_data)
                 with m.Case(Reg.MVM_BASE):
                     m.d.sync += self.mvm_base.eq(bus.w_data)
+                with m.Case(Reg.ACT_PACK):
+                    if can_pack_act(cfg):
+                        m.d.sync += self.act_pack.eq(bus.w_data[0])
         # Events set, write-one clears; a new event wins over a clear in the same cycle.
         m.d.sync += irq_status.eq((irq_status & ~irq_clear) | events)
         assert (IRQ_DONE, IRQ_PAUSED, IRQ_ERROR) == (1, 2, 4)
@@ -105,6 +109,7 @@ class HostInterface(wiring.Component):
                 (Reg.STATUS, status), (Reg.IRQ_STATUS, irq_status), (Reg.IRQ_ENABLE, irq_enable),
                 (Reg.NUM_LAYERS, self.num_layers), (Reg.NOISE_SEED, self.noise_seed),
                 (Reg.CYCLES, self.cycles), (Reg.MVMS, self.mvms), (Reg.MVM_BASE, self.mvm_base),
+                (Reg.ACT_PACK, self.act_pack),
             ):
                 with m.Case(reg):
                     m.d.comb += reg_rdata.eq(value)

@@ -7,14 +7,14 @@ block stays a pure datapath/controller with ports:
   act0/act1 ping-pong activation banks (host writes the input to act0, reads any layer output)
   out       signed outputs of the final layer
 """
-from amaranth import Array, C, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
 from aoncim.program import DESC_BITS
-from aoncim.regmap import AddressMap, Region
+from aoncim.regmap import ACT_PACK_CODES, AddressMap, Region, can_pack_act
 
 from .axil import AxiLiteSignature, AxiLiteSubordinate
 from .bus import RegisterBusSignature
@@ -135,6 +135,18 @@ class AonCimCore(wiring.Component):
         if lw:
             ra_lane_q, a_lane_q = Signal(lw), Signal(lw)
             m.d.sync += [ra_lane_q.eq(ra[:lw]), a_lane_q.eq(a[:lw])]
+        # Packed host reads (Reg.ACT_PACK): word a holds codes 4a..4a+3, which sit in the four SRAMs
+        # (4a mod W) + k at the same SRAM address, so one read cycle serves them.
+        pack = can_pack_act(c)
+        P = ACT_PACK_CODES
+        if pack:
+            pack_q = Signal()
+            m.d.sync += pack_q.eq(host.act_pack)
+            host_word = Mux(host.act_pack, (a << (P - 1).bit_length()) >> lw, a >> lw)
+            pa_lane_q = Signal(lw)
+            m.d.sync += pa_lane_q.eq((a << (P - 1).bit_length())[:lw])
+        else:
+            host_word = a >> lw
         seq_rdata = []
         for bank, region in enumerate((Region.ACT0, Region.ACT1)):
             host_r, seq_r = [], []
@@ -152,14 +164,21 @@ class AonCimCore(wiring.Component):
                 m.d.comb += [
                     hw_.addr.eq(a >> lw), hw_.data.eq(host.win_wdata),
                     hw_.en.eq(host.win_we[region] & ((a[:lw] == b) if lw else 1)),
-                    hr.addr.eq(a >> lw),
+                    hr.addr.eq(host_word),
                     sr.addr.eq((ra + run_off) >> lw),
                     pw.addr.eq((pp_addr0 + lane) >> lw), pw.data.eq(pp_y[lane]),
                     pw.en.eq((lane < Q) & pp_ok[lane] & (seq.wr_bank == bank)),
                 ]
                 host_r.append(hr.data)
                 seq_r.append(sr.data)
-            m.d.comb += rdata[region].eq(Array(host_r)[a_lane_q])
+            one = Array(host_r)[a_lane_q]
+            if pack:
+                byte = [Signal(8, name=f"{region.name.lower()}_pack{k}") for k in range(P)]
+                m.d.comb += [byte[k].eq(Array(host_r)[pa_lane_q + k]) for k in range(P)]
+                packed = Cat(*byte)
+                m.d.comb += rdata[region].eq(Mux(pack_q, packed, one))
+            else:
+                m.d.comb += rdata[region].eq(one)
             seq_rdata.append(seq_r)
         for j in range(W):
             lane = [Mux(rbank_q, seq_rdata[1][b], seq_rdata[0][b]) for b in range(W)]

