@@ -71,18 +71,10 @@ class Job:
 
 def make_job(name: str, cfg, n: int, seed: int, act_bits: int) -> Job:
     if name == QUICK_MODEL:
-        import torch
-        from torch import nn
+        from aoncim.sim.jobs import small_conv_job
 
-        from aoncim.firmware.compiler import compile_network
-
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(2, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 6, 3, stride=2, padding=1),
-                            nn.ReLU(), nn.Flatten(), nn.Linear(6 * 2 * 2, 5))
-        prog = compile_network(net, cfg, torch.rand(32, 2, 4, 4), act_bits=act_bits)
-        rng = np.random.default_rng(seed)
-        inputs = [rng.integers(0, 2**act_bits, (4, 4, 2)) for _ in range(n)]
-        return Job(name, "small conv net", prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)])
+        prog, inputs, seeds = small_conv_job(cfg, act_bits, n, seed)
+        return Job(name, "small conv net", prog, inputs, seeds)
     from aoncim.sim.jobs import analognet_job
 
     j = analognet_job(name, cfg, n, seed, act_bits)

@@ -61,3 +61,22 @@ def drifted_chip(prog: Program, cfg: AonCimConfig, chip_seed: int, t_inf: float,
     arr = ProgrammedArray(prog, cfg, chip_seed)
     reference = arr.at(reference_t, read_seed=reference_read_seed + chip_seed)
     return arr.at(t_inf, read_seed=chip_seed), {"reference": reference, "target": prog, "seed": chip_seed}
+
+
+def small_conv_job(cfg: AonCimConfig, act_bits: int = 8, n: int = 3, seed: int = 0
+                   ) -> tuple[Program, list[np.ndarray], list[int]]:
+    """A three-layer net (3x3 conv, strided 3x3 conv, linear) on 4x4x2 inputs, compiled for `cfg`,
+    with `n` random input codes and read-noise seeds: the quick job of the small-config tests and
+    the benchmark's `--quick` run."""
+    import torch
+    from torch import nn
+
+    from aoncim.firmware.compiler import compile_network
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(2, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 6, 3, stride=2, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(6 * 2 * 2, 5))
+    prog = compile_network(net, cfg, torch.rand(32, 2, 4, 4), act_bits=act_bits)
+    rng = np.random.default_rng(seed)
+    inputs = [rng.integers(0, 2**act_bits, (4, 4, 2)) for _ in range(n)]
+    return prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)]

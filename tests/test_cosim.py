@@ -10,14 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 from aoncim.firmware.compiler import compile_network, quantise_input
 from aoncim.firmware.driver import ChipError
 from aoncim.model.patterns import make_patterns
 from aoncim.model.tiny import load_tiny
+from aoncim.sim.jobs import small_conv_job
 from aoncim.sim.runner import run_cosim
 
 pytestmark = pytest.mark.cosim
@@ -34,13 +33,7 @@ def tiny_job(act_bits, n, seed):
 
 
 def small_job(act_bits=6, n=4, seed=0):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(2, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 6, 3, stride=2, padding=1),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(6 * 2 * 2, 5))
-    prog = compile_network(net, SMALL, torch.rand(32, 2, 4, 4), act_bits=act_bits)
-    rng = np.random.default_rng(seed)
-    inputs = [rng.integers(0, 2**act_bits, (4, 4, 2)) for _ in range(n)]
-    return prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)]
+    return small_conv_job(SMALL, act_bits, n, seed)
 
 
 @pytest.mark.parametrize("act_bits", [8, 4])

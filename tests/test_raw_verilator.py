@@ -8,30 +8,21 @@ seconds cached.
 """
 import dataclasses
 
-import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from aoncim.config import AonCimConfig
-from aoncim.firmware.compiler import compile_network
 from aoncim.firmware.driver import AonCimDriver
 from aoncim.program import DESC_WORDS
 from aoncim.sim.raw_verilator import ToolMissing, check_tools, host_session, record, run_raw
 from aoncim.sim.recording_bus import ReplayDiverged, ReplayHostBus, run_sync
+from aoncim.sim.jobs import small_conv_job
 from aoncim.sim.runner import golden_outputs
 
 SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
 
 
 def small_job(act_bits=8, n=3, seed=0):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(2, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 6, 3, stride=2, padding=1),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(6 * 2 * 2, 5))
-    prog = compile_network(net, SMALL, torch.rand(32, 2, 4, 4), act_bits=act_bits)
-    rng = np.random.default_rng(seed)
-    inputs = [rng.integers(0, 2**act_bits, (4, 4, 2)) for _ in range(n)]
-    return prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)]
+    return small_conv_job(SMALL, act_bits, n, seed)
 
 
 def test_replay_refuses_a_driver_that_departs_from_the_recording():
