@@ -50,12 +50,13 @@ CTRL_START, CTRL_CONTINUE, CTRL_STEP = 1 << 0, 1 << 1, 1 << 8
 ST_BUSY, ST_DONE, ST_PAUSED, ST_ERROR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 IRQ_DONE, IRQ_PAUSED, IRQ_ERROR = 1 << 0, 1 << 1, 1 << 2
 ACT_PACK_CODES = 4  # activation codes per word in packed reads
+ACT_PACK_BITS = 32 // ACT_PACK_CODES  # bits per code in a packed word (code k in bits [8k+7:8k])
 
 
 def can_pack_act(cfg: AonCimConfig) -> bool:
     """Packed activation reads (Reg.ACT_PACK) need byte-sized codes and four activation SRAMs a
     bank, so the four codes of a word are read from four SRAMs at once."""
-    return cfg.dac_bits <= 8 and cfg.load_lanes >= ACT_PACK_CODES
+    return cfg.dac_bits <= ACT_PACK_BITS and cfg.load_lanes >= ACT_PACK_CODES
 N_REGS = len(Reg)
 
 

@@ -117,7 +117,7 @@ class AonCimDriver:
         chip can pack them, so a layer's read-back takes a quarter of the bus transactions; the
         pack bit is cleared again so other readers of the window see one code a word."""
         region = Region.ACT1 if bank else Region.ACT0
-        if not can_pack_act(self.cfg) or n < 8:
+        if not can_pack_act(self.cfg) or n < 2 * ACT_PACK_CODES:  # two words or less: not worth the two writes
             return np.array(await self.bus.read_words(self.amap.base(region) + 4 * base, n), dtype=np.int64)
         p = ACT_PACK_CODES
         first, last = base // p, (base + n - 1) // p

@@ -14,12 +14,14 @@
 //   host    one pair per access (gp in the low GBITS bits); read data one cycle later.
 // Every parameter is set by hw/pcm_array_verilog.py from the AonCimConfig.
 module aoncim_pcm_array_model #(
-    parameter ROWS = 1024, parameter COLS = 512, parameter LANES = 8,
-    parameter ROW_BITS = 10, parameter COL_BITS = 9, parameter SLOT_BITS = 4, parameter CTR_SHIFT = 9,
-    parameter DAC_BITS = 8, parameter GBITS = 8, parameter ADC_BITS = 8, parameter N_ADCS = 32,
-    parameter SUM_BITS = 28, parameter V_BITS = 64,
-    parameter GAIN_MULT = 3277, parameter GAIN_SHIFT = 24, parameter NOISE_MULT = 56756,
-    parameter NOISE_MEAN = 510
+    // No defaults: every value comes from the AonCimConfig through hw/pcm_array_verilog.py
+    // (`model_parameters`); an instance that leaves one at 0 stops at time 0 (check below).
+    parameter ROWS = 0, parameter COLS = 0, parameter LANES = 0,
+    parameter ROW_BITS = 0, parameter COL_BITS = 0, parameter SLOT_BITS = 0, parameter CTR_SHIFT = 0,
+    parameter DAC_BITS = 0, parameter GBITS = 0, parameter ADC_BITS = 0, parameter N_ADCS = 0,
+    parameter SUM_BITS = 0, parameter V_BITS = 0,
+    parameter GAIN_MULT = 0, parameter GAIN_SHIFT = 0, parameter NOISE_MULT = 0,
+    parameter NOISE_MEAN = 0
 ) (
     input  wire                       clk,
     input  wire                       rst,
@@ -45,6 +47,11 @@ module aoncim_pcm_array_model #(
     // a column's sum over the loaded rows is formed within one clock edge.
     /* verilator lint_off BLKSEQ */
     localparam integer PAIRS = ROWS * COLS;
+
+    initial begin
+        if (ROWS == 0 || COLS == 0 || LANES == 0 || N_ADCS == 0 || SUM_BITS == 0 || V_BITS == 0)
+            $fatal(1, "aoncim_pcm_array_model: parameters not set; instantiate it through hw/pcm_array_verilog.py");
+    end
     localparam integer ADC_MAX = (1 << (ADC_BITS - 1)) - 1;
 
     // G+ and G- codes of pair (row, col) at row * COLS + col.

@@ -95,7 +95,6 @@ class LayerSequencer(wiring.Component):
         W = c.load_lanes
         n_log2 = (c.n_adcs - 1).bit_length()
         n_slots = c.cols // c.n_adcs
-        addr = signed(c.act_addr_bits + 30)  # signed address arithmetic: padding reaches below the map
 
         d = Signal(descriptor_layout())
         alpha = Signal(c.alpha_bits)
@@ -108,9 +107,14 @@ class LayerSequencer(wiring.Component):
         mvm = Signal(32)
         noise_mvm = Signal(32)
         is_mvm, is_max, is_avg = d.opcode == OP_MVM, d.opcode == OP_MAXPOOL, d.opcode == OP_AVGPOOL
-        k_rows_bits = dict(DESCRIPTOR_FIELDS)["k_rows"]
+        fields = dict(DESCRIPTOR_FIELDS)
+        k_rows_bits = fields["k_rows"]
+        dim_bits = fields["in_c"]           # a size or channel count of the descriptor
+        assert all(fields[f] == dim_bits for f in ("in_h", "in_w", "k_h", "k_w", "out_h", "out_w", "out_c"))
+        # Signed address arithmetic (padding reaches below the map): in_base + iy * in_w * in_c + ...
+        addr = signed(max(c.act_addr_bits, fields["in_base"]) + 3 * dim_bits + 3)
         n_tiles = Signal(max(1, k_rows_bits - c.row_bits + 1))
-        seg_len, row_len = Signal(24), Signal(24)
+        seg_len, row_len = Signal(2 * dim_bits), Signal(2 * dim_bits)
         m.d.comb += [
             # Row tiles (contract step 12): ceil(k_rows / rows), a shift because rows is a power of two.
             n_tiles.eq((d.k_rows + (c.rows - 1)) >> c.row_bits),
@@ -130,8 +134,8 @@ class LayerSequencer(wiring.Component):
                                 (~p_on | p_fin | p_last))
 
         # Stage L/R position: output (oy, ox), its input window's corner (iy0, ix0), output address.
-        oy, ox = Signal(12), Signal(12)
-        iy0, ix0 = Signal(signed(14)), Signal(signed(14))
+        oy, ox = Signal(dim_bits), Signal(dim_bits)
+        iy0, ix0 = Signal(signed(dim_bits + 2)), Signal(signed(dim_bits + 2))
         pos_base = Signal(self.pp_addr.shape())
         last_pos = Signal()
         m.d.comb += last_pos.eq((ox == d.out_w - 1) & (oy == d.out_h - 1))
@@ -146,13 +150,13 @@ class LayerSequencer(wiring.Component):
                 m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
 
         # ---------------------------------------------------------------- stage L: load
-        ky, kx = Signal(12), Signal(12)
-        off = Signal(24)                # code within the kernel row's run
+        ky, kx = Signal(dim_bits), Signal(dim_bits)
+        off = Signal(2 * dim_bits)      # code within the kernel row's run
         r = Signal(k_rows_bits)         # im2col row of the position
         rl = Signal(range(c.rows))      # row within the current row tile
         l_tile, l_tcol0, l_par = Signal(range(c.max_row_tiles)), Signal(range(c.cols)), Signal()
         l_posdone = Signal()
-        iy = Signal(signed(14))
+        iy = Signal(signed(dim_bits + 2))
         row_lo, seg_a = Signal(addr), Signal(addr)
         m.d.comb += [
             iy.eq(iy0 + ky),
@@ -160,7 +164,7 @@ class LayerSequencer(wiring.Component):
             seg_a.eq(row_lo + ix0 * d.in_c + off),
         ]
         # This cycle's run: n = min(W, rest of the kernel row, rest of the row tile) codes.
-        seg_left, n1, n = Signal(24), Signal(range(W + 1)), Signal(range(W + 1))
+        seg_left, n1, n = Signal(2 * dim_bits), Signal(range(W + 1)), Signal(range(W + 1))
         tile_left = Signal(range(c.rows + 1))
         m.d.comb += [
             seg_left.eq(seg_len - off), tile_left.eq(c.rows - rl),
@@ -184,8 +188,8 @@ class LayerSequencer(wiring.Component):
         posdone_now = Mux(l_fin, l_posdone, pos_end)
 
         # ---------------------------------------------------------------- stage R: pooling reads
-        goff = Signal(12)               # first channel of the group
-        grp_left, n_grp = Signal(13), Signal(range(W + 1))
+        goff = Signal(dim_bits)         # first channel of the group
+        grp_left, n_grp = Signal(dim_bits + 1), Signal(range(W + 1))
         last_grp = Signal()
         pool_a = Signal(addr)
         m.d.comb += [
@@ -239,7 +243,7 @@ class LayerSequencer(wiring.Component):
         q_log2 = (Q - 1).bit_length()
         p_tcol0, p_par, p_tile = Signal(range(c.cols)), Signal(), Signal.like(l_tile)
         p_pos_base = Signal.like(pos_base)
-        pc = Signal(12)                 # first channel of this cycle's Q (a multiple of Q)
+        pc = Signal(dim_bits)           # first channel of this cycle's Q (a multiple of Q)
         p_col = Signal(range(2 * c.cols))
         p_slot = Signal(range(2 * n_slots))
         m.d.comb += [p_col.eq(p_tcol0 + pc), p_slot.eq(p_col >> n_log2)]
@@ -256,7 +260,7 @@ class LayerSequencer(wiring.Component):
         acc_r = tile_acc.read_port(transparent_for=(acc_w,))
         m.d.comb += acc_r.addr.eq(pc >> q_log2)
         pq_valid, pq_first, pq_last = Signal(Q), Signal(), Signal()
-        pq_lane0, pq_ch, pq_addr = Signal(range(c.n_adcs)), Signal(12), Signal.like(pos_base)
+        pq_lane0, pq_ch, pq_addr = Signal(range(c.n_adcs)), Signal(dim_bits), Signal.like(pos_base)
         m.d.sync += pq_valid.eq(0)
         codes2 = Signal(data.ArrayLayout(signed(c.adc_bits), 2 * c.n_adcs))
         m.d.comb += [codes2.as_value()[:len(cb_r.data.as_value())].eq(cb_r.data.as_value()),

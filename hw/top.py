@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
 from aoncim.program import DESC_BITS
-from aoncim.regmap import ACT_PACK_CODES, AddressMap, Region, can_pack_act
+from aoncim.regmap import ACT_PACK_BITS, ACT_PACK_CODES, AddressMap, Region, can_pack_act
 
 from .axil import AxiLiteSignature, AxiLiteSubordinate
 from .bus import RegisterBusSignature
@@ -173,7 +173,7 @@ class AonCimCore(wiring.Component):
                 seq_r.append(sr.data)
             one = Array(host_r)[a_lane_q]
             if pack:
-                byte = [Signal(8, name=f"{region.name.lower()}_pack{k}") for k in range(P)]
+                byte = [Signal(ACT_PACK_BITS, name=f"{region.name.lower()}_pack{k}") for k in range(P)]
                 m.d.comb += [byte[k].eq(Array(host_r)[pa_lane_q + k]) for k in range(P)]
                 packed = Cat(*byte)
                 m.d.comb += rdata[region].eq(Mux(pack_q, packed, one))

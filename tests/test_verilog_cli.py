@@ -102,3 +102,23 @@ def test_output_that_is_a_file_is_one_line(tmp_path):
     f = tmp_path / "x.v"
     f.write_text("")
     one_error_line(invoke("verilog", "-o", str(f)), "not a directory")
+
+
+def test_crossbar_model_parameters_all_come_from_the_config():
+    """The Verilog twin of the crossbar declares no usable defaults: every parameter it declares is
+    set by model_parameters from the config, and the generated instance passes each one."""
+    import re
+
+    from aoncim.hw.pcm_array_verilog import MODEL_SOURCE, model_parameters
+    from aoncim.hw.verilog import generate_verilog
+
+    cfg = AonCimConfig(rows=64, cols=32, n_adcs=8, act_depth=256, out_depth=32, param_depth=64, max_layers=4,
+                       load_lanes=8, pp_lanes=2)
+    declared = re.findall(r"parameter (\w+) = (\d+)", MODEL_SOURCE.read_text())
+    assert {v for _, v in declared} == {"0"}
+    params = model_parameters(cfg)
+    assert {n for n, _ in declared} == set(params)
+    v = generate_verilog(cfg)
+    inst = v[v.index("aoncim_pcm_array_model #("):v.index(") model (")]
+    assert dict(re.findall(r"\.(\w+)\(32'd(\d+)\)", inst)) == {k: str(x) for k, x in params.items()}
+    assert params["ROWS"] == cfg.rows and params["LANES"] == cfg.load_lanes and params["N_ADCS"] == cfg.n_adcs
