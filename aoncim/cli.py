@@ -25,27 +25,59 @@ class UserError(click.ClickException):
         click.echo(f"aoncim: error: {self.message}", err=True)
 
 
-def _user_errors():
-    from aoncim.firmware.compiler import CompileError
-    from aoncim.firmware.driver import ChipError
-    from aoncim.firmware.image import ImageError
-    from aoncim.program import ProgramError
-    from aoncim.sim.runner import BuildError, CosimError
-    from aoncim.toolchain import SimulatorNotFound
+# Exceptions that carry a one-line message for the user, by module. Only modules already imported
+# can have raised one, so the error path never imports torch just to name a class: `aoncim
+# inspect` of a broken image answers in a fraction of a second.
+_USER_ERRORS = {
+    "aoncim.firmware.compiler": ("CompileError",),
+    "aoncim.firmware.driver": ("ChipError",),
+    "aoncim.firmware.image": ("ImageError",),
+    "aoncim.program": ("ProgramError",),
+    "aoncim.sim.runner": ("BuildError", "CosimError"),
+    "aoncim.sim.raw_verilator": ("RawBuildError",),
+    "aoncim.toolchain": ("SimulatorNotFound",),
+    "aoncim.perf.sweep": ("SweepError",),
+}
 
-    # ValueError: the data loaders and models reject bad input with one-line ValueErrors.
-    # AONCIM_DEBUG=1 shows the traceback instead.
+
+def _user_errors():
+    # ValueError: the data loaders, models and output checks reject bad input with one-line
+    # ValueErrors. AONCIM_DEBUG=1 shows the traceback instead.
     if os.environ.get("AONCIM_DEBUG"):
         return ()
-    return (ConfigError, CompileError, ChipError, ImageError, ProgramError, SimulatorNotFound, BuildError,
-            CosimError, FileNotFoundError, ValueError)
+    found = [getattr(sys.modules[m], n) for m, names in _USER_ERRORS.items() if m in sys.modules
+             for n in names if hasattr(sys.modules[m], n)]
+    return (ConfigError, FileNotFoundError, ValueError, *found)
 
 
 def _load_config(path: str | None) -> AonCimConfig:
     return AonCimConfig.load(path) if path else DEFAULT_CONFIG
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """Click's group, with every usage error (bad option value, missing argument) reported as one
+    line naming the option and where the help is, like aoncim's own errors; Ctrl-C is one line too."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as e:
+            where = " ".join(["aoncim", *(e.ctx.command_path.split()[1:] if e.ctx else [])])
+            msg = " ".join(e.format_message().split())
+            click.echo(f"aoncim: error: {msg} (see `{where} --help`)", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("aoncim: error: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """aoncim: PyTorch model -> AON-CiM program image -> Amaranth RTL -> bit-exact co-simulation."""
 
@@ -68,17 +100,17 @@ def verilog(outdir: str, config_path: str | None) -> None:
         from aoncim.hw.docgen import ports_markdown, regmap_markdown
         from aoncim.hw.verilog import TOP_NAME, write_verilog
 
+        from aoncim.outputs import check_output_dir, write_atomic
+
         cfg = _load_config(config_path)
-        out = Path(outdir)
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"-o {out}: exists and is not a directory (-o names the output directory)")
+        out = check_output_dir(outdir)
         with console.status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)"):
             v = write_verilog(cfg, out / f"{TOP_NAME}.v")
         text = v.read_text()
         docs = {out / "regmap.md": regmap_markdown(cfg, TOP_NAME), out / "ports.md": ports_markdown(text, cfg, TOP_NAME),
                 out / "config.toml": cfg.to_toml()}
         for p, body in docs.items():
-            p.write_text(body)
+            write_atomic(p, body)
         console.print(f"wrote {v} ({v.stat().st_size // 1024} KiB), "
                       f"{', '.join(p.name for p in docs)} in {out} for config hash {cfg.config_hash:#010x}")
     _run(go)
@@ -138,41 +170,69 @@ class _CosimProgress:
         self._p.update(self._task, completed=done, total=total)
 
 
-def _check_cosim_args(cfg: AonCimConfig, n: int, act_bits: int | None, sim: str) -> None:
-    from aoncim.toolchain import find_simulator
+def _check_cosim_args(cfg: AonCimConfig, n: int | None, act_bits: int | None, sim: str) -> None:
+    from aoncim.outputs import check_output_dir
+    from aoncim.toolchain import build_root, find_simulator
 
-    if n < 1:
+    if n is not None and n < 1:
         raise ConfigError(f"--inputs {n}: need at least one inference")
     if act_bits is not None and act_bits not in cfg.act_bits_supported:
         raise ConfigError(f"--act-bits {act_bits}: act_bits={act_bits} not supported; choose one of "
                           f"{', '.join(map(str, cfg.act_bits_supported))}")
-    find_simulator(sim)  # fail before compiling and elaborating, not after
+    # Fail before compiling and elaborating, not after.
+    find_simulator(sim)
+    check_output_dir(build_root(), "AONCIM_BUILD_ROOT (the build cache)")
 
 
-def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
-           model: str = "tiny", t_inf: float | None = None, compare: str = "layers") -> int:
-    if model == "random":
-        return _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf)
+def _image_source(image: str, config_path: str | None, model: str | None, act_bits: int | None):
+    """(bytes, Program, config) of `aoncim cosim --image`, refusing options the image overrides."""
+    blob, prog, cfg = _read_image_file(image)
+    if model is not None:
+        raise ConfigError(f"--image and --model {model}: give one (the image is the network)")
+    if act_bits is not None:
+        raise ConfigError(f"--act-bits with --image: the image fixes each layer's precision; recompile with "
+                          f"`aoncim compile --act-bits {act_bits}` instead")
+    if config_path is not None:
+        other = AonCimConfig.load(config_path)
+        if other.config_hash != cfg.config_hash:
+            raise ConfigError(f"--config {config_path} (hash {other.config_hash:#010x}) is not the config the image "
+                              f"was compiled for ({cfg.config_hash:#010x}); drop --config, the image carries its own")
+    return blob, prog, cfg
+
+
+def _cosim(n: int | None, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
+           model: str | None = None, t_inf: float | None = None, compare: str = "layers",
+           image: str | None = None, input_path: str | None = None) -> int:
     from aoncim.sim.runner import golden_outputs, run_cosim
 
-    cfg = _load_config(config_path)
+    labels = None
+    if image is not None:
+        _, prog, cfg = _image_source(image, config_path, model, act_bits)
+    else:
+        if input_path is not None:
+            raise ConfigError("--input goes with --image (a compiled image of your network); the shipped "
+                              "networks draw their inputs from their own test sets")
+        model, cfg = model or "tiny", _load_config(config_path)
     _check_cosim_args(cfg, n, act_bits, sim)
     bits = act_bits or 8
-    if t_inf is not None:
-        from aoncim.model.pcm import check_time
-
-        check_time(t_inf)
     t0 = time.perf_counter()
     with _CosimProgress() as pr:
-        if model == "tiny":
+        if image is not None:
+            from aoncim.sim.jobs import image_inputs
+
+            title = Path(image).name
+            inputs, seeds = image_inputs(prog, input_path, n, seed)
+            bits = prog.layers[0].in_bits
+        elif model == "tiny":
             title = "TinyNet"
-            prog, inputs, seeds, labels = _tiny_job(cfg, n, seed, bits)
+            prog, inputs, seeds, labels = _tiny_job(cfg, n or 20, seed, bits)
         else:
             from aoncim.sim.jobs import analognet_job
 
             pr.status(f"compiling the shipped {model.upper()} checkpoint for config {cfg.config_hash:#010x}")
-            job = analognet_job(model, cfg, n, seed, bits)
+            job = analognet_job(model, cfg, n or 20, seed, bits)
             title, prog, inputs, seeds, labels = job.title, job.prog, job.inputs, job.seeds, job.labels
+        n = len(inputs)
         calibration, chip = None, prog
         if t_inf is not None:
             from aoncim.sim.jobs import drifted_chip
@@ -190,8 +250,10 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str |
         from aoncim.model.snapshot import compensated
 
         scored = compensated(calibration["reference"], chip, cfg, calibration["seed"], calibration["target"])
-    golden = golden_outputs(cfg, scored, inputs, seeds)
-    acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)]))
+    acc = None
+    if labels is not None:
+        golden = golden_outputs(cfg, scored, inputs, seeds)
+        acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)]))
 
     what = "every integer of every layer" if compare == "layers" else "the last layer only (--compare final)"
     t = Table(title=f"per-layer comparison ({what}; array rect: rows x cols @ (row0, col0))",
@@ -225,7 +287,8 @@ def _cosim(n: int, seed: int, sim: str, act_bits: int | None, config_path: str |
                       f"{'yes' if same else 'NO'}")
     if r.waves:
         console.print(f"waveform: {r.waves}")
-    console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
+    if acc is not None:
+        console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
     console.print(f"bit-exact: {r.n_ok}/{len(inf)} inferences")
     return 0 if r.n_ok == len(inf) == n and (calibration is None or same) else 1
 
@@ -239,10 +302,14 @@ def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path
     from aoncim.sim.runner import CosimCase, run_cases
     from aoncim.perf.cycles import inference_cycles
 
+    from aoncim.outputs import check_output_file, write_atomic
+
     if t_inf is not None:
         raise ConfigError("--time applies to the trained networks (tiny, kws, vww), not to --model random")
+    n = 20 if n is None else n
     cfg = _load_config(config_path) if config_path else RANDOM_CFG
     _check_cosim_args(cfg, n, act_bits, sim)
+    check_output_file(coverage_json, "--coverage-json")
     t0 = time.perf_counter()
     with _CosimProgress() as pr:
         cases = []
@@ -284,8 +351,7 @@ def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path
                   f"program load {np.mean([res.load_s for res in r.cases]) * 1e3:.1f} ms/case  "
                   f"co-sim {np.mean(per) * 1e3:.1f} ms/inference  total {time.perf_counter() - t0:.1f} s")
     out = Path(coverage_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(r.coverage, indent=1))
+    write_atomic(out, json.dumps(r.coverage, indent=1))
     console.print(f"{cov.summary(r.coverage)}; bins: kind x stride x padding x tiling x precision; wrote {out}")
     missing = cov.missing(r.coverage)
     if missing:
@@ -298,32 +364,70 @@ def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path
     return 0 if not r.failed else 1
 
 
+# Option types shared by the commands: a bad value is refused while parsing, naming the option.
+SEED = click.IntRange(0, 2**32 - 1)
+COUNT = click.IntRange(min=1)
+
+
+class _Seconds(click.ParamType):
+    """Seconds after programming, within the range the PCM device model describes."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx):
+        from aoncim.model.pcm import check_time  # imports torch: only when the option is given
+
+        try:
+            return check_time(value)
+        except ValueError as e:
+            self.fail(str(e).split(": ", 1)[-1], param, ctx)
+
+
+SECONDS = _Seconds()
+
+
 @main.command()
-@click.option("--model", type=click.Choice(["tiny", "kws", "vww", "random"]), default="tiny", show_default=True,
-              help="Network: the embedded TinyNet, a shipped AnalogNet, or random small networks (one per input).")
-@click.option("--inputs", "n", type=int, default=20, show_default=True,
-              help="Number of inferences (with --model random: random networks, one inference each).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--model", type=click.Choice(["tiny", "kws", "vww", "random"]),
+              help="Network: the embedded TinyNet (default), a shipped AnalogNet, or random small networks (one "
+              "per input).")
+@click.option("--image", type=click.Path(dir_okay=False),
+              help="Co-simulate your own program image (from `aoncim compile`) instead of a shipped network; the "
+              "image carries its config.")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False),
+              help="With --image: a .npy of inputs, integer codes (N, H, W, C) or floats in [0, 1] (N, C, H, W); "
+              "default: random codes over the image's input range.")
+@click.option("--inputs", "n", type=COUNT,
+              help="Number of inferences [default: 20, or every input of --input] (with --model random: random "
+              "networks, one inference each).")
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of inputs and read noise (and of the simulated chip with --time; with --model random, "
                    "the networks use seeds SEED..SEED+N-1).")
 @click.option("--sim", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
 @click.option("--act-bits", type=int, help="Activation precision of every layer (default 8; with --model random "
               "drawn per case).")
-@click.option("--time", "t_inf", type=float, help="Co-simulate a programmed PCM chip read this many seconds after "
-              "programming, with the host's drift compensation run on the chip (default: the target codes).")
+@click.option("--time", "t_inf", type=SECONDS, help="Co-simulate a programmed PCM chip read this many seconds "
+              "after programming (0 to 10 years), with the host's drift compensation run on the chip (default: the "
+              "target codes).")
 @click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file of AonCimConfig fields.")
-@click.option("--waves", is_flag=True, help="Dump a VCD waveform (path printed at the end).")
+@click.option("--waves", is_flag=True, help="Dump a waveform of the run (path and how to open it printed at the "
+              "end).")
 @click.option("--coverage-json", type=click.Path(dir_okay=False), default="out/coverage_random.json", show_default=True,
               help="With --model random: where to write the sequencer coverage report.")
 @click.option("--compare", type=click.Choice(["layers", "final"]), default="layers", show_default=True,
               help="Score every layer (step mode, each layer read back) or only the last layer of an "
-              "uninterrupted inference, as a host would run it (tiny/kws/vww).")
-def cosim(model: str, n: int, seed: int, sim: str, act_bits: int | None, t_inf: float | None, config_path: str | None,
-          waves: bool, coverage_json: str, compare: str) -> None:
+              "uninterrupted inference, as a host would run it (not with --model random).")
+def cosim(model: str | None, image: str | None, input_path: str | None, n: int | None, seed: int, sim: str,
+          act_bits: int | None, t_inf: float | None, config_path: str | None, waves: bool, coverage_json: str,
+          compare: str) -> None:
     """Co-simulate the RTL against the bit-true golden model, layer by layer."""
     if model == "random":
-        sys.exit(_run(lambda: _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json)))
-    sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare)))
+        def random_nets():
+            if image or input_path:
+                raise ConfigError("--model random draws its own networks: drop --image/--input")
+            return _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json)
+        sys.exit(_run(random_nets))
+    sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare, image,
+                                 input_path)))
 
 
 @main.command()
@@ -335,12 +439,15 @@ def demo(outdir: str, n: int) -> None:
         from aoncim.firmware.image import write_image
         from aoncim.hw.verilog import write_verilog
 
+        from aoncim.outputs import check_output_dir, write_atomic
+
         cfg = DEFAULT_CONFIG
-        out = Path(outdir)
+        out = check_output_dir(outdir)
+        _check_cosim_args(cfg, n, 8, "verilator")
         out.mkdir(parents=True, exist_ok=True)
         prog, _, _, _ = _tiny_job(cfg, 1, 0, 8)
         img = out / "tiny.aonc"
-        img.write_bytes(write_image(prog, cfg))
+        write_atomic(img, write_image(prog, cfg))
         with console.status("elaborating the RTL (cached after the first run)"):
             v = write_verilog(cfg, out / "aoncim_top.v")
         console.print(f"compiled TinyNet -> {img} ({img.stat().st_size} bytes); Verilog -> {v}")
@@ -592,6 +699,10 @@ def _inspect(image: str, png: str | None) -> None:
     from aoncim.firmware.image import _ENTRY, _HEADER, VERSION, Section
     from aoncim.firmware.summary import layer_summaries, real_scale, utilisation
 
+    from aoncim.outputs import check_output_file
+
+    if png:
+        check_output_file(png, "--png")
     blob, prog, cfg = _read_image_file(image)
     # read_image has validated the layout (it is canonical), so the header and table read with the
     # writer's own structs are the writer's.
@@ -658,9 +769,11 @@ def export_c(image, out) -> None:
     def go():
         from aoncim.firmware.cheader import c_header
 
+        from aoncim.outputs import check_output_file, write_atomic
+
+        path = check_output_file(out if out else Path(image).with_suffix(".h"), "-o" if out else "the header")
         blob, prog, cfg = _read_image_file(image)
-        path = Path(out) if out else Path(image).with_suffix(".h")
-        path.write_text(c_header(blob, path, source=Path(image).name))
+        write_atomic(path, c_header(blob, path, source=Path(image).name))
         console.print(f"wrote {path}: {len(blob)} image bytes, config hash {cfg.config_hash:#010x}")
     _run(go)
 
@@ -673,8 +786,8 @@ def export_c(image, out) -> None:
 @click.option("-o", "--outdir", type=click.Path(), default="out/report", show_default=True,
               help="Directory for report.md (or report.html) and its PNGs.")
 @click.option("--html", "as_html", is_flag=True, help="One HTML file with the PNGs embedded instead of Markdown.")
-@click.option("--samples", type=int, default=256, show_default=True, help="Test inputs of the accuracy-under-drift run.")
-@click.option("--chips", type=int, default=1, show_default=True, help="Simulated PCM chips of that run.")
+@click.option("--samples", type=COUNT, default=256, show_default=True, help="Test inputs of the accuracy-under-drift run.")
+@click.option("--chips", type=COUNT, default=1, show_default=True, help="Simulated PCM chips of that run.")
 @click.option("--times", default="1s,1h,1d,10d", show_default=True, help="Times after programming for the accuracy.")
 @click.option("--tech", "tech_path", type=click.Path(), help="TOML file of technology parameters (perf/tech.py).")
 @click.option("--synth", is_flag=True, help="Area from a Yosys synthesis of the config (cached) instead of the estimate.")
@@ -684,6 +797,9 @@ def report_cmd(task, config_path, act_bits, outdir, as_html, samples, chips, tim
         from aoncim.perf.report import build_report
         from aoncim.perf.tech import load_technology
 
+        from aoncim.outputs import check_output_dir
+
+        check_output_dir(outdir)
         cfg, tech = _load_config(config_path), load_technology(tech_path)
         with console.status("report") as st:
             r = build_report(task, cfg, act_bits, outdir, as_html, samples, chips,
@@ -698,7 +814,7 @@ def report_cmd(task, config_path, act_bits, outdir, as_html, samples, chips, tim
 @main.command(name="sweep")
 @click.option("--grid", "grid_path", type=click.Path(), help="TOML grid (docs/performance.md); default: the full grid.")
 @click.option("--quick", is_flag=True, help="A small grid (KWS, three array sizes, a few minutes on two cores).")
-@click.option("--workers", type=int, help="Local worker processes (default: all cores; 1 runs in this process).")
+@click.option("--workers", type=COUNT, help="Local worker processes (default: all cores; 1 runs in this process).")
 @click.option("--dask", "dask_addr", help="Run on the Dask scheduler at this address (tcp://host:8786).")
 @click.option("--ray", "ray_addr", help="Run on Ray at this address ('auto' for a running cluster).")
 @click.option("--tech", "tech_path", type=click.Path(), help="TOML file of technology parameters (perf/tech.py).")
@@ -710,6 +826,9 @@ def sweep_cmd(grid_path, quick, workers, dask_addr, ray_addr, tech_path, outdir)
         from aoncim.perf.sweep import QUICK_GRID, Grid, SweepError, load_grid, sweep
         from aoncim.perf.tech import load_technology
 
+        from aoncim.outputs import check_output_dir
+
+        check_output_dir(outdir)
         if grid_path and quick:
             raise SweepError("give --grid FILE or --quick, not both")
         if workers is not None and workers < 1:

@@ -7,7 +7,9 @@ path inside the installed package is refused, whatever the file system's permiss
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -36,11 +38,40 @@ def is_shipped(path: str | Path) -> bool:
 
 
 def _writable_dir(d: Path) -> Path | None:
-    """The nearest existing ancestor of `d` (itself included) if it is a writable directory."""
+    """The nearest existing ancestor of `d` (itself included) if a file can be created in it.
+
+    The probe creates and removes a file: permission bits say nothing to root (CI runs as root),
+    nor about read-only mounts or pseudo file systems such as /proc."""
     for q in (d, *d.parents):
         if q.exists():
-            return q if q.is_dir() and os.access(q, os.W_OK | os.X_OK) else None
+            if not q.is_dir():
+                return None
+            try:
+                fd, probe = tempfile.mkstemp(prefix=".aoncim-probe-", dir=q)
+            except OSError:
+                return None
+            os.close(fd)
+            os.unlink(probe)
+            return q
     return None
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` to `path` all at once: into a private file beside it, then renamed into place,
+    so an interrupted or concurrent command never leaves a half-written file where a good one was.
+    Missing parent folders are made."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return p
 
 
 def check_output_file(path: str | Path, option: str = "-o") -> Path:
@@ -54,6 +85,8 @@ def check_output_file(path: str | Path, option: str = "-o") -> Path:
         raise OutputPathError(f"{option} {p}: is a directory; name a file")
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputPathError(f"{option} {p}: exists and is read-only; choose another path or make it writable")
+    if p.exists() and not p.is_file():
+        raise OutputPathError(f"{option} {p}: exists and is not a regular file; name a file")
     parent = p.parent if str(p.parent) else Path(".")
     anc = _writable_dir(parent)
     if anc is None:

@@ -51,11 +51,22 @@ def _as64(x) -> torch.Tensor:
     return torch.as_tensor(x, dtype=DTYPE)
 
 
-def check_time(t_inf: float) -> float:
-    """Inference times are seconds after programming; negative ones have no physical meaning."""
-    t = float(t_inf)
-    if not math.isfinite(t) or t < 0:
-        raise ValueError(f"t_inf={t_inf!r} must be a finite time >= 0 s after programming")
+# The drift and 1/f read-noise laws are fitted on devices measured up to about a year after
+# programming; ten years is as far as extrapolating a power law in time is still a statement about
+# the device and not about the arithmetic (at 1e300 s every conductance underflows to zero).
+MAX_TIME_S = 10 * 365 * _DAY
+
+
+def check_time(t_inf: float, name: str = "t_inf") -> float:
+    """Inference times are seconds after programming, in [0, MAX_TIME_S]: negative ones have no
+    physical meaning, and the device model is not a model of the chip far beyond its data."""
+    try:
+        t = float(t_inf)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={t_inf!r}: expected a time in seconds after programming") from None
+    if not math.isfinite(t) or not 0 <= t <= MAX_TIME_S:
+        raise ValueError(f"{name}={t_inf!r}: must be a time from 0 to {MAX_TIME_S:.3g} s (10 years) after "
+                         "programming, the range the PCM drift and read-noise models describe")
     return t
 
 

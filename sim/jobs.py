@@ -80,3 +80,67 @@ def small_conv_job(cfg: AonCimConfig, act_bits: int = 8, n: int = 3, seed: int =
     rng = np.random.default_rng(seed)
     inputs = [rng.integers(0, 2**act_bits, (4, 4, 2)) for _ in range(n)]
     return prog, inputs, [int(s) for s in rng.integers(0, 2**32, n)]
+
+
+class InputFileError(ValueError):
+    """An --input file that does not fit the image's first layer; the message names the fix."""
+
+
+def image_inputs(prog: Program, path: str | None, n: int | None, seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """Inputs for a user's own image: from `path` (a .npy) or, without one, `n` (default 20)
+    random codes over the image's whole input range; and a read-noise seed per inference.
+
+    The file holds either integer codes in the chip's layout, (N, H, W, C) or (H, W, C), each in
+    [0, 2**in_bits - 1] (what the host writes to the input memory), or float values in [0, 1] in
+    the model's layout, (N, C, H, W) or (C, H, W), quantised as the compiler does."""
+    d = prog.layers[0]
+    hwc, top = (d.in_h, d.in_w, d.in_c), (1 << d.in_bits) - 1
+    rng = np.random.default_rng(seed)
+    if path is None:
+        n = 20 if n is None else n
+        inputs = [rng.integers(0, top + 1, hwc) for _ in range(n)]
+    else:
+        inputs = _read_input_file(path, hwc, d.in_bits)
+        if n is not None:
+            if n > len(inputs):
+                raise InputFileError(f"--inputs {n}: {path} holds {len(inputs)} input(s); ask for at most that many")
+            inputs = inputs[:n]
+    return inputs, [int(s) for s in rng.integers(0, 2**32, len(inputs))]
+
+
+def _read_input_file(path: str, hwc: tuple[int, int, int], bits: int) -> list[np.ndarray]:
+    from pathlib import Path
+
+    h, w, c = hwc
+    p = Path(path)
+    try:
+        x = np.load(p, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputFileError(f"--input {p}: not found") from None
+    except (OSError, ValueError, EOFError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputFileError(f"--input {p}: not a NumPy .npy array ({why}); save one with numpy.save") from None
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "iuf" or x.size == 0:
+        raise InputFileError(f"--input {p}: holds {x.dtype} data of shape {x.shape}; expected a non-empty array of "
+                             "integer codes or float values")
+    if x.dtype.kind in "iu":
+        if x.shape[-3:] != hwc or x.ndim not in (3, 4):
+            raise InputFileError(f"--input {p}: integer codes of shape {x.shape}; the image's first layer takes "
+                                 f"(N, {h}, {w}, {c}) or ({h}, {w}, {c}) codes (HWC, the chip's layout)")
+        if x.min() < 0 or x.max() > (1 << bits) - 1:
+            raise InputFileError(f"--input {p}: codes from {x.min()} to {x.max()}; the first layer's {bits}-bit "
+                                 f"inputs take 0..{(1 << bits) - 1} (or give floats in [0, 1])")
+        codes = x.reshape(-1, h, w, c).astype(np.int64)
+    else:
+        if x.shape[-3:] != (c, h, w) or x.ndim not in (3, 4):
+            raise InputFileError(f"--input {p}: float values of shape {x.shape}; the image's first layer takes "
+                                 f"(N, {c}, {h}, {w}) or ({c}, {h}, {w}) values in [0, 1] (CHW, the model's layout)")
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise InputFileError(f"--input {p}: float values must be finite and in [0, 1] (found "
+                                 f"{np.nanmin(x):g}..{np.nanmax(x):g}); scale them as the model's input")
+        import torch
+
+        from aoncim.firmware.compiler import quantise_input
+
+        codes = quantise_input(torch.from_numpy(x.reshape(-1, c, h, w).astype(np.float32)), bits)
+    return list(codes)

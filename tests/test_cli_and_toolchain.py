@@ -19,7 +19,7 @@ def test_bad_config_file_is_one_line(tmp_path):
 
 
 def test_cosim_rejects_zero_inputs():
-    one_error_line(invoke("cosim", "--inputs", "0"), "at least one")
+    one_error_line(invoke("cosim", "--inputs", "0"), "'--inputs': 0 is not in the range x>=1", code=2)
 
 
 def test_cosim_rejects_unsupported_activation_bits():
