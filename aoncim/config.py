@@ -208,7 +208,10 @@ class AonCimConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(known))
         if unknown:
-            hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, 1)) else u
+            # A name that is not a plain identifier (a newline, a quote, ...) is shown quoted, so the
+            # message stays one line.
+            shown = {u: u if u.isidentifier() and u.isascii() else repr(u) for u in unknown}
+            hints = [f"{shown[u]} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, 1)) else shown[u]
                      for u in unknown]
             raise ConfigError(f"unknown config field(s) {', '.join(hints)}; known: {', '.join(sorted(known))}")
         d = {name: _check_type(name, str(f.type), d[name]) for f in dataclasses.fields(cls)
@@ -225,12 +228,13 @@ class AonCimConfig:
         p = Path(path)
         text = read_user_file(p, "config file", ConfigError)
         as_json = p.suffix.lower() == ".json" or (p.suffix.lower() != ".toml" and text.lstrip().startswith("{"))
+        # Besides their decode errors, both parsers raise a plain ValueError for an integer of more
+        # than 4300 digits and RecursionError for arrays nested a few thousand deep.
         try:
             d = json.loads(text) if as_json else tomllib.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config file {p} is not valid JSON: {e}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+        except (ValueError, RecursionError) as e:
+            why = "values nested too deeply" if isinstance(e, RecursionError) else (str(e).splitlines() or [""])[0]
+            raise ConfigError(f"config file {p} is not valid {'JSON' if as_json else 'TOML'}: {why}") from None
         if not isinstance(d, dict):
             raise ConfigError(f"config file {p} must hold a JSON object of fields")
         return cls.from_dict(d)
@@ -252,11 +256,20 @@ def read_user_file(path: Path, what: str, error: type[Exception]) -> str:
     """The text of a file the user named; a missing or unreadable one is one `error` line naming
     `what` and the path."""
     try:
-        return path.read_text()
+        text = path.read_text()
     except FileNotFoundError:
         raise error(f"{what} {path} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a directory; name the file") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{what} {path} is not a text file (byte {e.start} is not UTF-8); name the TOML file") from None
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e.strerror or e}") from None
+    # An empty file is almost always a failed redirect or an unsaved editor buffer; taking it as
+    # "all defaults" would run the wrong experiment without a word.
+    if not text.strip():
+        raise error(f"{what} {path} is empty; write the fields you change, or leave the option out for the defaults")
+    return text
 
 
 def _check_type(name: str, annotation: str, v):

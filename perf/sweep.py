@@ -112,13 +112,11 @@ def load_grid(path: str | Path) -> Grid:
     """A grid from a TOML file: any of tasks, arrays ([[rows, cols], ...]), n_adcs, adc_bits, act_bits
     (lists), samples, chips, time (seconds or 1s/1h/1d/10d/1y), synth, calib_samples, and a [config]
     table of base AonCimConfig fields. Missing keys take Grid's defaults."""
+    from aoncim.config import read_user_file
+
     p = Path(path)
     try:
-        d = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"grid file {p} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SweepError(f"cannot read grid file {p}: {getattr(e, 'strerror', None) or e}") from None
+        d = tomllib.loads(read_user_file(p, "grid file", SweepError))
     except tomllib.TOMLDecodeError as e:
         raise SweepError(f"grid file {p} is not valid TOML: {e}") from None
     unknown = sorted(set(d) - _GRID_KEYS)
