@@ -47,7 +47,7 @@ def accuracy(net: nn.Module, n: int = 1000, seed: int = 12345) -> float:
 
 
 def load_tiny() -> TinyNet:
-    """The shipped TinyNet weights (reproduce with `python -m aoncim.model.tiny`)."""
+    """The shipped TinyNet weights (retrain with `python -m aoncim.model.tiny -o FILE`, then copy by hand)."""
     net = TinyNet()
     with resources.files(__package__).joinpath("weights", WEIGHTS).open("rb") as f:
         net.load_state_dict(torch.load(f, weights_only=True))
@@ -55,9 +55,18 @@ def load_tiny() -> TinyNet:
 
 
 if __name__ == "__main__":
-    from pathlib import Path
+    import argparse
 
+    from aoncim.outputs import check_output_file, write_atomic
+
+    ap = argparse.ArgumentParser(description="Retrain TinyNet. The shipped weights are never overwritten: "
+                                 "a maintainer copies the result into model/weights/ by hand.")
+    ap.add_argument("-o", "--out", default=f"out/{WEIGHTS}", help="weights file to write (default: %(default)s)")
+    out = check_output_file(ap.parse_args().out)
     model, acc = train_tiny()
-    out = Path(__file__).parent / "weights" / WEIGHTS
-    torch.save(model.state_dict(), out)
+    import io
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    write_atomic(out, buf.getvalue())
     print(f"saved {out} ({out.stat().st_size} bytes), float test accuracy {acc:.3f}")
