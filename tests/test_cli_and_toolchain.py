@@ -61,3 +61,24 @@ def test_lint_waivers_do_not_hide_real_problems(tmp_path):
     bad.write_text("module aoncim_top(input clk, output [3:0] q);\nendmodule\n")
     issues = lint_verilog(bad)
     assert any(i.startswith("UNDRIVEN") for i in issues), issues
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["config"], ["verilog", "--help"], ["inspect", "{img}"],
+                                  ["inspect", "{bad}"], ["export-c", "{img}", "-o", "{h}"]])
+def test_commands_that_need_no_ml_stack_do_not_import_torch(argv, tmp_path):
+    """Start-up in well under a second (benchmarks/cli_startup.py measures it): torch alone takes
+    ~2 s to import, so these commands, and their error paths, must not import it."""
+    import subprocess
+    import sys
+
+    from test_bad_inputs import _image, SMALL
+
+    blob = _image(SMALL)
+    (tmp_path / "a.img").write_bytes(blob)
+    (tmp_path / "b.img").write_bytes(blob[:-9])
+    sub = {"{img}": str(tmp_path / "a.img"), "{bad}": str(tmp_path / "b.img"), "{h}": str(tmp_path / "a.h")}
+    probe = ("import sys\nfrom aoncim.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules, file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", probe, *[sub.get(a, a) for a in argv]], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.stderr.strip().splitlines()[-1] == "False", r.stderr
