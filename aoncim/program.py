@@ -200,6 +200,21 @@ class Program:
                 d.check(cfg)
             except ProgramError as e:
                 raise ProgramError(f"layer {i} ({self.layer_name(i)}): {e}") from None
+        # The golden model hands each layer the previous one's output; the chip reads it back from
+        # memory at the descriptor's address. They agree only when every layer reads exactly what
+        # the one before wrote (a flattening Linear sees the same words under another shape).
+        for i in range(1, len(self.layers)):
+            d, prev = self.layers[i], self.layers[i - 1]
+            where = f"layer {i} ({self.layer_name(i)})"
+            if prev.to_out:
+                raise ProgramError(f"layer {i - 1} ({self.layer_name(i - 1)}) writes the output memory, so it must "
+                                   "be the last layer")
+            if (d.in_bank, d.in_base) != (prev.out_bank, prev.out_base):
+                raise ProgramError(f"{where} reads bank {d.in_bank} at {d.in_base}, but layer {i - 1} wrote bank "
+                                   f"{prev.out_bank} at {prev.out_base}")
+            if d.in_h * d.in_w * d.in_c != prev.positions * prev.out_c or d.in_bits != prev.out_bits:
+                raise ProgramError(f"{where} reads {d.in_h}x{d.in_w}x{d.in_c} {d.in_bits}-bit codes, but layer "
+                                   f"{i - 1} wrote {prev.out_h}x{prev.out_w}x{prev.out_c} {prev.out_bits}-bit codes")
         if self.g_plus.shape != (cfg.rows, cfg.cols) or self.g_minus.shape != (cfg.rows, cfg.cols):
             raise ProgramError(f"conductance arrays must be {cfg.rows}x{cfg.cols}")
         for g in (self.g_plus, self.g_minus):
