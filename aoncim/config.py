@@ -67,8 +67,8 @@ class AonCimConfig:
     param_depth: int = 2048
     # Host bus.
     bus_data_bits: int = 32
-    # PCM devices (spec section 2): maximum conductance of one device, drift reference time t0 and
-    # read pulse duration; gcode k of a device stands for k / gcode_max * g_max_us.
+    # PCM devices (docs/paper-targets.md section 2): maximum conductance of one device, drift
+    # reference time t0 and read pulse duration; gcode k of a device stands for k / gcode_max * g_max_us.
     g_max_us: float = 25.0
     drift_t0_s: float = 20.0
     t_read_s: float = 250e-9

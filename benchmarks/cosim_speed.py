@@ -24,7 +24,7 @@ Both Verilator paths run in two modes (`--compare`): `layers` (step mode, every 
 and scored, the default of `aoncim cosim`) and `final` (no pauses, the last layer read back).
 
 Prints a table per model (wall and CPU seconds per inference, cycles, cycles/s, program load,
-speed-ups, bit-exactness) and the spec's targets (KWS <= 1 s, VWW <= 10 s per inference under
+speed-ups, bit-exactness) and the targets of docs/paper-targets.md (KWS <= 1 s, VWW <= 10 s per inference under
 cocotb + Verilator; >= 100x faster than Amaranth) with pass/fail; writes JSON, CSV and a PNG bar
 chart to out/benchmarks/ (`cosim_speed*.{json,csv,png}`). CPU time is reported next to wall time
 because on a shared machine wall time also counts other processes' turns. `--quick` runs a small
@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS_S = {"kws": 1.0, "vww": 10.0}  # spec section 4: wall seconds per inference, cocotb + Verilator
+TARGETS_S = {"kws": 1.0, "vww": 10.0}  # paper-targets section 4: wall seconds per inference, cocotb + Verilator
 TARGET_SPEEDUP = 100.0                # ... and at least this much faster than Amaranth's simulator
 SIMS = ("cocotb", "raw", "amaranth")
 QUICK_MODEL = "small"
@@ -303,7 +303,7 @@ def speedups(rows: list[dict]) -> None:
 
 
 def targets(results: dict) -> list[dict]:
-    """The spec's targets for each cocotb + Verilator mode measured (KWS and VWW only)."""
+    """The targets of docs/paper-targets.md for each cocotb + Verilator mode measured (KWS and VWW only)."""
     out = []
     for model, rows in results.items():
         if model not in TARGETS_S:
@@ -364,7 +364,7 @@ def print_report(console, results: dict, tgts: list[dict], meta: dict) -> None:
                   "and its measured load rate to the whole program. speed-up: CPU time per inference (cocotb + "
                   "Verilator vs Amaranth; raw Verilator vs cocotb + Verilator). k cycles/s: chip cycles (the CYCLES "
                   "register) per wall second of the inference.")
-    tt = Table(title="targets (spec section 4)", box=box.SIMPLE_HEAD)
+    tt = Table(title="targets (paper-targets section 4)", box=box.SIMPLE_HEAD)
     for col in ("target", "measured", "result"):
         tt.add_column(col)
     for g in tgts:
@@ -372,7 +372,7 @@ def print_report(console, results: dict, tgts: list[dict], meta: dict) -> None:
     if tgts:
         console.print(tt)
     else:
-        console.print("targets (spec section 4): set for AnalogNet-KWS and -VWW on the default config only")
+        console.print("targets (paper-targets section 4): set for AnalogNet-KWS and -VWW on the default config only")
     la = meta["loadavg"]
     console.print(f"machine: {meta['cpus']} CPUs, load average {la[0]:.1f} at start, {meta['loadavg_end'][0]:.1f} "
                   f"at end; RTL {meta['rtl']}")

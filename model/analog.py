@@ -1,5 +1,5 @@
 """Statistical (float) analog forward: the standard AIMC crossbar model of Rasch et al. 2302.08469
-(spec section 2, last bullet) as drop-in `nn.Linear` / `nn.Conv2d` layers.
+(paper-targets section 2, last bullet) as drop-in `nn.Linear` / `nn.Conv2d` layers.
 
 One analog MVM, in the units of the bit-true contract (docs/architecture.md):
 

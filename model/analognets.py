@@ -1,6 +1,6 @@
 """AnalogNet-KWS and AnalogNet-VWW: the two always-on networks, shaped for one resident PCM array.
 
-Design rules (AnalogNets, spec section 1; reasoning and layer tables in docs/analognets.md):
+Design rules (AnalogNets, paper-targets section 1; reasoning and layer tables in docs/analognets.md):
 - standard convolutions only: a depthwise k x k conv is a block-diagonal matrix that uses 1/C of
   its cells and sums only k*k products per column, a small signal against the fixed ADC gain and
   the output noise; a standard conv sums k*k*C_in products per column;

@@ -1,4 +1,4 @@
-"""Calibrated phase-change-memory device model (spec section 2; Nandakumar et al. ICECS 2019 /
+"""Calibrated phase-change-memory device model (paper-targets section 2; Nandakumar et al. ICECS 2019 /
 Joshi et al. Nat. Commun. 2020, as published in IBM aihwkit's PCMLikeNoiseModel).
 
 One class per device effect, applied in the order a device lives through them:
@@ -22,7 +22,7 @@ import torch
 
 from aoncim.config import AonCimConfig
 
-# Evaluation time grid of the AnalogNets group (spec section 1): seconds after programming.
+# Evaluation time grid of the AnalogNets group (paper-targets section 1): seconds after programming.
 _DAY = 86400.0
 INFERENCE_TIMES_S: dict[str, float] = {
     "1s": 1.0,
@@ -39,7 +39,7 @@ PROG_NOISE_REF_GMAX_US = 25.0
 # mu_nu = clip(a*ln g + b, lo, hi) and sigma_nu likewise, g = g_T/g_max.
 DRIFT_MU = (-0.0155, 0.0244, 0.049, 0.1)
 DRIFT_SIGMA = (-0.0125, -0.0059, 0.008, 0.045)
-# Smallest normalised conductance fed to ln() for the drift exponent ("tiny" in the spec).
+# Smallest normalised conductance fed to ln() for the drift exponent ("tiny" in docs/paper-targets.md).
 DRIFT_G_FLOOR = 1e-6
 # Q_s = min(c / max((g_prog/g_max)^e, floor), cap).
 READ_NOISE_Q = (0.0088, 0.65, 1e-3, 0.2)
@@ -71,7 +71,7 @@ def check_time(t_inf: float, name: str = "t_inf") -> float:
 
 
 class ConductanceMapping:
-    """Weight -> differential pair (spec 2, first bullet):
+    """Weight -> differential pair (paper-targets section 2, first bullet):
     g+ = clamp(w*s, 0, g_max), g- = clamp(-w*s, 0, g_max), s = g_max / max|W|.
 
     W is (out, in): every output is one crossbar column. `per_column` gives each column its own
@@ -102,7 +102,7 @@ class ConductanceMapping:
 
 
 class ProgrammingNoise:
-    """Write noise (spec 2): g_prog = max(0, g_T + sigma_prog*N(0,1)),
+    """Write noise (paper-targets section 2): g_prog = max(0, g_T + sigma_prog*N(0,1)),
     sigma_prog = (0.26348 + 1.9650 g + -1.1731 g^2) * g_max/25, g = g_T/g_max."""
 
     def __init__(self, g_max_us: float):
@@ -120,7 +120,7 @@ class ProgrammingNoise:
 
 
 class DriftExponent:
-    """Per-device drift exponent (spec 2): g = max(g_T/g_max, tiny),
+    """Per-device drift exponent (paper-targets section 2): g = max(g_T/g_max, tiny),
     mu_nu = clip(-0.0155 ln g + 0.0244, 0.049, 0.1), sigma_nu = clip(-0.0125 ln g - 0.0059, 0.008, 0.045),
     nu = |N(mu_nu, sigma_nu)|. Depends on the *target*, so it is sampled once at programming."""
 
@@ -144,7 +144,7 @@ class DriftExponent:
 
 
 class Drift:
-    """Structural relaxation (spec 2): g_drift = g_prog * (t/t0)^-nu with t = t_inf + t0, so the
+    """Structural relaxation (paper-targets section 2): g_drift = g_prog * (t/t0)^-nu with t = t_inf + t0, so the
     programmed value is what a read at t_inf = 0 (time t0 after the write) sees."""
 
     def __init__(self, t0_s: float):
@@ -159,7 +159,7 @@ class Drift:
 
 
 class ReadNoise:
-    """Accumulated 1/f read noise (spec 2): Q_s = min(0.0088 / max((g_prog/g_max)^0.65, 1e-3), 0.2),
+    """Accumulated 1/f read noise (paper-targets section 2): Q_s = min(0.0088 / max((g_prog/g_max)^0.65, 1e-3), 0.2),
     g(t) = max(0, g_drift + |g_drift| * Q_s * sqrt(ln((t + t_read) / (2 t_read))) * N(0,1)), t = t_inf + t0.
     Q_s depends on the programmed (not drifted) conductance."""
 
@@ -188,7 +188,7 @@ class ReadNoise:
 
 
 class GlobalDriftCompensation:
-    """Global drift compensation (spec 2): read the array with a fixed calibration input after
+    """Global drift compensation (paper-targets section 2): read the array with a fixed calibration input after
     programming, r0 = mean_j |sum_i x_i (g+_ij - g-_ij)|; at time t read again (r_t) and scale the
     digital output by alpha = r0 / r_t. One alpha per layer: in hardware a fixed-point constant
     folded into the post-processing scale.

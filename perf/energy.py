@@ -36,7 +36,7 @@ COMPONENT_TITLES = {
     "sram": "SRAM", "digital": "digital post-processing", "control": "control and clock", "static": "leakage",
 }
 
-# AnalogNets (IEEE Micro 42(6) 2022) energy efficiency, TOPS/W, by activation bits (spec section 1).
+# AnalogNets (IEEE Micro 42(6) 2022) energy efficiency, TOPS/W, by activation bits (paper-targets section 1).
 PAPER_TOPS_W = {"kws": {8: 8.55, 6: 26.55, 4: 56.67}, "vww": {8: 4.34, 6: 12.64, 4: 25.2}}
 
 

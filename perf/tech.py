@@ -1,7 +1,7 @@
 """Technology parameters of the energy and area models: one frozen dataclass, every number named,
 with its unit in the name and its source beside it.
 
-The defaults describe a 14 nm-class node (AON-CiM is a 14 nm design; spec section 1). Most
+The defaults describe a 14 nm-class node (AON-CiM is a 14 nm design; paper-targets section 1). Most
 digital numbers come from Horowitz's 45 nm / 0.9 V energy table (ISSCC 2014, "Computing's energy
 problem"), scaled to 14 nm / 0.8 V by capacitance (∝ feature size) times V²:
 

@@ -46,7 +46,7 @@ def test_kws_a_day_after_programming_bit_exact_with_compensation_on_chip():
     r = run_cosim(cfg, chip, j.inputs, j.seeds, calibration=cal)
     alpha = np.asarray(r.calibration["alpha"])
     assert np.all(alpha[chip.mvm_layers] > cfg.alpha_one)  # a day of drift lowered every layer's gain
-    # The spec's schedule target: within 5 % of the array-busy lower bound (0.5 % at 8 bits).
+    # The schedule target of docs/paper-targets.md: within 5 % of the array-busy lower bound (0.5 % at 8 bits).
     assert r.inferences[0]["cycles"] == inference_cycles(cfg, chip) <= 1.05 * array_bound_cycles(cfg, j.prog)
     want = compensated(cal["reference"], chip, cfg, cal["seed"], cal["target"])
     assert r.calibration["alpha"] == want.alphas(cfg).tolist() and r.calibration["bias"] == want.pp_bias.tolist()

@@ -1,6 +1,6 @@
-"""PCM device model (model/pcm.py) against the equations of spec section 2, within sampling error.
+"""PCM device model (model/pcm.py) against the equations of paper-targets section 2, within sampling error.
 
-Expected values are computed here from the spec's formulas (and closed forms of the folded normal),
+Expected values are computed here from the formulas of docs/paper-targets.md (and closed forms of the folded normal),
 not from the model's own helper methods, so a wrong coefficient or a wrong time origin fails.
 """
 import math
