@@ -170,12 +170,10 @@ class _CosimProgress:
         self._p.update(self._task, completed=done, total=total)
 
 
-def _check_cosim_args(cfg: AonCimConfig, n: int | None, act_bits: int | None, sim: str) -> None:
+def _check_cosim_args(cfg: AonCimConfig, act_bits: int | None, sim: str) -> None:
     from aoncim.outputs import check_output_dir
     from aoncim.toolchain import build_root, find_simulator
 
-    if n is not None and n < 1:
-        raise ConfigError(f"--inputs {n}: need at least one inference")
     if act_bits is not None and act_bits not in cfg.act_bits_supported:
         raise ConfigError(f"--act-bits {act_bits}: act_bits={act_bits} not supported; choose one of "
                           f"{', '.join(map(str, cfg.act_bits_supported))}")
@@ -213,7 +211,7 @@ def _cosim(n: int | None, seed: int, sim: str, act_bits: int | None, config_path
             raise ConfigError("--input goes with --image (a compiled image of your network); the shipped "
                               "networks draw their inputs from their own test sets")
         model, cfg = model or "tiny", _load_config(config_path)
-    _check_cosim_args(cfg, n, act_bits, sim)
+    _check_cosim_args(cfg, act_bits, sim)
     bits = act_bits or 8
     t0 = time.perf_counter()
     with _CosimProgress() as pr:
@@ -286,7 +284,8 @@ def _cosim(n: int | None, seed: int, sim: str, act_bits: int | None, config_path
                       "alphas and biases equal to the golden model's: "
                       f"{'yes' if same else 'NO'}")
     if r.waves:
-        console.print(f"waveform: {r.waves}")
+        console.print(f"waveform: {r.waves} ({r.waves.suffix[1:].upper()}); open with: gtkwave {r.waves}"
+                      f"{' ' + str(r.waves_gtkw) if r.waves_gtkw else ''}", soft_wrap=True, markup=False)
     if acc is not None:
         console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
     console.print(f"bit-exact: {r.n_ok}/{len(inf)} inferences")
@@ -308,7 +307,7 @@ def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path
         raise ConfigError("--time applies to the trained networks (tiny, kws, vww), not to --model random")
     n = 20 if n is None else n
     cfg = _load_config(config_path) if config_path else RANDOM_CFG
-    _check_cosim_args(cfg, n, act_bits, sim)
+    _check_cosim_args(cfg, act_bits, sim)
     check_output_file(coverage_json, "--coverage-json")
     t0 = time.perf_counter()
     with _CosimProgress() as pr:
@@ -357,7 +356,8 @@ def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path
     if missing:
         console.print(f"bins not hit: {', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")
     if r.waves:
-        console.print(f"waveform: {r.waves}")
+        console.print(f"waveform: {r.waves} ({r.waves.suffix[1:].upper()}); open with: gtkwave {r.waves}"
+                      f"{' ' + str(r.waves_gtkw) if r.waves_gtkw else ''}", soft_wrap=True, markup=False)
     if r.failed:
         console.print(f"failing cases: {len(r.failed)}/{n}")
     console.print(f"bit-exact: {r.n_ok}/{r.n_inferences} inferences")
@@ -432,7 +432,7 @@ def cosim(model: str | None, image: str | None, input_path: str | None, n: int |
 
 @main.command()
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
-@click.option("--inputs", "n", type=int, default=20, show_default=True)
+@click.option("--inputs", "n", type=COUNT, default=20, show_default=True)
 def demo(outdir: str, n: int) -> None:
     """The whole path on the embedded default: model -> image -> Verilog -> co-simulation."""
     def go():
@@ -443,7 +443,7 @@ def demo(outdir: str, n: int) -> None:
 
         cfg = DEFAULT_CONFIG
         out = check_output_dir(outdir)
-        _check_cosim_args(cfg, n, 8, "verilator")
+        _check_cosim_args(cfg, 8, "verilator")
         out.mkdir(parents=True, exist_ok=True)
         prog, _, _, _ = _tiny_job(cfg, 1, 0, 8)
         img = out / "tiny.aonc"
@@ -462,15 +462,18 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
 
     from aoncim.model.augment import AUGMENTS
     from aoncim.model.hwa import accuracy, to_hwa, train_fp, train_hwa
-    from aoncim.model.tasks import CALIB_SAMPLES, get_task, save_checkpoint, shipped_checkpoint
+    from aoncim.model.tasks import CALIB_SAMPLES, default_checkpoint_out, get_task, save_checkpoint
+    from aoncim.outputs import check_output_file
 
     task, cfg = get_task(task_name), DEFAULT_CONFIG
     recipe = dataclasses.replace(task.recipe, act_bits=act_bits, seed=seed,
                                  **({"fp_epochs": fp_epochs} if fp_epochs is not None else {}),
                                  **({"hwa_epochs": hwa_epochs} if hwa_epochs is not None else {}))
-    for name, v in (("--fp-epochs", recipe.fp_epochs), ("--hwa-epochs", recipe.hwa_epochs)):
-        if v < 0:
-            raise ConfigError(f"{name} {v}: must be >= 0")
+    if act_bits not in cfg.act_bits_supported:
+        raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
+    # The shipped checkpoints are read-only to every command: without -o the checkpoint goes to
+    # out/, and -o into the package is refused here, before minutes of data loading and training.
+    path = check_output_file(out if out else default_checkpoint_out(task), "-o" if out else "default output")
     with console.status(f"loading {task.title} data ({'synthetic, offline' if data is None else data})"):
         (x, y), (xv, yv) = task.load("train", data), task.load("val", data)
     scaler = task.scaler_for(x)
@@ -486,7 +489,6 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
     logs += train_hwa(net, (x, y), (xv, yv), cfg, recipe, augment=augment)
     hwa_acc = logs[-1].val_acc if recipe.hwa_epochs else float("nan")
     console.print(f"HWA retraining: val accuracy {hwa_acc:.2%} (analog forward with noise)")
-    path = Path(out) if out else shipped_checkpoint(task)
     info = {"fp_val_acc": fp_acc, "hwa_val_acc": hwa_acc, "data": data or "offline synthetic",
             "augment": type(augment).__name__,
             "log": [dataclasses.asdict(e) for e in logs]}
@@ -498,11 +500,12 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
 @click.argument("task", type=click.Choice(["kws", "vww"]))
 @click.option("--data", type=click.Path(), help="Folder of the real dataset (Speech Commands v2 / VWW); "
               "default: the offline synthetic set.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Checkpoint to write (default: the shipped one).")
-@click.option("--fp-epochs", type=int, help="Float pre-training epochs (default: the task's recipe).")
-@click.option("--hwa-epochs", type=int, help="Hardware-aware retraining epochs (default: the task's recipe).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Checkpoint to write [default: "
+              "out/analognet_<task>.pt]; the shipped checkpoints in the package are read-only.")
+@click.option("--fp-epochs", type=click.IntRange(min=0), help="Float pre-training epochs (default: the task's recipe).")
+@click.option("--hwa-epochs", type=click.IntRange(min=0), help="Hardware-aware retraining epochs (default: the task's recipe).")
 @click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision during HWA training.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def train(task, data, out, fp_epochs, hwa_epochs, act_bits, seed) -> None:
     """Train an AnalogNet: FP pre-training, then hardware-aware retraining; writes a checkpoint."""
     _run(lambda: _train(task, data, out, fp_epochs, hwa_epochs, act_bits, seed))
@@ -512,6 +515,7 @@ def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, 
           bit_true_samples: int | None, samples: int | None, outdir: str, times: str) -> None:
     from aoncim.model.evaluate import EVAL_TIMES_S, evaluate, plot_rows, save_rows
     from aoncim.model.tasks import CALIB_SAMPLES, get_task, load_checkpoint
+    from aoncim.outputs import check_output_dir
 
     task, cfg = get_task(task_name), DEFAULT_CONFIG
     try:
@@ -521,20 +525,19 @@ def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, 
     bad = [b for b in bits_list if b not in cfg.act_bits_supported]
     if bad:
         raise ConfigError(f"--bits {bad}: the chip supports {cfg.act_bits_supported}")
-    if seeds < 1:
-        raise ConfigError(f"--seeds {seeds}: need at least one")
     keys = [t.strip() for t in times.split(",") if t.strip()]
     bad = [t for t in keys if t not in EVAL_TIMES_S]
     if bad or not keys:
         raise ConfigError(f"--times {times!r}: choose from {','.join(EVAL_TIMES_S)}")
+    # Everything that can fail fast does, before the data is decoded: the output folder, then the
+    # whole checkpoint.
+    out = check_output_dir(outdir, "-o")
     fp, hwa, scaler, ck = load_checkpoint(task, checkpoint, cfg)
     with console.status(f"loading {task.title} test data"):
-        (x, y), (xc, _) = task.load("test", data), task.load("train", data)
-    if samples is not None:
-        if samples < 1:
-            raise ConfigError(f"--samples {samples}: need at least one")
-        x, y = x[:samples], y[:samples]
-    x, calib = scaler(x), scaler(xc[:CALIB_SAMPLES])
+        # Only the samples used are decoded: on the real datasets the training split is tens of
+        # thousands of files, of which calibration needs CALIB_SAMPLES.
+        (x, y), (xc, _) = task.load("test", data, limit=samples), task.load("train", data, limit=CALIB_SAMPLES)
+    x, calib = scaler(x), scaler(xc)
     console.print(f"[bold]{task.title}[/]: {len(x)} test samples ({ck['info'].get('data', '?')} training), "
                   f"{seeds} seeds (chips), activation bits {bits_list}")
     rows = evaluate(fp, hwa, cfg, x, y, calib, bits_list=bits_list, seeds=seeds, bit_true=bit_true,
@@ -552,7 +555,6 @@ def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, 
                     t.add_row(mode, str(b), "yes" if comp else "no",
                               *[f"{r.mean * 100:.2f} ± {r.std * 100:.2f}" for r in sel])
     console.print(t)
-    out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     save_rows(rows, out / f"accuracy_{task.name}.json")
     plot_rows(rows, out / f"accuracy_{task.name}.png", f"{task.title}: accuracy under PCM drift")
@@ -572,11 +574,11 @@ def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, 
 @click.argument("task", type=click.Choice(["kws", "vww"]))
 @click.option("--data", type=click.Path(), help="Folder of the real dataset; default: the offline synthetic set.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Checkpoint (default: the shipped one).")
-@click.option("--seeds", type=int, default=5, show_default=True, help="Chips (programming + read-noise seeds).")
+@click.option("--seeds", type=COUNT, default=5, show_default=True, help="Chips (programming + read-noise seeds).")
 @click.option("--bits", default="8,6,4", show_default=True, help="Activation precisions to evaluate.")
 @click.option("--bit-true/--no-bit-true", default=True, show_default=True, help="Also run the integer chip model.")
-@click.option("--bit-true-samples", type=int, help="Limit the bit-true test set (it is the slow part).")
-@click.option("--samples", type=int, help="Limit the test set (default: all of it).")
+@click.option("--bit-true-samples", type=COUNT, help="Limit the bit-true test set (it is the slow part).")
+@click.option("--samples", type=COUNT, help="Limit the test set (default: all of it).")
 @click.option("--times", default="1s,1h,1d,10d,1y", show_default=True,
               help="Inference times after programming to evaluate.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
@@ -609,23 +611,11 @@ def _read_image_file(path: str):
 
 
 def _checkpoint_task(path: str) -> str:
-    """The task a checkpoint was trained for (its "task" entry)."""
-    import torch
+    """The task a checkpoint was trained for, once the whole checkpoint is validated
+    (model/checkpoint.py): a damaged one is one line naming the entry, before any work."""
+    from aoncim.model.checkpoint import read_checkpoint
 
-    from aoncim.model.tasks import TASKS
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} not found: train one with `aoncim train TASK -o {p}`")
-    try:
-        ck = torch.load(p, weights_only=True)
-    except Exception as e:  # torch.load raises unpickling, zip and runtime errors alike for a bad file
-        raise ValueError(f"cannot read checkpoint {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    task = ck.get("task") if isinstance(ck, dict) else None
-    if task not in TASKS:
-        raise ValueError(f"checkpoint {p} names task {task!r}, not one of {', '.join(TASKS)}: "
-                         "not an aoncim checkpoint (write one with `aoncim train`)")
-    return task
+    return read_checkpoint(path)[0].name
 
 
 def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, t_inf: float | None,
@@ -636,6 +626,7 @@ def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, 
     from aoncim.model.analog import analog_layers, set_analog_mode
     from aoncim.model.pcm import check_time
     from aoncim.model.tasks import CALIB_SAMPLES, get_task, load_checkpoint
+    from aoncim.outputs import check_output_file
 
     cfg = _load_config(config_path)
     if act_bits not in cfg.act_bits_supported:
@@ -644,6 +635,7 @@ def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, 
         raise ConfigError("--seed picks the simulated chip of a drifted snapshot: give --time SECONDS as well")
     if t_inf is not None:
         check_time(t_inf)
+    image = check_output_file(out, "-o")
     task = get_task(_checkpoint_task(checkpoint))
     _, hwa, scaler, _ = load_checkpoint(task, checkpoint, cfg)
     with console.status(f"loading {task.title} calibration inputs"):
@@ -666,7 +658,8 @@ def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, 
         what = (f"conductance codes of simulated chip {seed} at t = {t_inf:g} s after programming, "
                 "with the host's compensation (alpha, offset-corrected biases)")
     blob = write_image(prog, cfg)
-    Path(out).write_bytes(blob)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes(blob)
     u = utilisation(prog, cfg)
     console.print(f"wrote {out} ({len(blob)} bytes): {task.title} ({checkpoint}), {len(prog.layers)} layers, "
                   f"{prog.mvms} MVMs per inference, {act_bits}-bit activations, config hash {cfg.config_hash:#010x}")
@@ -679,9 +672,9 @@ def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, 
               "(default: the embedded config).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Image file to write.")
 @click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision of every layer.")
-@click.option("--time", "t_inf", type=float, help="Write the codes of a programmed PCM chip read this many "
+@click.option("--time", "t_inf", type=SECONDS, help="Write the codes of a programmed PCM chip read this many "
               "seconds after programming, compensated by the host (default: the target codes).")
-@click.option("--seed", type=int, help="Simulated chip (programming noise, drift) for --time; default 0.")
+@click.option("--seed", type=SEED, help="Simulated chip (programming noise, drift) for --time; default 0.")
 def compile_(checkpoint, config_path, out, act_bits, t_inf, seed) -> None:
     """Compile an AnalogNet checkpoint into a program image for a config."""
     _run(lambda: _compile(checkpoint, config_path, out, act_bits, t_inf, seed))
@@ -831,8 +824,6 @@ def sweep_cmd(grid_path, quick, workers, dask_addr, ray_addr, tech_path, outdir)
         check_output_dir(outdir)
         if grid_path and quick:
             raise SweepError("give --grid FILE or --quick, not both")
-        if workers is not None and workers < 1:
-            raise SweepError(f"--workers {workers}: need at least one")
         grid = load_grid(grid_path) if grid_path else QUICK_GRID if quick else Grid()
         tech = load_technology(tech_path)
         where = f"Dask {dask_addr}" if dask_addr else f"Ray {ray_addr}" if ray_addr else \

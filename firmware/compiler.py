@@ -28,6 +28,18 @@ class CompileError(ValueError):
     """The network cannot be mapped on the configured chip; the message names layer and resource."""
 
 
+# Largest magnitude of a weight, bias, batch-norm parameter or statistic the compiler accepts.
+# The chip applies a channel's weights and bias in one fixed-point post-processing step: the MVM
+# code times a scale of pp_scale_bits (16 by default), plus a bias of pp_bias_bits (32), at one
+# shared shift. So a bias can be at most 2**(32 - 16) = 2**16 times the MVM term of one code before
+# the scale has no bits left, and a weight's w_max enters the scale directly (about 20 * w_max * s_in
+# / s_out for the default ADC gain and 8-bit conductance codes): with inputs in [0, 1] and hidden
+# activations on O(1) ranges (the shipped AnalogNets' parameters and statistics all stay below 11),
+# a parameter beyond 2**16 saturates post-processing or is a damaged network. The exact fit of what
+# passes is `_fixed_point`'s, layer by layer, against the calibrated activation steps.
+PARAM_LIMIT = 2.0**16
+
+
 @dataclass
 class _Layer:
     """One chip layer over HWC activations: an MVM on the array or a digital pooling step."""
@@ -44,6 +56,8 @@ class _Layer:
     chan_scale: np.ndarray | None = None  # mvm: batch-norm gain, applied digitally per channel
     per_column: bool = True             # mvm: w_max per column (channel-wise remap) or per layer
     in_range: float = 0.0               # mvm: trained DAC full scale x_max of an analog layer (0: none)
+    bias_src: str = "no bias"           # mvm: the tensors the bias comes from, for messages
+    qual: str = ""                      # the module's state_dict prefix (`12`), for messages
 
     @property
     def out_c(self) -> int:
@@ -61,11 +75,12 @@ def _pair(v) -> tuple[int, int]:
 
 def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
     """Sequential Conv2d/Linear/BatchNorm/ReLU/pooling/Flatten -> chip layers over HWC activations."""
-    mods = [m for m in net.modules() if not list(m.children())]
+    mods = [(q, m) for q, m in net.named_modules() if not list(m.children())]
     c, h, w = input_shape
     out: list[_Layer] = []
-    for i, m in enumerate(mods):
+    for i, (q, m) in enumerate(mods):
         name = f"{i}:{type(m).__name__}"
+        _check_params(m, name, q)
         if isinstance(m, nn.Conv2d):
             if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.stride[0] != m.stride[1] or \
                     m.padding[0] != m.padding[1] or isinstance(m.padding, str):
@@ -75,7 +90,7 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
             kh, kw = wt.shape[2:]
             L = _Layer("mvm", name, (h, w, c), (kh, kw), m.stride[0], m.padding[0],
                        weight=wt.transpose(2, 3, 1, 0).reshape(kh * kw * c, -1), bias=_bias(m),
-                       chan_scale=np.ones(wt.shape[0]), **_analog_attrs(m))
+                       chan_scale=np.ones(wt.shape[0]), bias_src=_bias_src(m, q), qual=q, **_analog_attrs(m))
         elif isinstance(m, nn.Linear):
             wt = m.weight.detach().double().numpy()  # (O, C*H*W) in torch's CHW flatten order
             if wt.shape[1] != c * h * w:
@@ -83,7 +98,7 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
             # A fully connected layer is a convolution whose kernel covers the whole HWC input.
             wt = wt.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
             L = _Layer("mvm", name, (h, w, c), (h, w), 1, 0, weight=wt, bias=_bias(m),
-                       chan_scale=np.ones(wt.shape[1]), **_analog_attrs(m))
+                       chan_scale=np.ones(wt.shape[1]), bias_src=_bias_src(m, q), qual=q, **_analog_attrs(m))
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             prev = out[-1] if out else None
             if prev is None or prev.kind != "mvm" or prev.relu:
@@ -91,6 +106,8 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
             a = m.weight.detach().double().numpy() / np.sqrt(m.running_var.double().numpy() + m.eps)
             prev.bias = a * (prev.bias - m.running_mean.double().numpy()) + m.bias.detach().double().numpy()
             prev.chan_scale = prev.chan_scale * a
+            prev.bias_src = (f"{prev.bias_src} and " if prev.bias_src != "no bias" else "") + \
+                f"batch norm {_ref(q, 'bias')}, {_ref(q, 'running_mean')}"
             continue
         elif isinstance(m, nn.ReLU):
             if not out:
@@ -122,6 +139,44 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
     return out
 
 
+def _ref(qual: str, tensor: str) -> str:
+    """A module's tensor as its state_dict names it: `12.bias`."""
+    return f"{qual}.{tensor}" if qual else tensor
+
+
+def _bias_src(m: nn.Module, qual: str) -> str:
+    return _ref(qual, "bias") if m.bias is not None else "no bias"
+
+
+def _check_params(m: nn.Module, name: str, qual: str) -> None:
+    """Every parameter and statistic the compiler reads from a module is finite and within
+    PARAM_LIMIT (a variance or DAC range also >= 0), or one CompileError naming the module's own
+    tensor: a NaN must not travel through batch-norm folding and the activation scales into a
+    later layer's message, nor a 1e30 into an image that computes nothing."""
+    for t in ("weight", "bias", "running_mean", "running_var", "input_range"):
+        v = getattr(m, t, None)
+        if not isinstance(v, torch.Tensor) or not v.dtype.is_floating_point:
+            continue
+        a = v.detach().double().cpu().numpy()
+        ref = _ref(qual, t)
+        # A DAC range below 1 / PARAM_LIMIT makes the producing layer's scale exceed it (0: not
+        # calibrated, the compiler then uses the calibrated activations).
+        tiny = (a != 0) & (np.abs(a) < 1 / PARAM_LIMIT) if t == "input_range" else None
+        for bad, what in ((~np.isfinite(a), "not finite"), (np.abs(a) > PARAM_LIMIT, "beyond +-2**16"),
+                          (a < 0 if t in ("running_var", "input_range") else None, "negative"),
+                          (tiny, "below 2**-16")):
+            if bad is None or not bad.any():
+                continue
+            idx = np.unravel_index(int(np.argmax(bad)), a.shape) if a.ndim else ()
+            at = f"{ref}[{', '.join(map(str, idx))}]" if idx else ref
+            why = {"not finite": "the network's parameters are corrupt",
+                   "negative": f"a {'variance' if t == 'running_var' else 'DAC range'} must be >= 0",
+                   "below 2**-16": "the layer feeding it would need a post-processing scale beyond any config"}.get(
+                what, "more than the chip's post-processing (16-bit scale, 32-bit bias per channel) can apply")
+            raise CompileError(f"layer {name}: {at} = {a[idx]:.3g} is {what}: {why}; retrain the network or "
+                               "restore its checkpoint")
+
+
 def _analog_attrs(m: nn.Module) -> dict:
     """What an analog layer (model/analog.py) was trained with: its weight mapping and, once
     calibrated, its DAC full scale. Plain float layers get the per-column mapping."""
@@ -130,15 +185,29 @@ def _analog_attrs(m: nn.Module) -> dict:
             "in_range": float(rng.detach()) if isinstance(rng, torch.Tensor) else 0.0}
 
 
+def _consumer(layers: list[_Layer], i: int) -> _Layer | None:
+    """The next MVM layer, if layer i's codes reach it unchanged (through max pools only)."""
+    for L in layers[i + 1 :]:
+        if L.kind == "mvm":
+            return L
+        if L.kind != "maxpool":
+            return None
+    return None
+
+
 def _consumer_range(layers: list[_Layer], i: int) -> float:
     """x_max the next MVM layer was trained with, if layer i's codes reach it unchanged (through
     max pools only); 0 if there is none. Using it keeps the chip's activation grid the trained one."""
-    for L in layers[i + 1 :]:
-        if L.kind == "mvm":
-            return L.in_range
-        if L.kind != "maxpool":
-            return 0.0
-    return 0.0
+    nxt = _consumer(layers, i)
+    return nxt.in_range if nxt is not None else 0.0
+
+
+def _step_src(layers: list[_Layer], i: int) -> str:
+    """Where layer i's output step comes from, for messages."""
+    nxt = _consumer(layers, i)
+    if nxt is not None and nxt.in_range > 0:
+        return f" = {_ref(nxt.qual, 'input_range')} / levels"
+    return " from its calibrated outputs"
 
 
 def _bias(m: nn.Module) -> np.ndarray:
@@ -166,15 +235,48 @@ def _place(layers: list[_Layer], cfg: AonCimConfig) -> list[tuple[int, int]]:
     return [next(spots) if L.kind == "mvm" else (0, 0) for L in layers]
 
 
-def _fixed_point(scale: np.ndarray, bias: np.ndarray, cfg: AonCimConfig, name: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Largest shift for which round(scale*2**s) and round(bias*2**s) fit their widths."""
+# Widest post-processing scale a config may have (AonCimConfig's pp_scale_bits range).
+PP_SCALE_BITS_MAX = 24
+
+
+def _fixed_point(scale: np.ndarray, bias: np.ndarray, cfg: AonCimConfig, name: str,
+                 terms=lambda: "", bias_src: str = "bias") -> tuple[np.ndarray, np.ndarray, int]:
+    """Largest shift for which round(scale*2**s) and round(bias*2**s) fit their widths.
+
+    scale: per-channel real value of one MVM (or pooling-sum) code in output steps; bias: in output
+    steps. terms() says where the scale comes from and bias_src where the bias does, for the
+    messages. Refused, one line each: a scale or bias that fits at no shift, and a bias so large
+    that it leaves a channel's scale no bits (the channel would output a constant whatever its
+    input: a 1e30 final bias gives the same logits for every input)."""
     lim_s, lim_b = 2 ** (cfg.pp_scale_bits - 1) - 1, 2 ** (cfg.pp_bias_bits - 1) - 1
+    if not (np.isfinite(scale).all() and np.isfinite(bias).all()):
+        raise CompileError(f"layer {name}: post-processing scale or bias is not finite ({terms()}); the network's "
+                           "parameters or calibration inputs are out of range")
+    fits = lambda q, lim: np.abs(np.round(q)).max() <= lim  # noqa: E731
     for s in range(cfg.pp_shift_max, -1, -1):
-        qs, qb = np.round(scale * 2**s), np.round(bias * 2**s)
-        if np.abs(qs).max() <= lim_s and np.abs(qb).max() <= lim_b:
-            return qs.astype(np.int64), qb.astype(np.int64), s
-    raise CompileError(f"layer {name}: post-processing scale {np.abs(scale).max():.3g} does not fit "
-                       f"{cfg.pp_scale_bits}-bit fixed point; raise pp_scale_bits")
+        if fits(scale * 2**s, lim_s) and fits(bias * 2**s, lim_b):
+            break
+    else:
+        if not fits(scale, lim_s):
+            c = int(np.argmax(np.abs(scale)))
+            need = int(np.ceil(np.log2(abs(scale[c]) + 0.5))) + 1
+            fix = (f"raise pp_scale_bits to {need}" if need <= PP_SCALE_BITS_MAX else
+                   "no config reaches that: the weights or batch-norm gain are far too large for the output "
+                   "activation step (or that step far too small); retrain (weights clipped) or check the network")
+            raise CompileError(f"layer {name}: post-processing scale {scale[c]:.3g} of channel {c} ({terms()}) needs "
+                               f"{need}-bit fixed point, pp_scale_bits is {cfg.pp_scale_bits}; {fix}")
+        b = int(np.argmax(np.abs(bias)))
+        raise CompileError(f"layer {name}: bias of channel {b} ({bias_src}) is {bias[b]:.3g} output steps ({terms()}), "
+                           f"beyond the {cfg.pp_bias_bits}-bit post-processing bias; it is out of range for the layer: "
+                           "retrain or check the network")
+    qs, qb = np.round(scale * 2**s), np.round(bias * 2**s)
+    lost = (qs == 0) & (scale != 0)
+    if lost.any() and s < cfg.pp_shift_max and not fits(bias * 2 ** (s + 1), lim_b):
+        c, b = int(np.argmax(lost)), int(np.argmax(np.abs(bias)))
+        raise CompileError(f"layer {name}: bias of channel {b} ({bias_src}) is {bias[b]:.3g} output steps, so large "
+                           f"beside the MVM term ({terms()}) that the post-processing scale of channel {c} rounds "
+                           "to 0: that channel would output a constant whatever its input; retrain or check the network")
+    return qs.astype(np.int64), qb.astype(np.int64), s
 
 
 def _act_scale(a: torch.Tensor, amax: int) -> float:
@@ -193,6 +295,9 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
     if act_bits not in cfg.act_bits_supported:
         raise CompileError(f"act_bits={act_bits} not supported; choose one of {cfg.act_bits_supported}")
     net = net.eval()
+    if not torch.isfinite(calib).all():
+        raise CompileError("calibration inputs hold NaN or infinite values: give inputs in [0, 1] (check the input "
+                           "scaler)")
     c, h, w = tuple(calib.shape[1:])
     layers = _lower(net, (c, h, w))
     if len(layers) > cfg.max_layers:
@@ -234,14 +339,23 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
                 s_out = float(z.abs().max()) / (out_fraction * (2 ** (cfg.out_bits - 1) - 1)) or 1.0
             else:
                 s_out = _consumer_range(layers, i) / amax or _act_scale(z.clamp(min=0), amax)
+            if not np.isfinite(s_out):
+                raise CompileError(f"layer {L.name}: its calibrated outputs overflow (largest |weight| "
+                                   f"{np.abs(L.weight).max():.3g}, |bias| {np.abs(L.bias).max():.3g}): the parameters "
+                                   "are out of any representable range; retrain or check the network")
+            terms = (lambda L=L, w_max=w_max, s_in=s_in, s_out=s_out, src=_step_src(layers, i) if not last else "":
+                     f"|weights| up to {w_max.max():.3g}, batch-norm gain up to {np.abs(L.chan_scale).max():.3g}, "
+                     f"input step {s_in:.3g}, output step {s_out:.3g}{src}")
             qs, qb, shift = _fixed_point(L.chan_scale * s_in * w_max / cfg.gcode_max / gain / s_out,
-                                         L.bias / s_out, cfg, L.name)
+                                         L.bias / s_out, cfg, L.name, terms, L.bias_src)
         else:
             calib.append(np.zeros(0, dtype=np.int64))
         if L.kind == "avgpool":
             z = _windows_f(x, L).mean(-1)  # N, oh, ow, C
             s_out = _consumer_range(layers, i) / amax or _act_scale(z, amax)
-            qs, qb, shift = _fixed_point(np.full(oc, s_in / (L.k[0] * L.k[1] * s_out)), np.zeros(oc), cfg, L.name)
+            steps = (lambda s_in=s_in, s_out=s_out: f"input step {s_in:.3g}, output step {s_out:.3g}")
+            qs, qb, shift = _fixed_point(np.full(oc, s_in / (L.k[0] * L.k[1] * s_out)), np.zeros(oc), cfg, L.name,
+                                         steps)
         elif L.kind == "maxpool":  # codes pass through unchanged
             z, s_out = _windows_f(x, L).amax(-1), s_in
         n_out = oh * ow * oc

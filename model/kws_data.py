@@ -66,16 +66,37 @@ class KwsTensors(KwsDataset):
 
 
 # ---------------------------------------------------------------------------------------- audio I/O
+class WavError(ValueError):
+    """A .wav file the loader cannot use; the message names the file and the fix."""
+
+
 def read_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono 16-bit PCM WAV -> float32 in [-1, 1)."""
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: {8 * w.getsampwidth()}-bit samples, need 16-bit PCM (sox in.wav -b 16 out.wav)")
-        if w.getframerate() != sample_rate:
-            raise ValueError(f"{path}: {w.getframerate()} Hz, need {sample_rate} Hz (sox in.wav -r {sample_rate} out.wav)")
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        channels = w.getnchannels()
-    x = pcm.astype(np.float32) / 32768.0
+    """Mono 16-bit PCM WAV -> float32 in [-1, 1) (several channels are averaged).
+
+    Anything else, including a damaged file, is one WavError line naming the file."""
+    fix = f"delete it or replace it with a {sample_rate // 1000} kHz 16-bit PCM WAV"
+    try:
+        with wave.open(str(path), "rb") as w:
+            width, rate, channels, n = w.getsampwidth(), w.getframerate(), w.getnchannels(), w.getnframes()
+            if width != 2:
+                raise WavError(f"{path}: {8 * width}-bit samples, need 16-bit PCM (sox in.wav -b 16 out.wav)")
+            if rate != sample_rate:
+                raise WavError(f"{path}: {rate} Hz, need {sample_rate} Hz (sox in.wav -r {sample_rate} out.wav)")
+            raw = w.readframes(n)
+    except WavError:
+        raise
+    except wave.Error as e:  # not RIFF/WAVE, no fmt or data chunk, a compressed or float format
+        raise WavError(f"{path}: not a PCM WAV file ({e}): {fix}") from None
+    except EOFError:
+        size = Path(path).stat().st_size
+        raise WavError(f"{path}: not a complete WAV file (its {size} bytes end inside the header): {fix}") from None
+    except OSError as e:
+        raise WavError(f"{path}: cannot read it ({e.strerror or e}): {fix}") from None
+    got = len(raw) // (2 * channels)
+    if got < n or n == 0:
+        what = "holds no samples" if n == 0 else f"is truncated (its header promises {n} samples, it holds {got})"
+        raise WavError(f"{path}: {what}: {fix}")
+    x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     return x.reshape(-1, channels).mean(1) if channels > 1 else x
 
 
@@ -141,14 +162,25 @@ class SpeechCommands(KwsDataset):
     def _check_layout(root: Path) -> None:
         if not root.is_dir():
             raise FileNotFoundError(f"Speech Commands root {root} does not exist: download and extract speech_commands_v0.02 there")
-        missing = [n for n in ("validation_list.txt", "testing_list.txt", BACKGROUND_DIR) if not (root / n).exists()]
-        missing += [k for k in KEYWORDS if not (root / k).is_dir()]
+        missing = [n for n in ("validation_list.txt", "testing_list.txt") if not (root / n).is_file()]
+        missing += [n for n in (BACKGROUND_DIR, *KEYWORDS) if not (root / n).is_dir()]
         if missing:
             raise FileNotFoundError(f"{root} is not a Speech Commands v2 directory (missing {', '.join(missing)}): point to the extracted speech_commands_v0.02")
+        for k in KEYWORDS:
+            if not any((root / k).glob("*.wav")):
+                raise ValueError(f"{root / k} holds no .wav clips: every keyword needs its clips; restore the folder "
+                                 "from speech_commands_v0.02")
+
+    @staticmethod
+    def _read_list(f: Path) -> set[str]:
+        try:
+            return set(f.read_text().split())
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{f}: not a readable list of clip paths ({e}): restore it from speech_commands_v0.02") from None
 
     def _list_files(self, split: str) -> tuple[list, list]:
-        val = set((self.root / "validation_list.txt").read_text().split())
-        test = set((self.root / "testing_list.txt").read_text().split())
+        val = self._read_list(self.root / "validation_list.txt")
+        test = self._read_list(self.root / "testing_list.txt")
         keyword_items, unknown_items = [], []
         for word_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("_")):
             for wav in sorted(word_dir.glob("*.wav")):
@@ -160,6 +192,13 @@ class SpeechCommands(KwsDataset):
                     keyword_items.append((wav, CLASS_NAMES.index(word_dir.name)))
                 else:
                     unknown_items.append((wav, 1))
+        if not keyword_items:
+            # Files in neither list train; a split without keyword clips would evaluate (or train)
+            # on nothing and report 0 % without saying why.
+            where = {"val": "validation_list.txt lists", "test": "testing_list.txt lists",
+                     "train": "validation_list.txt and testing_list.txt leave"}[split]
+            raise ValueError(f"{self.root}: no keyword clips for split {split!r} ({where} none of the keyword .wav "
+                             "files): restore the list files from speech_commands_v0.02")
         return keyword_items, unknown_items
 
     def _silence_spec(self, rng: np.random.Generator, gain_max: float) -> tuple[int, int, float]:
@@ -182,6 +221,17 @@ class SpeechCommands(KwsDataset):
             return self._cache[0][i], self._cache[1][i]
         x = torch.from_numpy(np.ascontiguousarray(self.waveform(i), dtype=np.float32))
         return self.front_end(x)[0], torch.tensor(self.items[i][1], dtype=torch.int64)
+
+    def subset_tensors(self, indices, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of the items at `indices`, in that order (only those are decoded)."""
+        idx = [int(i) for i in indices]
+        if self._cache is not None:
+            t = torch.as_tensor(idx, dtype=torch.int64)
+            return self._cache[0][t], self._cache[1][t]
+        feats = [self.front_end(torch.from_numpy(np.stack([self.waveform(i) for i in idx[s:s + batch]])
+                                                 .astype(np.float32))) for s in range(0, len(idx), batch)]
+        features = torch.cat(feats) if feats else torch.zeros((0,) + self.front_end.output_shape)
+        return features, torch.tensor([self.items[i][1] for i in idx], dtype=torch.int64)
 
     def tensors(self, batch: int = 256, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cache is None:

@@ -11,6 +11,7 @@ training and on the chip (the normalised value 0), with no bias correction.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,10 @@ SCALER_PERCENTILES = (0.5, 99.5)
 CALIB_SAMPLES = 512
 VWW_SYNTH_SIZES = {"train": 16384, "val": 2048, "test": 4096}
 VWW_SYNTH_SEEDS = {"train": 11, "val": 12, "test": 13}
+SPLITS = ("train", "val", "test")
+# Any fixed seed: what matters is that training, eval and every later run shuffle a real dataset's
+# split alike (training calibrates on the first CALIB_SAMPLES of it, and eval must too).
+REAL_DATA_ORDER_SEED = 2024
 
 
 class InputScaler:
@@ -70,19 +75,35 @@ class Task:
     def checkpoint_name(self) -> str:
         return f"analognet_{self.name}.pt"
 
-    def load(self, split: str, data: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw inputs (N, 1, H, W) and labels of one split; `data` is the real dataset's folder."""
+    def load(self, split: str, data: str | Path | None = None,
+             limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw inputs (N, 1, H, W) and labels of one split; `data` is the real dataset's folder.
+
+        A real dataset's split comes in a fixed shuffled order (the same on every run): its folders
+        list one class after another, and every `x[:n]` taken downstream (the calibration inputs,
+        `aoncim eval --samples`) must see all classes. `limit` decodes only the first `limit`
+        samples of that order, the same ones `load(split, data)[:limit]` holds.
+        """
+        if data is None:
+            if self.name == "kws":
+                from .kws_data import load_kws_synth
+
+                x, y = load_kws_synth(split).tensors()
+            else:
+                from .vww_data import make_vww_synth
+
+                x, y = (torch.from_numpy(a) for a in make_vww_synth(VWW_SYNTH_SIZES[split], VWW_SYNTH_SEEDS[split]))
+            return (x, y) if limit is None else (x[:limit], y[:limit])
         if self.name == "kws":
-            from .kws_data import SpeechCommands, load_kws_synth
+            from .kws_data import SpeechCommands
 
-            t = load_kws_synth(split) if data is None else SpeechCommands(data, split).tensors()
-            return t.features, t.labels
-        from .vww_data import VisualWakeWords, make_vww_synth
+            ds = SpeechCommands(data, split)
+        else:
+            from .vww_data import VisualWakeWords
 
-        if data is not None:
-            return VisualWakeWords(data, split).tensors()
-        x, y = make_vww_synth(VWW_SYNTH_SIZES[split], VWW_SYNTH_SEEDS[split])
-        return torch.from_numpy(x), torch.from_numpy(y)
+            ds = VisualWakeWords(data, split)
+        order = np.random.default_rng([REAL_DATA_ORDER_SEED, SPLITS.index(split)]).permutation(len(ds))
+        return ds.subset_tensors(order if limit is None else order[:limit])
 
     def scaler_for(self, x_train: torch.Tensor) -> InputScaler:
         return InputScaler.fit(x_train) if self.needs_scaler else InputScaler.identity(x_train.shape[-1])
@@ -116,25 +137,47 @@ def get_task(name: str) -> Task:
 
 # ------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: Path, task: Task, fp_state: dict, hwa_state: dict, scaler: InputScaler,
-                    recipe: HwaRecipe, info: dict) -> None:
-    torch.save({"format": 1, "task": task.name, "fp_state": fp_state, "hwa_state": hwa_state,
-                "scaler": scaler.state(), "recipe": recipe.to_dict(), "info": info}, path)
+                    recipe: HwaRecipe, info: dict) -> Path:
+    """Validate and write a checkpoint; a training run that diverged (NaN weights) writes nothing."""
+    from .checkpoint import CheckpointError, validate_checkpoint
+
+    ck = {"format": 1, "task": task.name, "fp_state": fp_state, "hwa_state": hwa_state,
+          "scaler": scaler.state(), "recipe": recipe.to_dict(), "info": info}
+    try:
+        validate_checkpoint(ck, task)
+    except CheckpointError as e:
+        raise CheckpointError(f"training produced an unusable network, not written to {path}: "
+                              f"{str(e).removeprefix('checkpoint: ')}") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed into place: an interrupted run never leaves half a
+    # checkpoint where a good one was.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        torch.save(ck, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def shipped_checkpoint(task: Task) -> Path:
     return Path(str(resources.files("aoncim.model.weights").joinpath(task.checkpoint_name)))
 
 
+def default_checkpoint_out(task: Task) -> Path:
+    """Where `aoncim train` writes without -o: the working folder's out/, never the package."""
+    return Path("out") / task.checkpoint_name
+
+
 def load_checkpoint(task: Task, path: str | Path | None, cfg) -> tuple[nn.Module, nn.Module, InputScaler, dict]:
-    """(FP model, HWA model with analog layers, input scaler, checkpoint dict)."""
+    """(FP model, HWA model with analog layers, input scaler, checkpoint dict); the checkpoint is
+    validated whole first (model/checkpoint.py), so a damaged one is one CheckpointError line."""
     from .analog import convert_to_analog
+    from .checkpoint import read_checkpoint
 
     p = Path(path) if path is not None else shipped_checkpoint(task)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} not found: train one with `aoncim train {task.name} --out {p}`")
-    ck = torch.load(p, weights_only=True)
-    if ck.get("task") != task.name:
-        raise ValueError(f"checkpoint {p} is for task {ck.get('task')!r}, not {task.name!r}")
+    task, ck = read_checkpoint(p, task)
     fp = task.build()
     fp.load_state_dict(ck["fp_state"])
     hwa = task.build()
@@ -143,10 +186,11 @@ def load_checkpoint(task: Task, path: str | Path | None, cfg) -> tuple[nn.Module
     # Gaussian noise only; reading them with today's defaults would program them wrongly.
     saved.setdefault("per_column", False)
     saved.setdefault("pcm_train_times", None)
-    unknown = sorted(set(saved) - set(HwaRecipe.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"checkpoint {p} has recipe fields {unknown} this aoncim does not know: upgrade aoncim")
-    recipe = HwaRecipe(**saved)
-    convert_to_analog(hwa, cfg, **analog_kwargs(recipe))
+    kw = analog_kwargs(HwaRecipe(**saved))
+    # Every caller sets the precision it runs at (eval per --bits, compile per --act-bits); a config
+    # without the trained one must still load the network.
+    if kw["in_bits"] not in cfg.act_bits_supported:
+        kw["in_bits"] = None
+    convert_to_analog(hwa, cfg, **kw)
     hwa.load_state_dict(ck["hwa_state"])
     return fp.eval(), hwa.eval(), InputScaler.from_state(ck["scaler"]), ck

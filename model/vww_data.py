@@ -54,9 +54,30 @@ def load_gray(path: str | Path, size: int = SIZE) -> np.ndarray:
         with Image.open(path) as im:
             im.draft("L", (size, size))  # JPEG: decode at a reduced scale, much faster for big photos
             g = im.convert("L").resize((size, size), Image.Resampling.BOX)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot decode image {path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders fail with OSError, SyntaxError, struct.error, ...
+        why = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ValueError(f"cannot decode image {path}: {why}: delete it or replace it with a "
+                         f"{'/'.join(IMAGE_SUFFIXES)} image") from None
     return np.asarray(g, dtype=np.float32) / 255.0
+
+
+def class_images(folder: Path) -> list[Path]:
+    """The images of one class folder, sorted; every other file there is an error naming it.
+
+    Hidden files (`.DS_Store`, macOS `._name.jpg` resource forks, which are not images whatever
+    their suffix) are skipped; sub-folders are not read."""
+    images = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"{p}: not a {'/'.join(IMAGE_SUFFIXES)} image, which is all the VWW loader reads: "
+                             f"convert it or move it out of {folder.name}/")
+        images.append(p)
+    if not images:
+        raise ValueError(f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} images: every class needs its images "
+                         "(vw_coco2014_96 layout)")
+    return images
 
 
 class VisualWakeWords(Dataset):
@@ -82,29 +103,40 @@ class VisualWakeWords(Dataset):
         if set(dirs.values()) != {0, 1}:
             raise FileNotFoundError(f"VWW root {self.root} must contain person/ and non_person/ subfolders "
                                     f"(found: {', '.join(sorted(p.name for p in self.root.iterdir() if p.is_dir())) or 'none'})")
+        images = {d: class_images(self.root / d) for d in dirs}
         split_files = {s: self.root / f"{s}.txt" for s in SPLITS}
         if any(f.exists() for f in split_files.values()):
+            # All three or none, checked whichever split is asked for: a missing val.txt must stop
+            # `aoncim eval` (which reads test and train) as it stops `aoncim train`.
+            for f in split_files.values():
+                if not f.is_file():
+                    raise FileNotFoundError(f"{f} missing: with split files in {self.root}, give all of "
+                                            f"{', '.join(s + '.txt' for s in SPLITS)} (or none, to split by file-name "
+                                            "hash)")
             self.items = self._from_split_file(split_files[split], dirs)
         else:
-            self.items = [(p, lab) for d, lab in dirs.items() for p in sorted((self.root / d).iterdir())
-                          if p.suffix.lower() in IMAGE_SUFFIXES
-                          and hash_split(p.name, val_percent, test_percent) == split]
+            self.items = [(p, lab) for d, lab in dirs.items() for p in images[d]
+                          if hash_split(p.name, val_percent, test_percent) == split]
         if not self.items:
             raise FileNotFoundError(f"VWW root {self.root}: no {'/'.join(IMAGE_SUFFIXES)} images for split {split!r} "
                                     "under person/ and non_person/")
 
     def _from_split_file(self, f: Path, dirs: dict[str, int]) -> list[tuple[Path, int]]:
-        if not f.exists():
-            raise FileNotFoundError(f"{f} missing: with split files in {self.root}, give all of "
-                                    f"{', '.join(s + '.txt' for s in SPLITS)} (or none, to split by file-name hash)")
+        try:
+            text = f.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{f}: not a readable text file of image paths ({e}): rewrite it, one path "
+                             "relative to the root per line") from None
         items = []
-        for line in f.read_text().split("\n"):
+        for n, line in enumerate(text.split("\n"), 1):
             rel = line.strip()
             if not rel:
                 continue
             top = Path(rel).parts[0]
-            if top not in dirs:
-                raise ValueError(f"{f}: entry {rel!r} is not under person/ or non_person/")
+            if top not in dirs or ".." in Path(rel).parts:
+                raise ValueError(f"{f}, line {n}: entry {rel!r} is not under person/ or non_person/")
+            if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{f}, line {n}: entry {rel!r} is not a {'/'.join(IMAGE_SUFFIXES)} image")
             p = self.root / rel
             if not p.is_file():
                 raise FileNotFoundError(f"{f}: listed image {rel!r} does not exist under {self.root}")
@@ -124,8 +156,15 @@ class VisualWakeWords(Dataset):
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole split decoded in memory: (N, 1, size, size) float32, (N,) int64."""
-        x = np.stack([load_gray(p, self.size) for p, _ in self.items])[:, None]
-        return torch.from_numpy(x), torch.from_numpy(self.labels)
+        return self.subset_tensors(range(len(self.items)))
+
+    def subset_tensors(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of the items at `indices`, in that order (only those are decoded)."""
+        idx = [int(i) for i in indices]
+        x = np.zeros((len(idx), 1, self.size, self.size), dtype=np.float32)
+        for j, i in enumerate(idx):
+            x[j, 0] = load_gray(self.items[i][0], self.size)
+        return torch.from_numpy(x), torch.from_numpy(self.labels[idx])
 
 
 # ---------------------------------------------------------------------------------- procedural VWW

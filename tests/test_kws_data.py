@@ -1,5 +1,7 @@
 """KWS data: the Speech Commands loader on a fake tree, the shipped synthetic set, the synth pipeline."""
+import re
 import shutil
+import wave
 
 import numpy as np
 import pytest
@@ -134,3 +136,75 @@ def test_synth_pipeline_two_words():
     assert feats.shape == (2, 1, 49, 10) and torch.isfinite(feats).all()
     again = kws_synth.render(specs[0], bank)
     np.testing.assert_array_equal(again, clips[0])  # deterministic for a given spec
+
+
+def _pcm_wav(path, n=16000, rate=16000, width=2, channels=1):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"\x01\x00" * (n * channels * width // 2))
+    return path
+
+
+def test_unreadable_wavs_are_one_line_naming_the_file(tmp_path):
+    good = _pcm_wav(tmp_path / "good.wav")
+    raw = good.read_bytes()
+    float_fmt = bytearray(raw)
+    float_fmt[20:22] = (3).to_bytes(2, "little")  # WAVE_FORMAT_IEEE_FLOAT
+    cases = {"header_cut.wav": (raw[:30], "not a complete WAV file"),
+             "tiny.wav": (b"RIFF", "not a complete WAV file"),
+             "empty.wav": (b"", "not a complete WAV file"),
+             "text.wav": (b"this is not audio, just text\n" * 4, "not a PCM WAV file"),
+             "float.wav": (bytes(float_fmt), "not a PCM WAV file"),
+             "truncated.wav": (raw[:1000], "is truncated (its header promises 16000 samples, it holds 478)")}
+    for name, (data, match) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"{name}: {re.escape(match)}.*delete it or replace it") as e:
+            read_wav(tmp_path / name)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"silent.wav: holds no samples"):
+        read_wav(_pcm_wav(tmp_path / "silent.wav", n=0))
+    with pytest.raises(ValueError, match=r"eight.wav: 8-bit samples, need 16-bit PCM"):
+        read_wav(_pcm_wav(tmp_path / "eight.wav", width=1))
+    stereo = read_wav(_pcm_wav(tmp_path / "stereo.wav", channels=2))
+    assert stereo.shape == (16000,)
+
+
+def test_a_corrupt_clip_stops_the_split_naming_it(fake_gsc, tmp_path):
+    root = tmp_path / "gsc"
+    shutil.copytree(fake_gsc, root)
+    clip = root / "yes" / "00000000_nohash_0.wav"
+    clip.write_bytes(clip.read_bytes()[:30])
+    ds = SpeechCommands(root, "train")  # listing does not decode
+    with pytest.raises(ValueError, match=rf"{clip}: not a complete WAV file"):
+        ds.tensors()
+    SpeechCommands(root, "val").tensors()  # other splits are unaffected
+
+
+def test_speech_commands_layout_errors(fake_gsc, tmp_path):
+    root = tmp_path / "gsc"
+    shutil.copytree(fake_gsc, root)
+    (root / "testing_list.txt").write_text("")
+    SpeechCommands(root, "train")
+    with pytest.raises(ValueError, match="no keyword clips for split 'test' \\(testing_list.txt lists none"):
+        SpeechCommands(root, "test")
+    for p in (root / "down").glob("*.wav"):
+        p.unlink()
+    with pytest.raises(ValueError, match=r"down holds no .wav clips"):
+        SpeechCommands(root, "train")
+
+
+def test_real_data_order_is_fixed_mixed_and_limit_is_its_prefix(fake_gsc):
+    from aoncim.model.tasks import get_task
+
+    task = get_task("kws")
+    x, y = task.load("train", fake_gsc)
+    x2, y2 = task.load("train", fake_gsc)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    ds = SpeechCommands(fake_gsc, "train")
+    xs, ys = ds.tensors()
+    assert sorted(y.tolist()) == sorted(ys.tolist()) and y.tolist() != ys.tolist()  # shuffled, not the folder order
+    assert len(set(y[:6].tolist())) > 3  # the first few already mix the classes
+    xl, yl = task.load("train", fake_gsc, limit=5)
+    assert torch.equal(xl, x[:5]) and torch.equal(yl, y[:5])

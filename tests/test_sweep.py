@@ -102,4 +102,4 @@ def test_grid_file(tmp_path):
 
 def test_cli_options(tmp_path):
     one_error_line(invoke("sweep", "--quick", "--grid", tmp_path / "g.toml"), "not both")
-    one_error_line(invoke("sweep", "--quick", "--workers", "0", "-o", tmp_path / "o"), "--workers 0")
+    one_error_line(invoke("sweep", "--quick", "--workers", "0", "-o", tmp_path / "o"), "'--workers': 0 is not in the range", code=2)

@@ -96,8 +96,10 @@ def test_split_files_are_used_when_present(tmp_path):
     with pytest.raises(FileNotFoundError, match="no .* images for split 'test'"):
         VisualWakeWords(root, "test")
     (root / "val.txt").unlink()
-    with pytest.raises(FileNotFoundError, match=r"val.txt missing"):
-        VisualWakeWords(root, "val")
+    for split in SPLITS:  # every split needs all three files, so eval stops as train does
+        with pytest.raises(FileNotFoundError, match=r"val.txt missing"):
+            VisualWakeWords(root, split)
+    (root / "val.txt").write_text("")
     (root / "train.txt").write_text("person/missing.jpg\n")
     with pytest.raises(FileNotFoundError, match="listed image 'person/missing.jpg' does not exist"):
         VisualWakeWords(root, "train")
@@ -125,3 +127,57 @@ def test_hash_split_is_stable_and_proportional():
     assert got == [hash_split(n) for n in names]
     frac = {s: got.count(s) / len(got) for s in SPLITS}
     assert abs(frac["test"] - 0.1) < 0.02 and abs(frac["val"] - 0.1) < 0.02
+
+
+def test_class_folders_hold_images_only(tmp_path):
+    root = _fake_tree(tmp_path / "vww", n_per_class=2)
+    (root / "person" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "person" / "._COCO_x.jpg").write_bytes(b"\0\5\26\7")  # macOS resource fork, not an image
+    (root / "person" / "thumbs").mkdir()
+    assert len(VisualWakeWords(root, "train", val_percent=0, test_percent=0)) == 4  # hidden files, folders skipped
+    (root / "non_person" / "labels.csv").write_text("a,b\n")
+    with pytest.raises(ValueError, match=r"non_person/labels.csv: not a .jpg/.jpeg/.png image.*out of non_person/"):
+        VisualWakeWords(root, "train")
+    (root / "non_person" / "labels.csv").unlink()
+    for p in (root / "person").glob("*.jpg"):
+        p.unlink()
+    with pytest.raises(ValueError, match=r"person holds no .jpg/.jpeg/.png images"):
+        VisualWakeWords(root, "test")
+
+
+def test_split_file_entries_are_checked(tmp_path):
+    root = _fake_tree(tmp_path / "vww", n_per_class=2)
+    for s in SPLITS:
+        (root / f"{s}.txt").write_text("person/COCO_train2014_person_000000.jpg\n")
+    assert len(VisualWakeWords(root, "val")) == 1
+    for entry, match in (("../outside.jpg", "line 1: entry '../outside.jpg' is not under person/"),
+                         ("person/../../x.jpg", "is not under person/"),
+                         ("person/notes.txt", "is not a .jpg/.jpeg/.png image")):
+        (root / "test.txt").write_text(entry + "\n")
+        with pytest.raises(ValueError, match=match):
+            VisualWakeWords(root, "test")
+    (root / "test.txt").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="test.txt: not a readable text file"):
+        VisualWakeWords(root, "test")
+
+
+def test_undecodable_images_name_the_file(tmp_path):
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(good)
+    cases = {"truncated.jpg": good.read_bytes()[:200], "empty.png": b"",
+             "header_only.png": b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "text.jpeg": b"hello"}
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(ValueError, match=rf"cannot decode image .*{name}: .*: delete it or replace it") as e:
+            load_gray(tmp_path / name)
+        assert "\n" not in str(e.value)
+
+
+def test_subset_tensors_decode_only_what_is_asked(tmp_path):
+    root = _fake_tree(tmp_path / "vww", n_per_class=3)
+    ds = VisualWakeWords(root, "train", val_percent=0, test_percent=0)
+    x, y = ds.tensors()
+    xs, ys = ds.subset_tensors([4, 0, 2])
+    assert np.array_equal(xs.numpy(), x.numpy()[[4, 0, 2]]) and ys.tolist() == y[[4, 0, 2]].tolist()
+    (ds.items[1][0]).write_bytes(b"broken")  # not asked for: never decoded
+    ds.subset_tensors([0, 2])
