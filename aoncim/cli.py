@@ -194,10 +194,13 @@ def _image_source(image: str, config_path: str | None, model: str | None, act_bi
         raise ConfigError(f"--act-bits with --image: the image fixes each layer's precision; recompile with "
                           f"`aoncim compile --act-bits {act_bits}` instead")
     if config_path is not None:
+        # The image carries the chip's fields; --config may add the PCM device physics (`--time`).
         other = AonCimConfig.load(config_path)
         if other.config_hash != cfg.config_hash:
-            raise ConfigError(f"--config {config_path} (hash {other.config_hash:#010x}) is not the config the image "
-                              f"was compiled for ({cfg.config_hash:#010x}); drop --config, the image carries its own")
+            raise ConfigError(f"--config {config_path} (chip hash {other.config_hash:#010x}) is not the chip the "
+                              f"image was compiled for ({cfg.config_hash:#010x}); drop --config, the image carries "
+                              "its chip config")
+        cfg = other
     return blob, prog, cfg
 
 
@@ -236,10 +239,10 @@ def _cosim(n: int | None, seed: int, sim: str, act_bits: int | None, config_path
         n = len(inputs)
         calibration, chip = None, prog
         if t_inf is not None:
-            from aoncim.sim.jobs import drifted_chip
+            from aoncim.model.flows import drifted_chip
 
             pr.status(f"programming simulated chip {seed} and reading it at t = {t_inf:g} s")
-            chip, calibration = drifted_chip(prog, cfg, seed, t_inf, REFERENCE_T_S, REFERENCE_READ_SEED)
+            chip, calibration = drifted_chip(prog, cfg, seed, t_inf)
         console.print(f"[bold]co-simulation[/] of {title} ({len(prog.layers)} layers, {prog.mvms} MVMs) on {sim}, "
                       f"{n} inputs, {bits}-bit activations, read noise {cfg.read_noise_lsb} LSB, seed {seed}")
         console.print("conductances: " + ("the compiled target codes" if t_inf is None else
@@ -591,10 +594,6 @@ def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, sampl
 
 
 # ------------------------------------------------------------------------------------ images
-REFERENCE_T_S = 1.0  # the host's reference read right after programming, as model/evaluate.py
-REFERENCE_READ_SEED = 10_000  # + chip seed: that read's noise, as model/evaluate.py
-
-
 def _read_image_file(path: str):
     """(bytes, Program, config) of an image file; every problem is one ImageError line."""
     from aoncim.firmware.image import ImageError, read_image
@@ -623,10 +622,9 @@ def _checkpoint_task(path: str) -> str:
 
 def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, t_inf: float | None,
              seed: int | None) -> None:
-    from aoncim.firmware.compiler import compile_network
     from aoncim.firmware.image import write_image
     from aoncim.firmware.summary import utilisation
-    from aoncim.model.analog import analog_layers, set_analog_mode
+    from aoncim.model.flows import compensated_chip, compile_trained
     from aoncim.model.pcm import check_time
     from aoncim.model.tasks import CALIB_SAMPLES, get_task, load_checkpoint
     from aoncim.outputs import check_output_file
@@ -644,20 +642,13 @@ def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, 
     with console.status(f"loading {task.title} calibration inputs"):
         x, _ = task.load("train")
     calib = scaler(x[:CALIB_SAMPLES])
-    for _, layer in analog_layers(hwa):
-        layer.in_bits = act_bits
-    set_analog_mode(hwa, "ideal")  # the compiler reads the trained weights and input ranges
     with console.status(f"compiling {task.title} for config {cfg.config_hash:#010x}"):
-        prog = compile_network(hwa, cfg, calib, act_bits=act_bits)
+        prog = compile_trained(hwa, cfg, calib, act_bits)
     what = "target conductance codes"
     if t_inf is not None:
-        from aoncim.model.snapshot import ProgrammedArray, compensated
-
         seed = seed or 0
         with console.status(f"programming chip {seed} and reading it at t = {t_inf:g} s"):
-            arr = ProgrammedArray(prog, cfg, seed)
-            reference = arr.at(REFERENCE_T_S, read_seed=REFERENCE_READ_SEED + seed)
-            prog = compensated(reference, arr.at(t_inf, read_seed=seed), cfg, seed, target=prog)
+            prog = compensated_chip(prog, cfg, seed, t_inf)
         what = (f"conductance codes of simulated chip {seed} at t = {t_inf:g} s after programming, "
                 "with the host's compensation (alpha, offset-corrected biases)")
     blob = write_image(prog, cfg)
@@ -692,7 +683,7 @@ def _range(v) -> str:
 
 
 def _inspect(image: str, png: str | None) -> None:
-    from aoncim.firmware.image import _ENTRY, _HEADER, VERSION, Section
+    from aoncim.firmware.image import VERSION, section_table
     from aoncim.firmware.summary import layer_summaries, real_scale, utilisation
 
     from aoncim.outputs import check_output_file
@@ -700,10 +691,7 @@ def _inspect(image: str, png: str | None) -> None:
     if png:
         check_output_file(png, "--png")
     blob, prog, cfg = _read_image_file(image)
-    # read_image has validated the layout (it is canonical), so the header and table read with the
-    # writer's own structs are the writer's.
-    count = _HEADER.unpack_from(blob)[4]
-    sections = [_ENTRY.unpack_from(blob, _HEADER.size + _ENTRY.size * k) for k in range(count)]
+    sections = section_table(blob)  # read_image has validated the whole image
     u = utilisation(prog, cfg)
     head = Table(title=f"{image}", show_header=False)
     head.add_column("field")
@@ -713,7 +701,7 @@ def _inspect(image: str, png: str | None) -> None:
                  ("array", f"{cfg.rows} rows x {cfg.cols} columns, {cfg.n_adcs} ADCs of {cfg.adc_bits} bits, "
                            f"{cfg.gcode_bits}-bit conductance codes"),
                  ("layers", f"{len(prog.layers)} ({len(prog.mvm_layers)} on the array), {prog.mvms} MVMs per inference"),
-                 ("sections", ", ".join(f"{Section(i).name} {n} B @ {o}" for i, o, n in sections))):
+                 ("sections", ", ".join(f"{sec.name} {n} B @ {o}" for sec, o, n in sections))):
         head.add_row(k, v)
     console.print(head)
 

@@ -23,6 +23,28 @@ def _clog2(n: int) -> int:
     return max(0, (n - 1).bit_length())
 
 
+# The config has two groups of fields, written in the same TOML file:
+#   chip   - everything the generated RTL, the bit-true contract (model/bittrue.py, aoncim/program.py,
+#            the compiler's integer constants) and the image/driver contract (firmware/image.py,
+#            firmware/driver.py, aoncim/regmap.py) depend on. `config_hash` (the CONFIG_HASH
+#            register, the Verilog cache key hw/verilog.py design_key, the image header, the driver
+#            check) covers these only. read_noise_lsb is here: the RTL's digital read-noise source is
+#            scaled by noise_mult, derived from it.
+#   device - PCM device physics that only the statistical/analog models read (model/pcm.py,
+#            model/analog.py, model/snapshot.py, model/hwa.py, perf/energy.py): changing them changes
+#            accuracy/energy estimates and the conductance codes a drifted snapshot compiles to, but
+#            not the chip, so it must not invalidate the RTL or make the driver refuse an image.
+#            `device_hash` covers these, for caches that depend on device physics.
+# A new field is chip unless it is listed in DEVICE_FIELDS (the safe default: the RTL cache and the
+# image contract then follow it).
+DEVICE_FIELDS = ("g_max_us", "drift_t0_s", "t_read_s")
+
+
+def _hash32(d: dict) -> int:
+    """First four bytes, little-endian, of the SHA-256 of `d` as sorted JSON."""
+    return int.from_bytes(hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:4], "little")
+
+
 @dataclass(frozen=True)
 class AonCimConfig:
     # Crossbar: rows of DAC-driven word lines x columns of differential conductance pairs.
@@ -67,8 +89,9 @@ class AonCimConfig:
     param_depth: int = 2048
     # Host bus.
     bus_data_bits: int = 32
-    # PCM devices (docs/paper-targets.md section 2): maximum conductance of one device, drift
-    # reference time t0 and read pulse duration; gcode k of a device stands for k / gcode_max * g_max_us.
+    # PCM devices (docs/paper-targets.md section 2), the device fields (DEVICE_FIELDS, not in
+    # config_hash): maximum conductance of one device, drift reference time t0 and read pulse
+    # duration; gcode k of a device stands for k / gcode_max * g_max_us.
     g_max_us: float = 25.0
     drift_t0_s: float = 20.0
     t_read_s: float = 250e-9
@@ -193,15 +216,30 @@ class AonCimConfig:
 
     @property
     def config_hash(self) -> int:
-        """32-bit identity of the config; the RTL reports it, images carry it."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+        """32-bit identity of the chip: the hash of `chip_dict()` (device fields excluded). The RTL
+        reports it in CONFIG_HASH, images carry it, the driver compares the two."""
+        return _hash32(self.chip_dict())
+
+    @property
+    def device_hash(self) -> int:
+        """32-bit identity of the PCM device model: the hash of `device_dict()`. A cache of results
+        that depend on device physics keys on (config_hash, device_hash)."""
+        return _hash32(self.device_dict())
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
+        """Every field (chip and device), in declaration order: what a config file holds."""
         d = dataclasses.asdict(self)
         d["act_bits_supported"] = list(self.act_bits_supported)
         return d
+
+    def chip_dict(self) -> dict:
+        """The chip fields: what the RTL, the images and the driver depend on."""
+        return {k: v for k, v in self.to_dict().items() if k not in DEVICE_FIELDS}
+
+    def device_dict(self) -> dict:
+        """The device fields (DEVICE_FIELDS): PCM physics read only by the device/analog models."""
+        return {k: v for k, v in self.to_dict().items() if k in DEVICE_FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AonCimConfig":

@@ -10,13 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth.lib import enum
 
 from .config import AonCimConfig
-
-OP_MVM = 1      # convolution / fully connected: im2col rows x a column window of the crossbar
-OP_MAXPOOL = 2  # digital: max of each k_h x k_w window of activation codes (no array access)
-OP_AVGPOOL = 3  # digital: window sum of codes through post-processing (scale, bias, shift, clamp)
-OPCODES = {OP_MVM: "mvm", OP_MAXPOOL: "maxpool", OP_AVGPOOL: "avgpool"}
 
 # (name, bits). Order is the bit order from LSB of word 0; total padded to DESC_WORDS words.
 DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
@@ -41,6 +37,54 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
 DESC_WORDS = 8
 DESC_BITS = 32 * DESC_WORDS
 assert sum(b for _, b in DESCRIPTOR_FIELDS) <= DESC_BITS
+
+
+class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
+    """The layer operations, one vocabulary for compiler, golden model, RTL, perf models and tools.
+
+    An Amaranth enum shaped like the descriptor's opcode field: the RTL compares and switches on it
+    (`d.opcode == Op.MVM`, `m.Case(Op.MAXPOOL)`), Python uses it as a plain enum. A descriptor
+    stores the raw field (`LayerDescriptor.opcode`, an int that may be unknown); `.op` decodes it.
+    A new operation is a member here plus its properties, and the places that implement it.
+    """
+
+    MVM = 1      # convolution / fully connected: im2col rows x a column window of the crossbar
+    MAXPOOL = 2  # digital: max of each k_h x k_w window of activation codes (no array access)
+    AVGPOOL = 3  # digital: window sum of codes through post-processing (scale, bias, shift, clamp)
+
+    @property
+    def label(self) -> str:
+        """Short lower-case name for reports: "mvm", "maxpool", "avgpool"."""
+        return self.name.lower()
+
+    @property
+    def uses_array(self) -> bool:
+        """Reads conductances on the crossbar: has im2col rows (k_rows), a rectangle, row tiles and MVMs."""
+        return self is Op.MVM
+
+    @property
+    def is_pool(self) -> bool:
+        """A digital window over the input codes: no array, no padding, channel count kept."""
+        return self in (Op.MAXPOOL, Op.AVGPOOL)
+
+    @property
+    def uses_params(self) -> bool:
+        """Goes through post-processing: one (scale, bias) entry per output channel and a shift."""
+        return self is not Op.MAXPOOL
+
+    @property
+    def keeps_bits(self) -> bool:
+        """Outputs are input codes passed through unchanged: same bits, same scale, an activation bank."""
+        return self is Op.MAXPOOL
+
+    @classmethod
+    def known(cls) -> dict[int, str]:
+        """{opcode: label} of every operation, for messages."""
+        return {o.value: o.label for o in cls}
+
+
+_OPS = {o.value: o for o in Op}
+
 
 
 class ProgramError(ValueError):
@@ -80,8 +124,15 @@ class LayerDescriptor:
         return self.out_h * self.out_w
 
     @property
+    def op(self) -> Op:
+        """The opcode decoded; ValueError for a code no Op has (check() refuses those)."""
+        return Op(self.opcode)
+
+    @property
     def is_mvm(self) -> bool:
-        return self.opcode == OP_MVM
+        """The layer uses the array (Op.uses_array); False for an unknown opcode."""
+        op = _OPS.get(self.opcode)
+        return op is not None and op.uses_array
 
     def tiles(self, rows: int) -> int:
         """Row tiles of an MVM layer on an array of `rows` rows (contract step 12): tile t holds
@@ -124,7 +175,7 @@ class LayerDescriptor:
         def need(cond, what):
             if not cond:
                 raise ProgramError(what)
-        need(self.opcode in OPCODES, f"unknown opcode {self.opcode}; known: {OPCODES}")
+        need(self.opcode in _OPS, f"unknown opcode {self.opcode}; known: {Op.known()}")
         for b in (self.in_bits, self.out_bits):
             need(b in cfg.act_bits_supported, f"activation bits {b} not in {cfg.act_bits_supported}")
         need(self.stride >= 1, "stride must be >= 1")
@@ -152,7 +203,7 @@ class LayerDescriptor:
             need(self.pad == 0, "pooling layers take no padding")
             need(self.k_h * self.k_w * ((1 << self.in_bits) - 1) < 1 << cfg.pool_sum_bits,
                  f"pooling window {self.k_h}x{self.k_w} sum exceeds pool_sum_bits={cfg.pool_sum_bits}")
-        if self.opcode == OP_MAXPOOL:
+        if self.op.keeps_bits:
             need(self.out_bits == self.in_bits and not self.to_out,
                  "max pooling keeps activation bits and writes an activation bank")
         need(self.param_base + self.out_c <= cfg.param_depth, "post-processing parameters exceed param_depth")

@@ -36,9 +36,10 @@ def _defines(rows: list[tuple[str, str, str]]) -> list[str]:
 
 
 def _config_defines(cfg: AonCimConfig) -> list[tuple[str, str, str]]:
-    """Every integer and float field of the config, and the list of supported activation bits."""
+    """Every integer and float chip field of the config (the device physics is no part of the
+    chip the firmware drives), and the list of supported activation bits."""
     rows = []
-    for name, v in cfg.to_dict().items():
+    for name, v in cfg.chip_dict().items():
         if isinstance(v, bool):
             continue
         if isinstance(v, int):

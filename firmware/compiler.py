@@ -21,7 +21,7 @@ from torch import nn
 
 from aoncim.config import AonCimConfig
 from aoncim.firmware.placement import PlacementError, place_rectangles
-from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, LayerDescriptor, Program, ProgramError
+from aoncim.program import LayerDescriptor, Op, Program, ProgramError
 
 
 class CompileError(ValueError):
@@ -44,7 +44,7 @@ PARAM_LIMIT = 2.0**16
 class _Layer:
     """One chip layer over HWC activations: an MVM on the array or a digital pooling step."""
 
-    kind: str                       # "mvm" | "maxpool" | "avgpool"
+    op: Op
     name: str
     in_shape: tuple[int, int, int]  # H, W, C
     k: tuple[int, int]
@@ -58,10 +58,13 @@ class _Layer:
     in_range: float = 0.0               # mvm: trained DAC full scale x_max of an analog layer (0: none)
     bias_src: str = "no bias"           # mvm: the tensors the bias comes from, for messages
     qual: str = ""                      # the module's state_dict prefix (`12`), for messages
+    label: str = ""                     # what it lowers, for reports: "conv", "linear", else op.label
+    fused: tuple[str, ...] = ()         # module types folded into it (BatchNorm2d, ReLU), for reports
+    params: int = 0                     # trainable parameters, folded modules' included
 
     @property
     def out_c(self) -> int:
-        return self.weight.shape[1] if self.kind == "mvm" else self.in_shape[2]
+        return self.weight.shape[1] if self.op.uses_array else self.in_shape[2]
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -73,8 +76,11 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
-    """Sequential Conv2d/Linear/BatchNorm/ReLU/pooling/Flatten -> chip layers over HWC activations."""
+def lower_network(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
+    """Sequential Conv2d/Linear/BatchNorm/ReLU/pooling/Flatten -> chip layers over HWC activations.
+
+    The one lowering: compile_network quantises and places these layers, model/footprint.py sizes
+    them. Raises CompileError, one line naming the layer, for a module or arrangement it cannot map."""
     mods = [(q, m) for q, m in net.named_modules() if not list(m.children())]
     c, h, w = input_shape
     out: list[_Layer] = []
@@ -83,12 +89,14 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
         _check_params(m, name, q)
         if isinstance(m, nn.Conv2d):
             if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.stride[0] != m.stride[1] or \
-                    m.padding[0] != m.padding[1] or isinstance(m.padding, str):
-                raise CompileError(f"layer {name}: only groups=1, dilation=1 and equal stride/padding in both "
-                                   "dimensions are supported")
+                    isinstance(m.padding, str) or m.padding[0] != m.padding[1] or m.padding_mode != "zeros":
+                raise CompileError(f"layer {name}: only groups=1, dilation=1, zero padding and equal stride/padding "
+                                   "in both dimensions are supported")
+            if m.in_channels != c:
+                raise CompileError(f"layer {name}: expects {m.in_channels} input channels, gets {c}")
             wt = m.weight.detach().double().numpy()  # (O, C, kh, kw)
             kh, kw = wt.shape[2:]
-            L = _Layer("mvm", name, (h, w, c), (kh, kw), m.stride[0], m.padding[0],
+            L = _Layer(Op.MVM, name, (h, w, c), (kh, kw), m.stride[0], m.padding[0], label="conv",
                        weight=wt.transpose(2, 3, 1, 0).reshape(kh * kw * c, -1), bias=_bias(m),
                        chan_scale=np.ones(wt.shape[0]), bias_src=_bias_src(m, q), qual=q, **_analog_attrs(m))
         elif isinstance(m, nn.Linear):
@@ -97,43 +105,51 @@ def _lower(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
                 raise CompileError(f"layer {name}: expects {wt.shape[1]} inputs, gets {c}x{h}x{w}")
             # A fully connected layer is a convolution whose kernel covers the whole HWC input.
             wt = wt.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
-            L = _Layer("mvm", name, (h, w, c), (h, w), 1, 0, weight=wt, bias=_bias(m),
+            L = _Layer(Op.MVM, name, (h, w, c), (h, w), 1, 0, label="linear", weight=wt, bias=_bias(m),
                        chan_scale=np.ones(wt.shape[1]), bias_src=_bias_src(m, q), qual=q, **_analog_attrs(m))
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             prev = out[-1] if out else None
-            if prev is None or prev.kind != "mvm" or prev.relu:
+            if prev is None or not prev.op.uses_array or prev.relu:
                 raise CompileError(f"layer {name}: batch norm must directly follow a Conv2d/Linear to be folded")
+            if m.num_features != prev.out_c:
+                raise CompileError(f"layer {name}: batch norm of {m.num_features} channels after {prev.out_c}")
             a = m.weight.detach().double().numpy() / np.sqrt(m.running_var.double().numpy() + m.eps)
             prev.bias = a * (prev.bias - m.running_mean.double().numpy()) + m.bias.detach().double().numpy()
             prev.chan_scale = prev.chan_scale * a
             prev.bias_src = (f"{prev.bias_src} and " if prev.bias_src != "no bias" else "") + \
                 f"batch norm {_ref(q, 'bias')}, {_ref(q, 'running_mean')}"
+            prev.fused, prev.params = prev.fused + (type(m).__name__,), prev.params + _n_params(m)
             continue
         elif isinstance(m, nn.ReLU):
             if not out:
                 raise CompileError(f"layer {name}: ReLU before any conv/linear layer")
             out[-1].relu = True
+            out[-1].fused += (type(m).__name__,)
             continue
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             k, st = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
             if _pair(m.padding) != (0, 0) or st[0] != st[1] or m.ceil_mode or \
                     (isinstance(m, nn.MaxPool2d) and _pair(m.dilation) != (1, 1)):
                 raise CompileError(f"layer {name}: pooling needs padding 0, equal strides, ceil_mode False")
-            L = _Layer("maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool", name, (h, w, c), k, st[0], 0)
+            L = _Layer(Op.MAXPOOL if isinstance(m, nn.MaxPool2d) else Op.AVGPOOL, name, (h, w, c), k, st[0], 0)
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             if _pair(m.output_size) != (1, 1):
                 raise CompileError(f"layer {name}: only global average pooling (output size 1) is supported")
-            L = _Layer("avgpool", name, (h, w, c), (h, w), 1, 0)
+            L = _Layer(Op.AVGPOOL, name, (h, w, c), (h, w), 1, 0)
         elif isinstance(m, (nn.Flatten, nn.Identity, nn.Dropout)):
             continue
         else:
             raise CompileError(f"layer {name}: unsupported module; use Conv2d, Linear, BatchNorm, ReLU, "
                                "MaxPool2d/AvgPool2d/AdaptiveAvgPool2d(1), Flatten")
+        if min(L.out_hw) < 1:
+            raise CompileError(f"layer {name}: {L.k[0]}x{L.k[1]} window larger than its {h}x{w} input"
+                               + (f" padded by {L.pad}" if L.pad else ""))
+        L.label, L.params = L.label or L.op.label, _n_params(m)
         out.append(L)
         (h, w), c = L.out_hw, L.out_c
-    if not any(L.kind == "mvm" for L in out):
+    if not any(L.op.uses_array for L in out):
         raise CompileError("network has no Conv2d/Linear layer")
-    if out[-1].kind != "mvm":
+    if not out[-1].op.uses_array:
         raise CompileError(f"layer {out[-1].name}: the last layer must be a Conv2d/Linear (its signed outputs are "
                            "the network's result)")
     return out
@@ -188,9 +204,9 @@ def _analog_attrs(m: nn.Module) -> dict:
 def _consumer(layers: list[_Layer], i: int) -> _Layer | None:
     """The next MVM layer, if layer i's codes reach it unchanged (through max pools only)."""
     for L in layers[i + 1 :]:
-        if L.kind == "mvm":
+        if L.op.uses_array:
             return L
-        if L.kind != "maxpool":
+        if not L.op.keeps_bits:
             return None
     return None
 
@@ -210,6 +226,10 @@ def _step_src(layers: list[_Layer], i: int) -> str:
     return " from its calibrated outputs"
 
 
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters(recurse=False))
+
+
 def _bias(m: nn.Module) -> np.ndarray:
     n = m.weight.shape[0]
     return m.bias.detach().double().numpy() if m.bias is not None else np.zeros(n)
@@ -220,7 +240,7 @@ def _place(layers: list[_Layer], cfg: AonCimConfig) -> list[tuple[int, int]]:
     a layer with more im2col rows than the array takes ceil(rows / cfg.rows) row tiles of out_c
     columns side by side (contract step 12), footprint min(rows, cfg.rows) x tiles*out_c (a tiled
     layer is array-high, so it always lands at row 0). Pooling layers get (0, 0)."""
-    mvm = [L for L in layers if L.kind == "mvm"]
+    mvm = [L for L in layers if L.op.uses_array]
     sizes = [(min(L.weight.shape[0], cfg.rows), -(-L.weight.shape[0] // cfg.rows) * L.weight.shape[1]) for L in mvm]
     for L, (_, cols) in zip(mvm, sizes):
         rows, out_c = L.weight.shape
@@ -232,7 +252,7 @@ def _place(layers: list[_Layer], cfg: AonCimConfig) -> list[tuple[int, int]]:
         spots = iter(place_rectangles(sizes, cfg.rows, cfg.cols, [L.name for L in mvm]))
     except PlacementError as e:
         raise CompileError(str(e)) from None
-    return [next(spots) if L.kind == "mvm" else (0, 0) for L in layers]
+    return [next(spots) if L.op.uses_array else (0, 0) for L in layers]
 
 
 # Widest post-processing scale a config may have (AonCimConfig's pp_scale_bits range).
@@ -299,11 +319,11 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
         raise CompileError("calibration inputs hold NaN or infinite values: give inputs in [0, 1] (check the input "
                            "scaler)")
     c, h, w = tuple(calib.shape[1:])
-    layers = _lower(net, (c, h, w))
+    layers = lower_network(net, (c, h, w))
     if len(layers) > cfg.max_layers:
         raise CompileError(f"network has {len(layers)} chip layers > max_layers {cfg.max_layers}; merge layers "
                            "(fold pooling into strides) or raise max_layers")
-    pp = sum(L.out_c for L in layers if L.kind != "maxpool")
+    pp = sum(L.out_c for L in layers if L.op.uses_params)
     if pp > cfg.param_depth:
         raise CompileError(f"network needs {pp} post-processing entries (one per output channel of every conv, "
                            f"linear and average-pool layer) > param_depth {cfg.param_depth}; use fewer channels or "
@@ -327,7 +347,7 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
         last = i == len(layers) - 1
         (oh, ow), oc = L.out_hw, L.out_c
         shift, qs, qb = 0, None, None
-        if L.kind == "mvm":
+        if L.op.uses_array:
             cols = _im2col_f(x, L)  # N, P, k_rows
             z = torch.from_numpy(cols @ L.weight * L.chan_scale + L.bias)  # N, P, O
             calib.append(np.clip(np.rint(cols.mean((0, 1)) / s_in), 0, amax).astype(np.int64))
@@ -350,28 +370,27 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
                                          L.bias / s_out, cfg, L.name, terms, L.bias_src)
         else:
             calib.append(np.zeros(0, dtype=np.int64))
-        if L.kind == "avgpool":
+        if L.op is Op.AVGPOOL:
             z = _windows_f(x, L).mean(-1)  # N, oh, ow, C
             s_out = _consumer_range(layers, i) / amax or _act_scale(z, amax)
             steps = (lambda s_in=s_in, s_out=s_out: f"input step {s_in:.3g}, output step {s_out:.3g}")
             qs, qb, shift = _fixed_point(np.full(oc, s_in / (L.k[0] * L.k[1] * s_out)), np.zeros(oc), cfg, L.name,
                                          steps)
-        elif L.kind == "maxpool":  # codes pass through unchanged
+        elif L.op is Op.MAXPOOL:  # codes pass through unchanged
             z, s_out = _windows_f(x, L).amax(-1), s_in
         n_out = oh * ow * oc
         if not last and n_out > cfg.act_depth:
             raise CompileError(f"layer {L.name}: output needs {n_out} activation words > act_depth "
                                f"{cfg.act_depth}; raise act_depth")
-        opcode = {"mvm": OP_MVM, "maxpool": OP_MAXPOOL, "avgpool": OP_AVGPOOL}[L.kind]
         d = LayerDescriptor(
-            opcode=opcode, in_bits=act_bits, out_bits=act_bits, stride=L.stride, pad=L.pad,
+            opcode=L.op.value, in_bits=act_bits, out_bits=act_bits, stride=L.stride, pad=L.pad,
             relu=int(L.relu), to_out=int(last), in_bank=bank, out_bank=1 - bank, shift=shift,
             in_h=L.in_shape[0], in_w=L.in_shape[1], in_c=L.in_shape[2], k_h=L.k[0], k_w=L.k[1],
-            out_h=oh, out_w=ow, out_c=oc, k_rows=L.weight.shape[0] if L.kind == "mvm" else 0,
+            out_h=oh, out_w=ow, out_c=oc, k_rows=L.weight.shape[0] if L.op.uses_array else 0,
             row0=row0, col0=col0, param_base=param_base if qs is not None else 0,
             in_base=0, out_base=0)
         descs.append(d)
-        if L.kind == "mvm":
+        if L.op.uses_array:
             # Row tile t holds im2col rows t*rows.. at its own columns (contract step 12); all tiles
             # share the channel's w_max, so the summed codes share one post-processing scale.
             for lo, n, r0, c0 in d.tile_rects(cfg.rows):
@@ -382,7 +401,7 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
             biases.append(qb)
             param_base += oc
         names.append(L.name)
-        y = z if L.kind == "maxpool" else torch.clamp(torch.round(z / s_out), 0, amax) * s_out
+        y = z if L.op.keeps_bits else torch.clamp(torch.round(z / s_out), 0, amax) * s_out
         x = y.reshape(-1, oh, ow, oc)
         s_in, bank = s_out, 1 - bank
     prog = Program(descs, g_plus, g_minus, np.concatenate(scales), np.concatenate(biases), names,

@@ -19,7 +19,7 @@ import numpy as np
 from aoncim.config import AonCimConfig
 from aoncim.model.snapshot import (CALIB_READS, CalibRead, CalibReference, alpha_from, bias_from, drift_reads,
                                    offset_reads, reference_from, reference_reads)
-from aoncim.program import DESCRIPTOR_FIELDS, OP_MVM, LayerDescriptor, Program
+from aoncim.program import DESCRIPTOR_FIELDS, LayerDescriptor, Op, Program
 from aoncim.regmap import (ACT_PACK_CODES, CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR,
                            IRQ_PAUSED, ST_DONE, ST_ERROR, AddressMap, ErrorCode, Reg, Region, can_pack_act)
 
@@ -210,7 +210,7 @@ class AonCimDriver:
         `width` entries (`measure` writes them), so each output is the ADC code (summed over tiles)."""
         c = self.cfg
         return LayerDescriptor(
-            opcode=OP_MVM, in_bits=d.in_bits, out_bits=d.out_bits, stride=d.k_w if reads > 1 else 1, pad=0,
+            opcode=Op.MVM.value, in_bits=d.in_bits, out_bits=d.out_bits, stride=d.k_w if reads > 1 else 1, pad=0,
             relu=0, to_out=1, in_bank=0, out_bank=0, shift=0, in_h=d.k_h, in_w=reads * d.k_w, in_c=d.in_c,
             k_h=d.k_h, k_w=d.k_w, out_h=1, out_w=reads, out_c=width, k_rows=d.k_rows, row0=d.row0,
             col0=d.col0 + col_lo, param_base=c.param_depth - width, in_base=0, out_base=0)

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 
 from aoncim.config import AonCimConfig
-from aoncim.program import DESC_WORDS, OP_MAXPOOL, LayerDescriptor, Program, ProgramError
+from aoncim.program import DESC_WORDS, LayerDescriptor, Program, ProgramError
 
 MAGIC = b"AONCIMG\0"
 VERSION = 3  # 2: ALPHA section; 3: optional CALIB section
@@ -26,7 +26,7 @@ _ENTRY = struct.Struct("<III")
 
 
 class Section(enum.IntEnum):
-    CONFIG = 1       # JSON of the AonCimConfig the image targets
+    CONFIG = 1       # JSON of the chip fields of the AonCimConfig the image targets (chip_dict)
     DESCRIPTORS = 2  # u32 words, DESC_WORDS per layer
     NAMES = 3        # JSON list of layer names
     PP_SCALE = 4     # i32 per channel
@@ -54,7 +54,9 @@ def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
         for g in (prog.g_plus, prog.g_minus):
             gcode.append(np.ascontiguousarray(g[r0 : r0 + nr, c0 : c0 + nc], dtype="<u2").tobytes())
     sections = {
-        Section.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True).encode(),
+        # Only the chip fields: the image is a chip artifact; PCM device physics (DEVICE_FIELDS)
+        # neither changes its bytes nor its header hash.
+        Section.CONFIG: json.dumps(cfg.chip_dict(), sort_keys=True).encode(),
         Section.DESCRIPTORS: np.array([w for d in prog.layers for w in d.pack()], dtype="<u4").tobytes(),
         Section.NAMES: json.dumps(prog.names).encode(),
         Section.PP_SCALE: np.asarray(prog.pp_scale, dtype="<i4").tobytes(),
@@ -79,7 +81,9 @@ def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
 def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, AonCimConfig]:
     """Parse and validate an image; returns the program and the config it targets.
 
-    With `cfg`, the image must target exactly that config (same hash)."""
+    The image carries only the chip fields; the returned config has the default device fields
+    (config.DEVICE_FIELDS). With `cfg`, the image must target exactly that chip (same config_hash)
+    and `cfg` itself, with its device fields, is returned."""
     n = len(blob)
     if n < _HEADER.size + 4:
         raise ImageError(f"image is {n} bytes, shorter than the {_HEADER.size + 4}-byte header and CRC")
@@ -193,7 +197,7 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
     if len(scale) > c.param_depth:
         raise ImageError(f"PP_SCALE/PP_BIAS hold {len(scale)} entries, more than param_depth {c.param_depth}")
     for i, d in enumerate(layers):
-        if d.opcode != OP_MAXPOOL and d.param_base + d.out_c > len(scale):
+        if d.op.uses_params and d.param_base + d.out_c > len(scale):
             raise ImageError(f"layer {i} ({prog.layer_name(i)}) uses post-processing entries {d.param_base}.."
                              f"{d.param_base + d.out_c - 1}; PP_SCALE/PP_BIAS hold {len(scale)}")
     # Backstop: the reader accepts exactly the bytes the writer produces for what it parsed, so no
@@ -207,7 +211,30 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
                    "the header or section table" if at < where[0][0] else "the CRC")
         raise ImageError(f"image differs from the canonical encoding of its content at byte {at} (in {sec}): "
                          "it was not written by this aoncim's write_image; recompile the model")
-    return prog, c
+    return prog, c if cfg is None else cfg
+
+
+def section_table(blob: bytes) -> list[tuple[Section, int, int]]:
+    """The section table of an image as (section, offset, length) in table order, offsets from
+    the image start. Checks only what reading the table needs (size, magic, version, count, known
+    ids) and raises ImageError otherwise; `read_image` validates the whole image."""
+    n = len(blob)
+    if n < _HEADER.size + 4:
+        raise ImageError(f"image is {n} bytes, shorter than the {_HEADER.size + 4}-byte header and CRC")
+    magic, version, _, _, count = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise ImageError(f"bad magic {magic!r} at offset 0: not an aoncim program image")
+    if version != VERSION:
+        raise ImageError(f"image format version {version}, this reader understands {VERSION}: recompile the model")
+    if not 1 <= count <= len(Section) or _HEADER.size + _ENTRY.size * count > n - 4:
+        raise ImageError(f"section count {count} is invalid for a {n}-byte image")
+    table = []
+    for k in range(count):
+        sid, off, length = _ENTRY.unpack_from(blob, _HEADER.size + _ENTRY.size * k)
+        if sid not in Section._value2member_map_:
+            raise ImageError(f"section table entry {k}: unknown section id {sid}")
+        table.append((Section(sid), off, length))
+    return table
 
 
 def _rect_offset(prog: Program, i: int) -> int:

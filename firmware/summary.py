@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aoncim.config import AonCimConfig
-from aoncim.program import OPCODES, OP_MAXPOOL, Program
+from aoncim.program import Op, Program
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,12 @@ def layer_summaries(prog: Program, cfg: AonCimConfig) -> list[LayerSummary]:
     alphas = prog.alphas(cfg)
     out = []
     for i, d in enumerate(prog.layers):
-        uses_params = d.opcode != OP_MAXPOOL  # max pooling passes codes through, no post-processing
+        op = Op.known().get(d.opcode)
+        uses_params = op is None or d.op.uses_params  # max pooling passes codes through, no post-processing
         lo, hi = d.param_base, d.param_base + d.out_c
         sc, bi = prog.pp_scale[lo:hi], prog.pp_bias[lo:hi]
         out.append(LayerSummary(
-            index=i, name=prog.layer_name(i), op=OPCODES.get(d.opcode, f"?{d.opcode}"),
+            index=i, name=prog.layer_name(i), op=op or f"?{d.opcode}",
             shape=f"{d.in_h}x{d.in_w}x{d.in_c}->{d.out_h}x{d.out_w}x{d.out_c}",
             kernel=f"{d.k_h}x{d.k_w} s{d.stride} p{d.pad}",
             bits=f"{d.in_bits}->{d.out_bits}" + (" out" if d.to_out else ""),
@@ -79,7 +80,7 @@ def utilisation(prog: Program, cfg: AonCimConfig) -> Utilisation:
 def real_scale(prog: Program, i: int) -> tuple[float, float] | None:
     """Min and max of layer i's effective multiplier scale_c / 2**shift (alpha = 1.0)."""
     d = prog.layers[i]
-    if d.opcode == OP_MAXPOOL:
+    if not d.op.uses_params:
         return None
     s = np.asarray(prog.pp_scale[d.param_base : d.param_base + d.out_c], dtype=np.float64) / 2.0**d.shift
     return float(s.min()), float(s.max())

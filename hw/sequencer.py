@@ -29,14 +29,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
-from aoncim.program import DESC_BITS, DESCRIPTOR_FIELDS, OP_AVGPOOL, OP_MAXPOOL, OP_MVM
+from aoncim.program import DESC_BITS, DESCRIPTOR_FIELDS, Op
 from aoncim.regmap import ErrorCode
+from aoncim.schedule import LAYER_END
 
 from .pool import PoolUnit
 from .postproc import pp_addr_bits, pp_code_bits
-
-LAYER_START = 3  # FETCH, DECODE, CHECK
-LAYER_END = 3    # the last post-processed value lands in its memory before the next layer reads
 
 
 def descriptor_layout() -> data.StructLayout:
@@ -106,7 +104,7 @@ class LayerSequencer(wiring.Component):
         # finishes an MVM.
         mvm = Signal(32)
         noise_mvm = Signal(32)
-        is_mvm, is_max, is_avg = d.opcode == OP_MVM, d.opcode == OP_MAXPOOL, d.opcode == OP_AVGPOOL
+        is_mvm, is_max, is_avg = d.opcode == Op.MVM, d.opcode == Op.MAXPOOL, d.opcode == Op.AVGPOOL
         fields = dict(DESCRIPTOR_FIELDS)
         k_rows_bits = fields["k_rows"]
         dim_bits = fields["in_c"]           # a size or channel count of the descriptor

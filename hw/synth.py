@@ -334,7 +334,7 @@ def synthesise_chip(cfg: AonCimConfig, workdir: Path) -> SynthReport:
     macro = blackbox_rtlil(ARRAY_MACRO, boxes[0].macro_ports)
     report = synthesise_rtlil(text, TOP_NAME, workdir, sources={"blackboxes.il": macro}, components=components)
     report.elaborate_s = time.perf_counter() - t0 - report.yosys_s
-    report.config, report.config_hash = cfg.to_dict(), cfg.config_hash
+    report.config, report.config_hash = cfg.chip_dict(), cfg.config_hash  # cached by design_key: chip fields
     report.memory_list = memories
     return report
 

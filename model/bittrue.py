@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from aoncim.config import AonCimConfig
-from aoncim.program import OP_MAXPOOL, LayerDescriptor, Program
+from aoncim.program import LayerDescriptor, Program
 
 _M32 = np.uint64(0xFFFFFFFF)
 
@@ -191,7 +191,7 @@ class BitTrueExecutor:
 
     def _pool(self, x: torch.Tensor, d: LayerDescriptor, alpha: int) -> LayerTrace:
         win = pool_windows(x, d)
-        if d.opcode == OP_MAXPOOL:
+        if d.op.keeps_bits:  # max pooling: the codes pass through
             return LayerTrace(win.amax(-1))
         scale, bias = self._params(d)
         return LayerTrace(self.pp(win.sum(-1), scale, bias, d, alpha))

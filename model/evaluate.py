@@ -23,10 +23,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from aoncim.config import AonCimConfig
-from aoncim.firmware.compiler import compile_network, quantise_input
+from aoncim.firmware.compiler import quantise_input
 
 from .analog import analog_layers, calibrate_offsets, set_analog_mode
 from .bittrue import BitTrueExecutor
+from .flows import compile_trained, programmed_chip
 from .hwa import accuracy
 from .snapshot import ProgrammedArray, compensated
 
@@ -88,11 +89,9 @@ def evaluate(fp_model: nn.Module, hwa_model: nn.Module, cfg: AonCimConfig, x: to
             layer.in_bits = bits
         calibrate_offsets(model, calib)
         if bit_true:
-            set_analog_mode(model, "ideal")
-            prog = compile_network(model, cfg, calib, act_bits=bits)
+            prog = compile_trained(model, cfg, calib, bits)
             q = quantise_input(xb, bits)
-            arrays = [ProgrammedArray(prog, cfg, seed=s) for s in range(seeds)]
-            refs = [a.at(1.0, read_seed=10_000 + s) for s, a in enumerate(arrays)]  # read after programming
+            arrays, refs = zip(*(programmed_chip(prog, cfg, s) for s in range(seeds)))  # + read after programming
         for tkey, t in times.items():
             for comp in (True, False):
                 accs = []

@@ -1,8 +1,8 @@
 """What a sequential network costs on the AON-CiM chip, and whether it fits, before compiling it.
 
-`analog_footprint(net, input_shape, cfg)` walks a flat network the way `firmware.compiler` lowers
-it (Conv2d/Linear -> one MVM layer on the array; BatchNorm2d and ReLU fold into the layer before;
-pooling -> a digital layer; Flatten is free) and reports, per chip layer: the array rectangle
+`analog_footprint(net, input_shape, cfg)` lowers a flat network with the compiler's own lowering
+(`firmware.compiler.lower_network`: Conv2d/Linear -> one MVM layer on the array; BatchNorm and ReLU
+fold into the layer before; pooling -> a digital layer; Flatten, Dropout and Identity are free) and reports, per chip layer: the array rectangle
 (rows = k_h*k_w*C_in, cols = C_out), its placement, the output tensor H x W x C, the parameter
 count and the number of MVMs (one per output position). It raises `FootprintError`, one line naming
 the layer, for anything the chip described by `cfg` cannot hold: a module type the compiler does not
@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from aoncim.config import AonCimConfig
+from aoncim.firmware.compiler import CompileError, lower_network
 from aoncim.firmware.placement import PlacementError, place_rectangles
-
-MVM_KINDS = ("conv", "linear")
+from aoncim.program import Op
 
 
 class FootprintError(ValueError):
@@ -34,7 +34,8 @@ class LayerFootprint:
     """One chip layer: an MVM on the array (conv/linear) or a digital pooling step."""
 
     name: str                        # "<leaf index>:<module type>", as firmware.compiler names layers
-    kind: str                        # "conv" | "linear" | "maxpool" | "avgpool"
+    kind: str                        # "conv" | "linear" | "maxpool" | "avgpool", for reports
+    op: Op
     kernel: tuple[int, int]
     stride: int
     pad: int
@@ -43,13 +44,13 @@ class LayerFootprint:
     rows: int = 0                    # array rows k_h*k_w*C_in; 0 for pooling
     cols: int = 0                    # array columns C_out; 0 for pooling
     params: int = 0                  # trainable parameters, folded batch norm included
-    fused: tuple[str, ...] = ()      # modules folded into this layer (BatchNorm2d, ReLU)
+    fused: tuple[str, ...] = ()      # modules folded into this layer (BatchNorm, ReLU)
     place: tuple[int, int] | None = None  # (row0, col0) on the array; None for pooling
     tiles: int = 1                   # row tiles (contract step 12) when rows > the array's rows
 
     @property
     def is_mvm(self) -> bool:
-        return self.kind in MVM_KINDS
+        return self.op.uses_array
 
     @property
     def mvms(self) -> int:
@@ -110,7 +111,7 @@ class Footprint:
     @property
     def pp_channels(self) -> int:
         """Post-processing (scale, bias) entries: one per output channel of each MVM or avgpool layer."""
-        return sum(L.out_shape[2] for L in self.layers if L.kind != "maxpool")
+        return sum(L.out_shape[2] for L in self.layers if L.op.uses_params)
 
     def table(self) -> str:
         """Markdown table of the layers, as docs/analognets.md shows them."""
@@ -141,13 +142,13 @@ def analog_footprint(net: nn.Module, input_shape: tuple[int, int, int], cfg: Aon
     entries cfg.param_depth, if the network output exceeds cfg.out_depth, or (check_sram) if an
     activation tensor exceeds cfg.act_depth.
     """
-    layers = [replace(L, tiles=-(-L.rows // cfg.rows)) if L.is_mvm else L for L in _walk(net, input_shape)]
+    layers = [replace(L, tiles=-(-L.rows // cfg.rows)) if L.is_mvm else L for L in _layers(net, input_shape)]
     for L in layers:
         if L.is_mvm and L.tiles * L.cols > cfg.cols:
             tiled = f" ({L.tiles} row tiles for its {L.rows} rows)" if L.tiles > 1 else ""
             raise FootprintError(f"layer {L.name}: needs {L.tiles * L.cols} columns (C_out{tiled}) > array columns "
                                  f"{cfg.cols}; use fewer output channels{' or fan-in' if tiled else ''}")
-        if L.kind == "avgpool" and L.kernel[0] * L.kernel[1] * cfg.dac_max >= 1 << cfg.pool_sum_bits:
+        if L.op is Op.AVGPOOL and L.kernel[0] * L.kernel[1] * cfg.dac_max >= 1 << cfg.pool_sum_bits:
             raise FootprintError(f"layer {L.name}: {L.kernel[0]}x{L.kernel[1]} average-pooling window sum exceeds "
                                  f"pool_sum_bits={cfg.pool_sum_bits}; pool earlier or use a smaller window")
     if len(layers) > cfg.max_layers:
@@ -177,87 +178,19 @@ def analog_footprint(net: nn.Module, input_shape: tuple[int, int, int], cfg: Aon
     return Footprint(tuple(layers), tuple(input_shape), (cfg.rows, cfg.cols))
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters(recurse=False))
-
-
-def _walk(net: nn.Module, input_shape: tuple[int, int, int]) -> list[LayerFootprint]:
-    """Leaf modules -> chip layers, with shapes; raises FootprintError on a module the chip cannot run."""
+def _layers(net: nn.Module, input_shape: tuple[int, int, int]) -> list[LayerFootprint]:
+    """The compiler's lowering (firmware.compiler.lower_network) as footprints; its CompileError,
+    one line naming the layer, becomes a FootprintError with the same message."""
     if len(input_shape) != 3:
         raise FootprintError(f"input_shape {input_shape} must be (C, H, W)")
-    c, h, w = input_shape
-    flat = False
-    layers: list[LayerFootprint] = []
-    leaves = [m for m in net.modules() if not list(m.children())]
-    for i, m in enumerate(leaves):
-        name = f"{i}:{type(m).__name__}"
-        if isinstance(m, nn.Conv2d):
-            k, st, pd = _pair(m.kernel_size), _pair(m.stride), m.padding
-            if m.groups != 1:
-                raise FootprintError(f"layer {name}: groups={m.groups}; the array needs standard convolutions "
-                                     "(groups=1), depthwise layers waste rows and signal")
-            if isinstance(pd, str) or _pair(pd)[0] != _pair(pd)[1] or st[0] != st[1] or \
-                    _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
-                raise FootprintError(f"layer {name}: needs dilation 1, zero padding and equal integer stride and "
-                                     "padding in both dimensions")
-            if flat:
-                raise FootprintError(f"layer {name}: Conv2d after Flatten; convolutions must come before Flatten")
-            if m.in_channels != c:
-                raise FootprintError(f"layer {name}: expects {m.in_channels} input channels, gets {c}")
-            pd = _pair(pd)[0]
-            oh, ow = (h + 2 * pd - k[0]) // st[0] + 1, (w + 2 * pd - k[1]) // st[0] + 1
-            if oh < 1 or ow < 1:
-                raise FootprintError(f"layer {name}: kernel {k} larger than its padded {h}x{w} input")
-            layers.append(LayerFootprint(name, "conv", k, st[0], pd, (h, w, c), (oh, ow, m.out_channels),
-                                         rows=k[0] * k[1] * c, cols=m.out_channels, params=_n_params(m)))
-            h, w, c = oh, ow, m.out_channels
-        elif isinstance(m, nn.Linear):
-            if m.in_features != c * h * w:
-                raise FootprintError(f"layer {name}: expects {m.in_features} inputs, gets {c}x{h}x{w}={c * h * w}; "
-                                     "put Flatten (or global average pooling) before it")
-            # A fully connected layer is a convolution whose kernel covers the whole input.
-            layers.append(LayerFootprint(name, "linear", (h, w), 1, 0, (h, w, c), (1, 1, m.out_features),
-                                         rows=m.in_features, cols=m.out_features, params=_n_params(m)))
-            h, w, c, flat = 1, 1, m.out_features, True
-        elif isinstance(m, (nn.BatchNorm2d, nn.ReLU)):
-            what = type(m).__name__
-            prev = layers[-1] if layers else None
-            if prev is None or not prev.is_mvm or (what == "BatchNorm2d" and "ReLU" in prev.fused):
-                raise FootprintError(f"layer {name}: {what} must follow a Conv2d/Linear (BatchNorm2d before ReLU) "
-                                     "to fold into its post-processing")
-            if what == "BatchNorm2d" and m.num_features != c:
-                raise FootprintError(f"layer {name}: BatchNorm2d of {m.num_features} channels after {c}")
-            layers[-1] = _fused(prev, what, _n_params(m))
-        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            k = _pair(m.kernel_size)
-            st = _pair(m.stride if m.stride is not None else m.kernel_size)
-            if st != k or _pair(m.padding) != (0, 0) or m.ceil_mode or \
-                    (isinstance(m, nn.MaxPool2d) and _pair(m.dilation) != (1, 1)):
-                raise FootprintError(f"layer {name}: pooling needs kernel == stride, padding 0, ceil_mode False")
-            oh, ow = (h - k[0]) // st[0] + 1, (w - k[1]) // st[1] + 1
-            if oh < 1 or ow < 1:
-                raise FootprintError(f"layer {name}: pooling window {k} larger than its {h}x{w} input")
-            kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
-            layers.append(LayerFootprint(name, kind, k, st[0], 0, (h, w, c), (oh, ow, c)))
-            h, w = oh, ow
-        elif isinstance(m, nn.AdaptiveAvgPool2d):
-            if _pair(m.output_size) != (1, 1):
-                raise FootprintError(f"layer {name}: only global average pooling, AdaptiveAvgPool2d(1), is supported")
-            layers.append(LayerFootprint(name, "avgpool", (h, w), 1, 0, (h, w, c), (1, 1, c)))
-            h, w = 1, 1
-        elif isinstance(m, nn.Flatten):
-            flat = True
-        else:
-            raise FootprintError(f"layer {name}: unsupported module; use Conv2d, BatchNorm2d, ReLU, MaxPool2d/AvgPool2d, "
-                                 "AdaptiveAvgPool2d(1), Flatten, Linear")
-    if not layers or not layers[-1].is_mvm:
-        raise FootprintError("the network must end with a Conv2d/Linear layer (its signed outputs are the result)")
-    return layers
-
-
-def _fused(L: LayerFootprint, what: str, params: int) -> LayerFootprint:
-    return replace(L, fused=L.fused + (what,), params=L.params + params)
+    try:
+        lowered = lower_network(net, tuple(input_shape))
+    except CompileError as e:
+        raise FootprintError(str(e)) from None
+    out = []
+    for L in lowered:
+        (oh, ow), oc = L.out_hw, L.out_c
+        rows, cols = L.weight.shape if L.op.uses_array else (0, 0)
+        out.append(LayerFootprint(L.name, L.label, L.op, L.k, L.stride, L.pad, L.in_shape, (oh, ow, oc),
+                                  rows=rows, cols=cols, params=L.params, fused=L.fused))
+    return out

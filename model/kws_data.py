@@ -20,14 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+# The class names, splits and file name live in kws_classes (shared with kws_synth); re-exported.
+from .kws_classes import CLASS_NAMES, KEYWORDS, SILENCE, SPLITS, SYNTH_FILE, UNKNOWN  # noqa: F401
 from .mfcc import CLIP_SAMPLES, SAMPLE_RATE, MfccFrontEnd
 
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE = "_silence_"
-UNKNOWN = "_unknown_"
-CLASS_NAMES = (SILENCE, UNKNOWN) + KEYWORDS
-SPLITS = ("train", "val", "test")
-SYNTH_FILE = "kws_synth.npz"
 BACKGROUND_DIR = "_background_noise_"
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .kws_data import CLASS_NAMES, SPLITS, SYNTH_FILE
+from .kws_classes import CLASS_NAMES, SPLITS, SYNTH_FILE
 from .mfcc import CLIP_SAMPLES, SAMPLE_RATE, MfccFrontEnd
 
 VERSION = 1

@@ -20,8 +20,8 @@ from functools import lru_cache
 import numpy as np
 
 from aoncim.config import AonCimConfig
-from aoncim.hw.sequencer import LAYER_END, LAYER_START
 from aoncim.program import LayerDescriptor, Program
+from aoncim.schedule import LAYER_END, LAYER_START
 
 
 def _slots(cfg: AonCimConfig, c0: int, n: int) -> list[tuple[int, int]]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aoncim.config import AonCimConfig
-from aoncim.program import DESC_BITS, OP_AVGPOOL, OP_MAXPOOL, Program
+from aoncim.program import DESC_BITS, Op, Program
 
 from .area import AreaReport, estimate
 from .tech import DEFAULT_TECH, Technology, TechnologyError, load_technology  # noqa: F401 (re-exported)
@@ -178,9 +178,9 @@ def _pool_energy(cfg: AonCimConfig, prog: Program, i: int, tech: Technology) -> 
     out_w = cfg.out_bits if d.to_out else cfg.dac_bits
     e["sram"] = (n_out * window * cfg.dac_bits * tech.sram_read_j_per_bit + n_out * out_w * tech.sram_write_j_per_bit
                  + DESC_BITS * tech.sram_read_j_per_bit)
-    acc_bits = d.in_bits if d.opcode == OP_MAXPOOL else cfg.pool_sum_bits
+    acc_bits = d.in_bits if d.op.keeps_bits else cfg.pool_sum_bits
     e["digital"] = n_out * window * tech.add_j_per_bit * (acc_bits + cfg.act_addr_bits)
-    if d.opcode == OP_AVGPOOL:
+    if d.op.uses_params:  # average pooling: the window sum goes through post-processing
         e["sram"] += n_out * (cfg.pp_scale_bits + cfg.pp_bias_bits) * tech.sram_read_j_per_bit
         e["digital"] += n_out * _postproc_j(cfg, tech, cfg.pool_sum_bits + 1)
     return e
@@ -205,8 +205,7 @@ def energy_report(cfg: AonCimConfig, prog: Program, tech: Technology = DEFAULT_T
         e["control"] = cyc * per_cycle
         e["static"] = cyc * tech.t_clk_s * leak_w
         macs = d.positions * d.k_rows * d.out_c if d.is_mvm else 0
-        layers.append(LayerEnergy(i, prog.layer_name(i), "mvm" if d.is_mvm else ("maxpool" if d.opcode == OP_MAXPOOL
-                                  else "avgpool"), macs, d.mvms(cfg.rows), cyc, layer_array_cycles(cfg, d), e))
+        layers.append(LayerEnergy(i, prog.layer_name(i), d.op.label, macs, d.mvms(cfg.rows), cyc, layer_array_cycles(cfg, d), e))
     bits = prog.layers[0].in_bits if prog.layers else 0
     return EnergyReport(layers, tech.clock_hz, bits, area)
 

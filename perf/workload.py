@@ -1,5 +1,5 @@
 """The shipped AnalogNets as the performance tools use them: compiled for a config at an activation
-precision (as `aoncim compile` and model/evaluate.py do), and the bit-true accuracy of a
+precision (model/flows.py, as `aoncim compile` and model/evaluate.py do), and the bit-true accuracy of a
 simulated PCM chip after drift with the host's compensation (model/evaluate.py's
 `bit_true_accuracy`, on a small sample).
 
@@ -15,9 +15,6 @@ import torch
 
 from aoncim.config import AonCimConfig
 from aoncim.program import Program
-
-REFERENCE_T_S = 1.0           # the host's reference read right after programming (model/evaluate.py)
-REFERENCE_READ_SEED = 10_000  # + chip seed: that read's noise (model/evaluate.py)
 
 
 @lru_cache(maxsize=4)
@@ -36,18 +33,15 @@ def task_data(name: str, calib_samples: int | None = None) -> tuple[torch.Tensor
 def compile_task(name: str, cfg: AonCimConfig, act_bits: int = 8, calib_samples: int | None = None) -> Program:
     """The shipped checkpoint of `name` compiled for `cfg` with `act_bits` activations. Raises the
     compiler's one-line CompileError when the network does not fit the config."""
-    from aoncim.firmware.compiler import CompileError, compile_network
-    from aoncim.model.analog import analog_layers, set_analog_mode
+    from aoncim.firmware.compiler import CompileError
+    from aoncim.model.flows import compile_trained
     from aoncim.model.tasks import get_task, load_checkpoint
 
     if act_bits not in cfg.act_bits_supported:
         raise CompileError(f"act_bits={act_bits} not supported; choose one of {cfg.act_bits_supported}")
     _, _, calib = task_data(name, calib_samples)
     _, hwa, _, _ = load_checkpoint(get_task(name), None, cfg)
-    for _, layer in analog_layers(hwa):
-        layer.in_bits = act_bits
-    set_analog_mode(hwa, "ideal")  # the compiler reads the trained weights and input ranges
-    return compile_network(hwa, cfg, calib, act_bits=act_bits)
+    return compile_trained(hwa, cfg, calib, act_bits)
 
 
 def drift_accuracy(name: str, prog: Program, cfg: AonCimConfig, times_s: list[float], samples: int = 256,
@@ -57,7 +51,7 @@ def drift_accuracy(name: str, prog: Program, cfg: AonCimConfig, times_s: list[fl
     biases) when `compensate`: model/evaluate.py's bit-true mode."""
     from aoncim.firmware.compiler import quantise_input
     from aoncim.model.evaluate import bit_true_accuracy
-    from aoncim.model.snapshot import ProgrammedArray
+    from aoncim.model.flows import programmed_chip
 
     x, y, _ = task_data(name)
     if samples < 1:
@@ -66,7 +60,6 @@ def drift_accuracy(name: str, prog: Program, cfg: AonCimConfig, times_s: list[fl
         raise ValueError(f"chips={chips}: need at least one simulated chip")
     q = quantise_input(x[:samples], prog.layers[0].in_bits)
     yb = y[:samples]
-    arrays = [ProgrammedArray(prog, cfg, seed=s) for s in range(chips)]
-    refs = [a.at(REFERENCE_T_S, read_seed=REFERENCE_READ_SEED + s) for s, a in enumerate(arrays)]
+    arrays, refs = zip(*(programmed_chip(prog, cfg, s) for s in range(chips)))
     return [float(np.mean([bit_true_accuracy(arrays[s], refs[s], cfg, q, yb, t, s, compensate)
                            for s in range(chips)])) for t in times_s]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, LayerDescriptor
+from aoncim.program import LayerDescriptor, Op
 
 KINDS = ("conv", "linear", "maxpool", "avgpool", "global-avgpool")
 STRIDES = (1, 2)
@@ -35,12 +35,12 @@ _instances = itertools.count()
 
 def layer_kind(d: LayerDescriptor) -> str:
     whole = (d.k_h, d.k_w) == (d.in_h, d.in_w) and d.pad == 0
-    if d.opcode == OP_MVM:
+    if d.opcode == Op.MVM.value:
         return "linear" if whole else "conv"
-    if d.opcode == OP_AVGPOOL:
+    if d.opcode == Op.AVGPOOL.value:
         return "global-avgpool" if whole else "avgpool"
-    if d.opcode == OP_MAXPOOL:
-        return "maxpool"
+    if d.opcode == Op.MAXPOOL.value:
+        return Op.MAXPOOL.label
     raise ValueError(f"opcode {d.opcode} has no coverage kind")
 
 

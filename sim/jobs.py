@@ -9,11 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from aoncim.config import AonCimConfig
+from aoncim.model.flows import drifted_chip  # noqa: F401  (the drifted chip for run_cosim, re-exported)
 from aoncim.model.tasks import CALIB_SAMPLES
 from aoncim.program import Program
-
-REFERENCE_T_S = 1.0     # the host's reference read right after programming (as model/evaluate.py)
-REFERENCE_READ_SEED = 10_000  # + chip seed: that read's noise (as model/evaluate.py)
 
 
 @dataclass
@@ -29,8 +27,8 @@ def analognet_job(name: str, cfg: AonCimConfig, n: int, seed: int, act_bits: int
                   calib_samples: int = CALIB_SAMPLES) -> AnalogNetJob:
     """The shipped checkpoint of task `name` ("kws", "vww") compiled at `act_bits` for `cfg`, and
     `n` test inputs picked by `seed`, with read-noise seeds."""
-    from aoncim.firmware.compiler import compile_network, quantise_input
-    from aoncim.model.analog import analog_layers, set_analog_mode
+    from aoncim.firmware.compiler import quantise_input
+    from aoncim.model.flows import compile_trained
     from aoncim.model.tasks import get_task, load_checkpoint
 
     task = get_task(name)
@@ -39,28 +37,12 @@ def analognet_job(name: str, cfg: AonCimConfig, n: int, seed: int, act_bits: int
     if not 1 <= n <= len(x):
         raise ValueError(f"--inputs {n}: the {task.title} test set has {len(x)} samples")
     calib = scaler(task.load("train")[0][:calib_samples])
-    for _, layer in analog_layers(hwa):
-        layer.in_bits = act_bits
-    set_analog_mode(hwa, "ideal")  # the compiler reads the trained weights and input ranges
-    prog = compile_network(hwa, cfg, calib, act_bits=act_bits)
+    prog = compile_trained(hwa, cfg, calib, act_bits)
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(x), n, replace=False))
     inputs = list(quantise_input(scaler(x[pick]), act_bits))
     seeds = [int(s) for s in rng.integers(0, 2**32, n)]
     return AnalogNetJob(task.title, prog, inputs, seeds, y[pick].numpy())
-
-
-def drifted_chip(prog: Program, cfg: AonCimConfig, chip_seed: int, t_inf: float,
-                 reference_t: float = REFERENCE_T_S, reference_read_seed: int = REFERENCE_READ_SEED
-                 ) -> tuple[Program, dict]:
-    """Program `prog` on simulated PCM chip `chip_seed`: (the conductance snapshot read at
-    `t_inf`, the calibration for run_cosim: the reference read right after programming, the
-    compiled target and the seed of the calibration reads' noise)."""
-    from aoncim.model.snapshot import ProgrammedArray
-
-    arr = ProgrammedArray(prog, cfg, chip_seed)
-    reference = arr.at(reference_t, read_seed=reference_read_seed + chip_seed)
-    return arr.at(t_inf, read_seed=chip_seed), {"reference": reference, "target": prog, "seed": chip_seed}
 
 
 def small_conv_job(cfg: AonCimConfig, act_bits: int = 8, n: int = 3, seed: int = 0

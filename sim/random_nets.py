@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from aoncim.config import AonCimConfig
-from aoncim.program import OP_MAXPOOL, Program, ProgramError
+from aoncim.program import Program, ProgramError
 
 # Small rows so that row tiling (fan-in > rows) is the rule; one Verilator build serves every case:
 # programs, inputs and descriptors are loaded over the bus.
@@ -171,7 +171,7 @@ def _relocate_rects(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) 
 
 def _relocate_params(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Program | None:
     """The post-processing blocks in a random order with random gaps of junk between them."""
-    users = [i for i, d in enumerate(prog.layers) if d.opcode != OP_MAXPOOL]
+    users = [i for i, d in enumerate(prog.layers) if d.op.uses_params]
     need = sum(prog.layers[i].out_c for i in users)
     spare = cfg.param_depth - need
     if spare < 0:
@@ -222,9 +222,9 @@ def _mixed_precision(prog: Program, cfg: AonCimConfig, rng: np.random.Generator,
     layers = list(prog.layers)
     bits = int(rng.choice(BITS))
     for i, d in enumerate(layers):
-        out = bits if d.opcode == OP_MAXPOOL or d.to_out else int(rng.choice(BITS))
+        out = bits if d.op.keeps_bits or d.to_out else int(rng.choice(BITS))
         shift = d.shift
-        if d.opcode != OP_MAXPOOL and not d.to_out:
+        if not d.op.keeps_bits and not d.to_out:
             shift = int(np.clip(shift + compiled_bits - out, 0, cfg.pp_shift_max))
         layers[i] = dataclasses.replace(d, in_bits=bits, out_bits=out if not d.to_out else d.out_bits, shift=shift)
         bits = out

@@ -7,7 +7,7 @@ from torch import nn
 from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import CompileError, compile_network, quantise_input
 from aoncim.model.bittrue import BitTrueExecutor
-from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM
+from aoncim.program import Op
 
 CFG = AonCimConfig(read_noise_lsb=0.0)
 
@@ -30,8 +30,8 @@ def bn_pool_net(seed=0):
 
 def test_lowering_emits_pool_layers_and_folds_batch_norm():
     prog = compile_network(bn_pool_net(), CFG, torch.rand(64, 1, 16, 16))
-    ops = [d.opcode for d in prog.layers]
-    assert ops == [OP_MVM, OP_MAXPOOL, OP_MVM, OP_AVGPOOL, OP_MVM, OP_AVGPOOL, OP_MVM]
+    ops = [d.op for d in prog.layers]
+    assert ops == [Op.MVM, Op.MAXPOOL, Op.MVM, Op.AVGPOOL, Op.MVM, Op.AVGPOOL, Op.MVM]
     gap = prog.layers[5]
     assert (gap.k_h, gap.k_w, gap.out_h, gap.out_w) == (4, 4, 1, 1)
     assert prog.mvms == 16 * 16 + 8 * 8 + 4 * 4 + 1
@@ -103,7 +103,7 @@ def test_alpha_is_an_exact_fixed_point_gain():
     code = torch.as_tensor(rng.integers(-127, 128, 500))
     scale = torch.as_tensor(rng.integers(-2**15, 2**15, 500))
     bias = torch.as_tensor(rng.integers(-2**20, 2**20, 500))
-    base = dict(opcode=OP_MVM, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=1, in_bank=0, out_bank=1,
+    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=1, in_bank=0, out_bank=1,
                 in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=1, row0=0, col0=0,
                 param_base=0, in_base=0, out_base=0)
     for shift in (0, 1, 9, 20):

@@ -16,7 +16,7 @@ from torch import nn
 from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import compile_network
 from aoncim.perf.cycles import inference_cycles
-from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, ProgramError
+from aoncim.program import Op, ProgramError
 from aoncim.regmap import ST_BUSY, ST_ERROR, ErrorCode
 from aoncim.sim.runner import golden_outputs, run_cosim
 from test_tiling import tiled_net
@@ -37,8 +37,8 @@ def pool_net(seed=0):
 
 def pool_job(act_bits, n, seed):
     prog = compile_network(pool_net(seed), CFG, torch.rand(32, 2, 8, 8), act_bits=act_bits)
-    assert [d.opcode for d in prog.layers] == [OP_MVM, OP_MAXPOOL, OP_MAXPOOL, OP_MVM, OP_AVGPOOL, OP_MVM,
-                                               OP_AVGPOOL, OP_MVM]
+    assert [d.op for d in prog.layers] == [Op.MVM, Op.MAXPOOL, Op.MAXPOOL, Op.MVM, Op.AVGPOOL, Op.MVM,
+                                           Op.AVGPOOL, Op.MVM]
     assert (prog.layers[6].k_h, prog.layers[6].out_h) == (2, 1)  # global average pooling
     rng = np.random.default_rng(seed)
     inputs = [rng.integers(0, 2**act_bits, IN_SHAPE) for _ in range(n)]

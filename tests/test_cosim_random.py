@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from aoncim.program import OP_AVGPOOL, OP_MAXPOOL, OP_MVM, LayerDescriptor
+from aoncim.program import LayerDescriptor, Op
 from aoncim.sim import coverage as cov
 from aoncim.sim import runner
 from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
@@ -71,7 +71,7 @@ def test_random_cases_cover_every_sequencer_bin():
 
 def test_coverage_bins_and_merge():
     def desc(**kw):
-        base = dict(opcode=OP_MVM, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0, out_bank=1,
+        base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0, out_bank=1,
                     shift=0, in_h=4, in_w=4, in_c=8, k_h=3, k_w=3, out_h=2, out_w=2, out_c=4, k_rows=72, row0=0,
                     col0=0, param_base=0, in_base=0, out_base=0)
         return LayerDescriptor(**{**base, **kw})
@@ -80,8 +80,8 @@ def test_coverage_bins_and_merge():
     assert cov.layer_point(desc(k_h=4, k_w=4, out_h=1, out_w=1, k_rows=128, in_bits=4), 256) == \
         ("linear", 1, "pad=0", "T=1", 4)
     pool = dict(k_rows=0, out_c=8, k_h=2, k_w=2)
-    assert cov.layer_point(desc(opcode=OP_MAXPOOL, stride=2, **pool), 32) == ("maxpool", 2, "pad=0", "T=1", 8)
-    assert cov.layer_point(desc(opcode=OP_AVGPOOL, k_h=4, k_w=4, out_h=1, out_w=1, k_rows=0, out_c=8), 32)[0] == \
+    assert cov.layer_point(desc(opcode=Op.MAXPOOL.value, stride=2, **pool), 32) == ("maxpool", 2, "pad=0", "T=1", 8)
+    assert cov.layer_point(desc(opcode=Op.AVGPOOL.value, k_h=4, k_w=4, out_h=1, out_w=1, k_rows=0, out_c=8), 32)[0] == \
         "global-avgpool"
     assert not cov.legal(("maxpool", 1, "pad>0", "T=1", 8)) and not cov.legal(("linear", 2, "pad=0", "T=1", 8))
     c = cov.SequencerCoverage(32)

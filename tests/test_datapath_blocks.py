@@ -9,7 +9,7 @@ from aoncim.hw.adc import AdcLane
 from aoncim.hw.postproc import PostProcessor
 from aoncim.hw.read_noise import ReadNoiseSource
 from aoncim.model.bittrue import AdcTransfer, PostProcessing, ReadNoise
-from aoncim.program import OP_MVM, LayerDescriptor
+from aoncim.program import LayerDescriptor, Op
 
 CFG = AonCimConfig()
 
@@ -60,7 +60,7 @@ def test_adc_lane_matches_model(bits):
 
 
 def _desc(**kw):
-    base = dict(opcode=OP_MVM, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0, out_bank=1,
+    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0, out_bank=1,
                 shift=8, in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=1, row0=0,
                 col0=0, param_base=0, in_base=0, out_base=0)
     base.update(kw)

@@ -71,7 +71,7 @@ def test_compile_errors_are_one_line(tmp_path):
     assert not (tmp_path / "x.aonc").exists()
     one_error_line(run("compile", KWS, "-o", tmp_path / "x.aonc", "--act-bits", 5), "--act-bits 5")
     one_error_line(run("compile", KWS, "-o", tmp_path / "x.aonc", "--seed", 2), "--time")
-    one_error_line(run("compile", KWS, "-o", tmp_path / "x.aonc", "--time", -1), "t_inf")
+    one_error_line(run("compile", KWS, "-o", tmp_path / "x.aonc", "--time", -1), "'--time'", code=2)
     one_error_line(run("compile", tmp_path / "none.pt", "-o", tmp_path / "x.aonc"), "not found")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")

@@ -51,10 +51,10 @@ def test_html_report(tmp_path):
     assert f"{r.energy.energy_j * 1e9:.2f}" in text
 
 
-@pytest.mark.parametrize("args,match", [
-    (("--act-bits", "5"), "--act-bits 5"),
-    (("--times", "1s,2d"), "--times"),
-    (("--samples", "0"), "--samples"),
+@pytest.mark.parametrize("args,match,code", [
+    (("--act-bits", "5"), "--act-bits 5", 1),
+    (("--times", "1s,2d"), "--times", 1),
+    (("--samples", "0"), "'--samples': 0 is not in the range", 2),  # refused while parsing
 ])
-def test_bad_options_are_one_line(tmp_path, args, match):
-    one_error_line(invoke("report", "kws", *args, "-o", tmp_path / "r"), match)
+def test_bad_options_are_one_line(tmp_path, args, match, code):
+    one_error_line(invoke("report", "kws", *args, "-o", tmp_path / "r"), match, code)
