@@ -78,12 +78,8 @@ def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, AonCimConfig]:
-    """Parse and validate an image; returns the program and the config it targets.
-
-    The image carries only the chip fields; the returned config has the default device fields
-    (config.DEVICE_FIELDS). With `cfg`, the image must target exactly that chip (same config_hash)
-    and `cfg` itself, with its device fields, is returned."""
+def _header(blob: bytes) -> tuple[int, int, int]:
+    """(reserved, config hash, section count) of an image whose size, magic and version are right."""
     n = len(blob)
     if n < _HEADER.size + 4:
         raise ImageError(f"image is {n} bytes, shorter than the {_HEADER.size + 4}-byte header and CRC")
@@ -92,6 +88,17 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
         raise ImageError(f"bad magic {magic!r} at offset 0: not an aoncim program image")
     if version != VERSION:
         raise ImageError(f"image format version {version}, this reader understands {VERSION}: recompile the model")
+    return reserved, chash, count
+
+
+def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, AonCimConfig]:
+    """Parse and validate an image; returns the program and the config it targets.
+
+    The image carries only the chip fields; the returned config has the default device fields
+    (config.DEVICE_FIELDS). With `cfg`, the image must target exactly that chip (same config_hash)
+    and `cfg` itself, with its device fields, is returned."""
+    n = len(blob)
+    reserved, chash, count = _header(blob)
     (crc,) = struct.unpack_from("<I", blob, n - 4)
     if zlib.crc32(blob[: n - 4]) != crc:
         raise ImageError(f"CRC-32 mismatch (stored {crc:#010x}): the image is corrupted or truncated")
@@ -219,13 +226,7 @@ def section_table(blob: bytes) -> list[tuple[Section, int, int]]:
     the image start. Checks only what reading the table needs (size, magic, version, count, known
     ids) and raises ImageError otherwise; `read_image` validates the whole image."""
     n = len(blob)
-    if n < _HEADER.size + 4:
-        raise ImageError(f"image is {n} bytes, shorter than the {_HEADER.size + 4}-byte header and CRC")
-    magic, version, _, _, count = _HEADER.unpack_from(blob)
-    if magic != MAGIC:
-        raise ImageError(f"bad magic {magic!r} at offset 0: not an aoncim program image")
-    if version != VERSION:
-        raise ImageError(f"image format version {version}, this reader understands {VERSION}: recompile the model")
+    _, _, count = _header(blob)
     if not 1 <= count <= len(Section) or _HEADER.size + _ENTRY.size * count > n - 4:
         raise ImageError(f"section count {count} is invalid for a {n}-byte image")
     table = []
