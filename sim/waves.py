@@ -174,45 +174,13 @@ def read_vcd_vars(path: Path) -> list[TraceVar]:
 
 
 def _lz4_block_decompress(src: bytes, size: int) -> bytes:
-    """LZ4 block format (the FST hierarchy block's compression), in Python: the hierarchy is
-    small, and reading a dump must not need liblz4."""
-    out = bytearray()
-    i, n = 0, len(src)
-    while i < n:
-        token = src[i]
-        i += 1
-        lit = token >> 4
-        if lit == 15:
-            while True:
-                b = src[i]
-                i += 1
-                lit += b
-                if b != 255:
-                    break
-        out += src[i : i + lit]
-        i += lit
-        if i >= n:
-            break
-        off = src[i] | (src[i + 1] << 8)
-        i += 2
-        ml = token & 15
-        if ml == 15:
-            while True:
-                b = src[i]
-                i += 1
-                ml += b
-                if b != 255:
-                    break
-        ml += 4
-        start = len(out) - off
-        if off >= ml:
-            out += out[start : start + ml]
-        else:  # overlapping copy: a run
-            for k in range(ml):
-                out.append(out[start + k])
-    if len(out) != size:
-        raise ValueError(f"corrupt FST hierarchy: {len(out)} bytes, expected {size}")
-    return bytes(out)
+    """LZ4 block format (the FST hierarchy block's compression), through the `lz4` package."""
+    import lz4.block
+
+    try:
+        return lz4.block.decompress(src, uncompressed_size=size)
+    except lz4.block.LZ4BlockError as e:
+        raise ValueError(f"corrupt FST hierarchy ({e})") from None
 
 
 def _leb128(buf: bytes, i: int) -> tuple[int, int]:
