@@ -19,28 +19,31 @@ when loading and post-processing keep up (perf/cycles.py has the exact count).
 A pooling layer uses the same beats with two stages over (position, group of load_lanes channels):
 R reads the group's window, one wide read per window element, into load_lanes pooling units; S
 feeds the previous group's results one per cycle to post-processing (max pooling passes through).
-"""
-import operator
-from functools import reduce
 
-from amaranth import Array, Module, Mux, Signal, signed, unsigned
+Composition: this block keeps the layer FSM, the beat control and stages A, P and S; its stages
+with a contract of their own are components, each tested alone against its golden-model twin:
+  `DescriptorCheck`  (desc_check.py) the CHECK state's ErrorCode of a latched descriptor
+                     (tests/test_desc_check_stage.py);
+  `Im2colWalker`     (im2col.py) stage L/R's positions, MVMs / pooling groups and activation
+                     reads, streamed over an `ActReadSignature` (tests/test_im2col_stage.py);
+  `PoolBank`         (pool_bank.py) stage R's pooling units and result halves, fed over a
+                     `PoolWindowSignature` (tests/test_pool_bank_stage.py).
+"""
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
-from aoncim.program import DESC_BITS, DESCRIPTOR_FIELDS, Op
+from aoncim.program import DESCRIPTOR_FIELDS, Op
 from aoncim.regmap import ErrorCode
 from aoncim.schedule import LAYER_END
 
-from .pool import PoolUnit
+from .desc_check import DescriptorCheck
+from .descriptor import descriptor_layout, dim_bits
+from .im2col import Im2colWalker
+from .pool_bank import PoolBank, PoolWindowSignature
 from .postproc import pp_addr_bits, pp_code_bits
-
-
-def descriptor_layout() -> data.StructLayout:
-    fields = dict(DESCRIPTOR_FIELDS)
-    fields["_pad"] = DESC_BITS - sum(fields.values())
-    return data.StructLayout(fields)
 
 
 class LayerSequencer(wiring.Component):
@@ -105,116 +108,59 @@ class LayerSequencer(wiring.Component):
         mvm = Signal(32)
         noise_mvm = Signal(32)
         is_mvm, is_max, is_avg = d.opcode == Op.MVM, d.opcode == Op.MAXPOOL, d.opcode == Op.AVGPOOL
-        fields = dict(DESCRIPTOR_FIELDS)
-        k_rows_bits = fields["k_rows"]
-        dim_bits = fields["in_c"]           # a size or channel count of the descriptor
-        assert all(fields[f] == dim_bits for f in ("in_h", "in_w", "k_h", "k_w", "out_h", "out_w", "out_c"))
-        # Signed address arithmetic (padding reaches below the map): in_base + iy * in_w * in_c + ...
-        addr = signed(max(c.act_addr_bits, fields["in_base"]) + 3 * dim_bits + 3)
+        db = dim_bits()
+        k_rows_bits = dict(DESCRIPTOR_FIELDS)["k_rows"]
         n_tiles = Signal(max(1, k_rows_bits - c.row_bits + 1))
-        seg_len, row_len = Signal(2 * dim_bits), Signal(2 * dim_bits)
-        m.d.comb += [
-            # Row tiles (contract step 12): ceil(k_rows / rows), a shift because rows is a power of two.
-            n_tiles.eq((d.k_rows + (c.rows - 1)) >> c.row_bits),
-            # A kernel row's (kx, c) codes are one contiguous run of the HWC activation memory.
-            seg_len.eq(d.k_w * d.in_c), row_len.eq(d.in_w * d.in_c),
-        ]
+        # Row tiles (contract step 12): ceil(k_rows / rows), a shift because rows is a power of two.
+        m.d.comb += n_tiles.eq((d.k_rows + (c.rows - 1)) >> c.row_bits)
 
         # ---------------------------------------------------------------- beat control
         # Stage L (pooling: R) works on MVM k, A on k-1, P (pooling: S) on k-2. `*_on`: the stage
-        # has work this beat; `*_fin`: it has finished it; `*_last`: this cycle is its last.
-        l_on, a_on, p_on = Signal(), Signal(), Signal()
-        l_fin, a_fin, p_fin = Signal(), Signal(), Signal()
+        # has work this beat; `*_fin`: it has finished it; `*_last`: this cycle is its last. Stage
+        # L/R's own state (position, MVM / group, reads) is the walker's: l_on is `walk.active`,
+        # and it has work left this beat while `walk.read.valid`.
+        m.submodules.walk = walk = Im2colWalker(c)
+        a_on, p_on = Signal(), Signal()
+        a_fin, p_fin = Signal(), Signal()
         l_last, a_last, p_last = Signal(), Signal(), Signal()
+        l_on = walk.active
+        l_par = Signal()                # DAC-register bank / pooling-result half of stage L/R's MVM
         running = Signal()
         beat_end = Signal()
-        m.d.comb += beat_end.eq(running & (~l_on | l_fin | l_last) & (~a_on | a_fin | a_last) &
+        m.d.comb += beat_end.eq(running & (~walk.read.valid | l_last) & (~a_on | a_fin | a_last) &
                                 (~p_on | p_fin | p_last))
-
-        # Stage L/R position: output (oy, ox), its input window's corner (iy0, ix0), output address.
-        oy, ox = Signal(dim_bits), Signal(dim_bits)
-        iy0, ix0 = Signal(signed(dim_bits + 2)), Signal(signed(dim_bits + 2))
-        pos_base = Signal(self.pp_addr.shape())
-        last_pos = Signal()
-        m.d.comb += last_pos.eq((ox == d.out_w - 1) & (oy == d.out_h - 1))
-
-        def next_position():
-            m.d.sync += pos_base.eq(pos_base + d.out_c)
-            with m.If(ox == d.out_w - 1):
-                m.d.sync += [ox.eq(0), ix0.eq(-d.pad)]
-                with m.If(oy != d.out_h - 1):
-                    m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
-            with m.Else():
-                m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.stride)]
+        m.d.comb += [
+            walk.desc.eq(d),
+            # Stage L/R takes one read a cycle while it has any; the last ends its part of the beat.
+            walk.read.take.eq(running & walk.read.valid),
+            l_last.eq(walk.read.take & walk.read.last),
+            walk.next.eq(beat_end),
+            self.act_raddr.eq(walk.read.addr),
+        ]
+        pos_base = walk.out_base
 
         # ---------------------------------------------------------------- stage L: load
-        ky, kx = Signal(dim_bits), Signal(dim_bits)
-        off = Signal(2 * dim_bits)      # code within the kernel row's run
-        r = Signal(k_rows_bits)         # im2col row of the position
-        rl = Signal(range(c.rows))      # row within the current row tile
-        l_tile, l_tcol0, l_par = Signal(range(c.max_row_tiles)), Signal(range(c.cols)), Signal()
-        l_posdone = Signal()
-        iy = Signal(signed(dim_bits + 2))
-        row_lo, seg_a = Signal(addr), Signal(addr)
-        m.d.comb += [
-            iy.eq(iy0 + ky),
-            row_lo.eq(d.in_base + iy * row_len),
-            seg_a.eq(row_lo + ix0 * d.in_c + off),
-        ]
-        # This cycle's run: n = min(W, rest of the kernel row, rest of the row tile) codes.
-        seg_left, n1, n = Signal(2 * dim_bits), Signal(range(W + 1)), Signal(range(W + 1))
-        tile_left = Signal(range(c.rows + 1))
-        m.d.comb += [
-            seg_left.eq(seg_len - off), tile_left.eq(c.rows - rl),
-            n1.eq(Mux(seg_left < W, seg_left, W)), n.eq(Mux(tile_left < n1, tile_left, n1)),
-        ]
-        # Lanes inside the map; the others (zero padding, past the run) load code 0.
-        lane_ok, lane_ok_q = Signal(W), Signal(W)
-        iy_in = (iy >= 0) & (iy < d.in_h)
-        for j in range(W):
-            m.d.comb += lane_ok[j].eq((n > j) & iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len))
-        m.d.sync += lane_ok_q.eq(lane_ok)
+        # The read data of a run arrive a cycle after its address; so do its lanes' in-map flags.
+        # Lanes outside the map (zero padding) or past the run load code 0.
+        lane_ok_q = Signal(W)
+        m.d.sync += lane_ok_q.eq(walk.read.lanes)
         for j in range(W):
             m.d.comb += self.load_x[j].eq(Mux(lane_ok_q[j], self.act_rdata[j], 0))
-        seg_end, pos_end, mvm_end = Signal(), Signal(), Signal()
         m.d.comb += [
-            seg_end.eq(seg_left == n),
-            pos_end.eq(r + n == d.k_rows),
-            mvm_end.eq(pos_end | (rl + n == c.rows)),
-            self.load_row.eq(d.row0 + rl), self.load_first.eq(rl == 0), self.load_bank.eq(l_par),
+            self.load_valid.eq(is_mvm & walk.read.take),
+            self.load_row.eq(walk.read.row), self.load_first.eq(walk.read.first), self.load_bank.eq(l_par),
         ]
-        posdone_now = Mux(l_fin, l_posdone, pos_end)
 
         # ---------------------------------------------------------------- stage R: pooling reads
-        goff = Signal(dim_bits)         # first channel of the group
-        grp_left, n_grp = Signal(dim_bits + 1), Signal(range(W + 1))
-        last_grp = Signal()
-        pool_a = Signal(addr)
-        m.d.comb += [
-            grp_left.eq(d.in_c - goff), n_grp.eq(Mux(grp_left < W, grp_left, W)),
-            last_grp.eq(grp_left <= W),
-            pool_a.eq(row_lo + (ix0 + kx) * d.in_c + goff),
-            self.act_raddr.eq(Mux(is_mvm, seg_a, pool_a)[:c.act_addr_bits]),
-        ]
-        pv_q, pfirst_q, plast_q, ppar_q = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += pv_q.eq(0)
-        win_last = Signal()
-        m.d.comb += win_last.eq((ky == d.k_h - 1) & (kx == d.k_w - 1))
-        pres = [[Signal(c.pool_sum_bits, name=f"pool_res{b}_{j}") for j in range(W)] for b in range(2)]
-        for j in range(W):
-            unit = PoolUnit(c)
-            m.submodules[f"pool{j}"] = unit
-            m.d.comb += [
-                unit.sum.eq(is_avg), unit.in_valid.eq(pv_q), unit.in_first.eq(pfirst_q),
-                unit.in_last.eq(plast_q), unit.in_x.eq(self.act_rdata[j]),
-            ]
-            with m.If(unit.out_valid):
-                for b in range(2):
-                    with m.If(ppar_q == b):
-                        m.d.sync += pres[b][j].eq(unit.out_value)
+        # A window element reaches the pooling units with its read data, a cycle after the read.
+        m.submodules.pool = pool = PoolBank(c)
+        pool_win = PoolWindowSignature(c).create(path=("pool_win",))
+        wiring.connect(m, pool_win, pool.win)
+        m.d.sync += pool_win.valid.eq(0)
+        m.d.comb += [pool.sum.eq(is_avg), pool_win.x.eq(self.act_rdata)]
 
         # ---------------------------------------------------------------- stage A: array
-        a_tcol0, a_par, a_tile = Signal(range(c.cols)), Signal(), Signal.like(l_tile)
+        a_tcol0, a_par, a_tile = Signal(range(c.cols)), Signal(), Signal.like(walk.tile)
         a_pos_base = Signal.like(pos_base)
         pwm = Signal(c.dac_bits + 1)
         a_conv = Signal()
@@ -239,9 +185,9 @@ class LayerSequencer(wiring.Component):
         # ---------------------------------------------------------------- stage P: post-processing
         Q = c.pp_lanes
         q_log2 = (Q - 1).bit_length()
-        p_tcol0, p_par, p_tile = Signal(range(c.cols)), Signal(), Signal.like(l_tile)
+        p_tcol0, p_par, p_tile = Signal(range(c.cols)), Signal(), Signal.like(walk.tile)
         p_pos_base = Signal.like(pos_base)
-        pc = Signal(dim_bits)           # first channel of this cycle's Q (a multiple of Q)
+        pc = Signal(db)           # first channel of this cycle's Q (a multiple of Q)
         p_col = Signal(range(2 * c.cols))
         p_slot = Signal(range(2 * n_slots))
         m.d.comb += [p_col.eq(p_tcol0 + pc), p_slot.eq(p_col >> n_log2)]
@@ -258,7 +204,7 @@ class LayerSequencer(wiring.Component):
         acc_r = tile_acc.read_port(transparent_for=(acc_w,))
         m.d.comb += acc_r.addr.eq(pc >> q_log2)
         pq_valid, pq_first, pq_last = Signal(Q), Signal(), Signal()
-        pq_lane0, pq_ch, pq_addr = Signal(range(c.n_adcs)), Signal(dim_bits), Signal.like(pos_base)
+        pq_lane0, pq_ch, pq_addr = Signal(range(c.n_adcs)), Signal(db), Signal.like(pos_base)
         m.d.sync += pq_valid.eq(0)
         codes2 = Signal(data.ArrayLayout(signed(c.adc_bits), 2 * c.n_adcs))
         m.d.comb += [codes2.as_value()[:len(cb_r.data.as_value())].eq(cb_r.data.as_value()),
@@ -279,11 +225,12 @@ class LayerSequencer(wiring.Component):
             m.d.comb += p_lanes_ok[q].eq(pc + q < d.out_c)
 
         # ---------------------------------------------------------------- stage S: pooling results
-        s_goff, s_n = Signal.like(goff), Signal.like(n_grp)
+        s_goff, s_n = Signal.like(walk.c0), Signal.like(walk.n)
         sc = Signal(range(W + 1))       # 0: the results land; then Q channels a cycle
         s_lane = Signal(range(W + Q))   # first channel of the cycle within the group
         s_steps = Signal(range(W + 1))
-        m.d.comb += [s_lane.eq((sc - 1) << q_log2), s_steps.eq((s_n + (Q - 1)) >> q_log2)]
+        m.d.comb += [s_lane.eq((sc - 1) << q_log2), s_steps.eq((s_n + (Q - 1)) >> q_log2),
+                     pool.rd_half.eq(p_par)]
         with m.If(is_mvm):
             m.d.comb += self.param_addr.eq(d.param_base + pq_ch)
         with m.Else():
@@ -298,38 +245,9 @@ class LayerSequencer(wiring.Component):
         ]
 
         # Descriptor checks (docs/architecture.md, "Host address map"): evaluated in CHECK from the
-        # latched descriptor, reported in ErrorCode order so the lowest failing code wins.
-        bits_ok = [reduce(operator.or_, [b == v for v in c.act_bits_supported]) for b in (d.in_bits, d.out_bits)]
-
-        def dim_ok(out, inp, k):
-            # out == (inp + 2*pad - k) // stride + 1, without a divider: span >= k and
-            # (out-1)*stride <= span - k < out*stride.
-            span = inp + 2 * d.pad
-            return (span >= k) & (out * d.stride + k <= span + d.stride) & (out * d.stride + k > span)
-
-        in_end = d.in_base + d.in_h * d.in_w * d.in_c
-        out_end = d.out_base + d.out_h * d.out_w * d.out_c
-        max_code = (1 << d.in_bits) - 1
-        checks = [
-            (ErrorCode.BAD_OPCODE, ~(is_mvm | is_max | is_avg)),
-            (ErrorCode.BAD_BITS, ~(bits_ok[0] & bits_ok[1])),
-            (ErrorCode.ZERO_SIZE, (d.stride == 0) | (d.k_h == 0) | (d.k_w == 0) | (d.in_h == 0) | (d.in_w == 0) |
-             (d.in_c == 0) | (d.out_h == 0) | (d.out_w == 0) | (d.out_c == 0)),
-            (ErrorCode.BAD_GEOMETRY, ~dim_ok(d.out_h, d.in_h, d.k_h) | ~dim_ok(d.out_w, d.in_w, d.k_w) |
-             (is_mvm & (d.k_rows != d.k_h * d.k_w * d.in_c))),
-            (ErrorCode.ARRAY_ROWS, is_mvm & (d.row0 + Mux(d.k_rows > c.rows, c.rows, d.k_rows) > c.rows)),
-            (ErrorCode.ARRAY_COLS, is_mvm & (d.col0 + n_tiles * d.out_c > c.cols)),
-            (ErrorCode.BAD_POOL, ~is_mvm & ((d.k_rows != 0) | (d.row0 != 0) | (d.col0 != 0) | (d.out_c != d.in_c) |
-                                            (d.pad != 0) | (is_max & ((d.out_bits != d.in_bits) | d.to_out)))),
-            (ErrorCode.POOL_SUM, ~is_mvm & (d.k_h * d.k_w * max_code >= (1 << c.pool_sum_bits))),
-            (ErrorCode.PARAM_RANGE, d.param_base + d.out_c > c.param_depth),
-            (ErrorCode.BAD_SHIFT, d.shift > c.pp_shift_max),
-            (ErrorCode.IN_RANGE, in_end > c.act_depth),
-            (ErrorCode.OUT_RANGE, out_end > Mux(d.to_out, c.out_depth, c.act_depth)),
-            (ErrorCode.ACT_OVERLAP, ~d.to_out & (d.in_bank == d.out_bank) & (out_end > d.in_base) &
-             (in_end > d.out_base)),
-        ]
-        assert [code for code, _ in checks] == sorted(code for code, _ in checks)
+        # latched descriptor.
+        m.submodules.check = check = DescriptorCheck(c)
+        m.d.comb += check.desc.eq(d)
 
         busy = Signal()
         paused = Signal()
@@ -339,15 +257,13 @@ class LayerSequencer(wiring.Component):
         with m.If(busy & ~paused):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        def fail(code: ErrorCode):
+        def fail(code):
             m.d.sync += [self.error.eq(1), self.error_code.eq(code), self.ev_error.eq(1), busy.eq(0)]
             m.next = "IDLE"
 
         def end_of_layer():
             m.d.sync += drain.eq(LAYER_END - 1)
             m.next = "LAYER_END"
-
-        pres_arr = Array(Array(row) for row in pres)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -370,34 +286,20 @@ class LayerSequencer(wiring.Component):
                 m.d.sync += [d.eq(self.prog_data), alpha.eq(self.alpha)]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                for i, (code, bad) in enumerate(checks):
-                    with (m.If if i == 0 else m.Elif)(bad):
-                        fail(code)
+                with m.If(check.error):
+                    fail(check.code)
                 with m.Else():
+                    m.d.comb += walk.start.eq(1)
                     m.d.sync += [
-                        oy.eq(0), ox.eq(0), iy0.eq(-d.pad), ix0.eq(-d.pad), pos_base.eq(d.out_base),
-                        ky.eq(0), kx.eq(0), off.eq(0), r.eq(0), rl.eq(0), goff.eq(0),
-                        l_tile.eq(0), l_tcol0.eq(d.col0), l_par.eq(0),
-                        l_on.eq(1), a_on.eq(0), p_on.eq(0), l_fin.eq(0), a_fin.eq(0), p_fin.eq(0),
+                        l_par.eq(0), a_on.eq(0), p_on.eq(0), a_fin.eq(0), p_fin.eq(0),
                         pwm.eq(0), a_conv.eq(0), pc.eq(0), sc.eq(0),
                     ]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
                 with m.If(is_mvm):
-                    with m.If(l_on & ~l_fin):
-                        # L: one run of up to W im2col rows per cycle into DAC bank l_par.
-                        m.d.comb += [self.load_valid.eq(1), l_last.eq(mvm_end)]
-                        m.d.sync += [r.eq(r + n), rl.eq(rl + n)]
-                        with m.If(seg_end):
-                            m.d.sync += [off.eq(0), ky.eq(ky + 1)]
-                        with m.Else():
-                            m.d.sync += off.eq(off + n)
-                        with m.If(mvm_end):
-                            # The im2col counters run on into the next tile's rows, or restart.
-                            m.d.sync += [l_fin.eq(1), l_posdone.eq(pos_end), rl.eq(0)]
-                            with m.If(pos_end):
-                                m.d.sync += [ky.eq(0), off.eq(0), r.eq(0)]
+                    # L: one run of up to W im2col rows per cycle into DAC bank l_par (the walker
+                    # takes it, above).
                     with m.If(a_on & ~a_fin):
                         # A: the analog integration window of 2**in_bits cycles, then the slots.
                         with m.If(~a_conv):
@@ -421,39 +323,24 @@ class LayerSequencer(wiring.Component):
                             m.d.sync += p_fin.eq(1)
                     with m.If(beat_end):
                         m.d.sync += [
-                            l_fin.eq(0), a_fin.eq(0), p_fin.eq(0), pwm.eq(0), a_conv.eq(0), pc.eq(0),
-                            a_on.eq(l_on), a_tcol0.eq(l_tcol0), a_par.eq(l_par), a_tile.eq(l_tile),
+                            a_fin.eq(0), p_fin.eq(0), pwm.eq(0), a_conv.eq(0), pc.eq(0),
+                            a_on.eq(l_on), a_tcol0.eq(walk.tcol0), a_par.eq(l_par), a_tile.eq(walk.tile),
                             a_pos_base.eq(pos_base),
                             p_on.eq(a_on), p_tcol0.eq(a_tcol0), p_par.eq(a_par), p_tile.eq(a_tile),
                             p_pos_base.eq(a_pos_base),
                         ]
                         with m.If(a_on):
                             m.d.sync += [mvm.eq(mvm + 1), noise_mvm.eq(noise_mvm + 1)]
+                        # The walker moves on to the next MVM (walk.next).
                         with m.If(l_on):
                             m.d.sync += l_par.eq(~l_par)
-                            with m.If(posdone_now):
-                                m.d.sync += [l_tile.eq(0), l_tcol0.eq(d.col0)]
-                                next_position()
-                                with m.If(last_pos):
-                                    m.d.sync += l_on.eq(0)
-                            with m.Else():
-                                m.d.sync += [l_tile.eq(l_tile + 1), l_tcol0.eq(l_tcol0 + d.out_c)]
                         with m.If(~l_on & ~a_on):
                             end_of_layer()
                 with m.Else():
-                    with m.If(l_on & ~l_fin):
+                    with m.If(walk.read.take):
                         # R: one window element of W channels per cycle, (ky, kx) innermost.
-                        m.d.comb += l_last.eq(win_last)
-                        m.d.sync += [pv_q.eq(1), pfirst_q.eq((ky == 0) & (kx == 0)), plast_q.eq(win_last),
-                                     ppar_q.eq(l_par)]
-                        with m.If(kx != d.k_w - 1):
-                            m.d.sync += kx.eq(kx + 1)
-                        with m.Else():
-                            m.d.sync += kx.eq(0)
-                            with m.If(ky != d.k_h - 1):
-                                m.d.sync += ky.eq(ky + 1)
-                            with m.Else():
-                                m.d.sync += [ky.eq(0), l_fin.eq(1)]
+                        m.d.sync += [pool_win.valid.eq(1), pool_win.first.eq(walk.read.first),
+                                     pool_win.last.eq(walk.read.last), pool_win.half.eq(l_par)]
                     with m.If(p_on & ~p_fin):
                         # S: cycle 0 lets the group's results land; then one channel per cycle.
                         m.d.comb += p_last.eq(sc == s_steps)
@@ -462,22 +349,16 @@ class LayerSequencer(wiring.Component):
                             m.d.sync += pp_addr.eq(p_pos_base + s_goff + s_lane)
                             for q in range(Q):
                                 m.d.sync += [pp_valid[q].eq(s_lane + q < s_n),
-                                             pp_code[q].eq(pres_arr[p_par][(s_lane + q)[:max(1, (W - 1).bit_length())]
-                                                                          if W > 1 else 0])]
+                                             pp_code[q].eq(pool.result[(s_lane + q)[:max(1, (W - 1).bit_length())]
+                                                               if W > 1 else 0])]
                         with m.If(sc == s_steps):
                             m.d.sync += p_fin.eq(1)
                     with m.If(beat_end):
-                        m.d.sync += [l_fin.eq(0), p_fin.eq(0), sc.eq(0), p_on.eq(l_on), s_goff.eq(goff),
-                                     s_n.eq(n_grp), p_pos_base.eq(pos_base), p_par.eq(l_par)]
+                        m.d.sync += [p_fin.eq(0), sc.eq(0), p_on.eq(l_on), s_goff.eq(walk.c0),
+                                     s_n.eq(walk.n), p_pos_base.eq(pos_base), p_par.eq(l_par)]
+                        # The walker moves on to the next group (walk.next).
                         with m.If(l_on):
                             m.d.sync += l_par.eq(~l_par)
-                            with m.If(last_grp):
-                                m.d.sync += goff.eq(0)
-                                next_position()
-                                with m.If(last_pos):
-                                    m.d.sync += l_on.eq(0)
-                            with m.Else():
-                                m.d.sync += goff.eq(goff + W)
                         with m.Else():
                             end_of_layer()
             with m.State("LAYER_END"):

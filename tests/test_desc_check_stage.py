@@ -1,0 +1,150 @@
+"""The CHECK state's descriptor validation (hw/desc_check.py `DescriptorCheck`) on its own, in the
+Amaranth simulator: every ErrorCode it can raise, on targeted and random corrupted descriptors,
+against per-code Python predicates written like `LayerDescriptor.check` (and consistent with it:
+a descriptor is accepted exactly when `LayerDescriptor.check` accepts it).
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from aoncim.config import AonCimConfig
+from aoncim.hw.desc_check import DescriptorCheck
+from aoncim.program import DESCRIPTOR_FIELDS, LayerDescriptor, Op, ProgramError
+from aoncim.regmap import ErrorCode as E
+
+CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128)
+FIELD_BITS = dict(DESCRIPTOR_FIELDS)
+# Raised by the sequencer for the run, not for one descriptor.
+RUN_CODES = {E.NONE, E.NO_LAYERS, E.TOO_MANY_LAYERS}
+
+
+def want_code(cfg: AonCimConfig, d: LayerDescriptor) -> E:
+    """The lowest ErrorCode whose condition (regmap.ErrorCode's docstrings) `d` violates."""
+    mvm, mx = d.opcode == Op.MVM.value, d.opcode == Op.MAXPOOL.value
+    tiles = -(-d.k_rows // cfg.rows)
+    in_end = d.in_base + d.in_h * d.in_w * d.in_c
+    out_end = d.out_base + d.out_h * d.out_w * d.out_c
+    pred = [
+        (E.BAD_OPCODE, d.opcode not in {o.value for o in Op}),
+        (E.BAD_BITS, d.in_bits not in cfg.act_bits_supported or d.out_bits not in cfg.act_bits_supported),
+        (E.ZERO_SIZE, min(d.stride, d.k_h, d.k_w, d.in_h, d.in_w, d.in_c, d.out_h, d.out_w, d.out_c) == 0),
+        (E.BAD_GEOMETRY, lambda: d.out_h != (d.in_h + 2 * d.pad - d.k_h) // d.stride + 1 or
+                                 d.out_w != (d.in_w + 2 * d.pad - d.k_w) // d.stride + 1 or
+                                 (mvm and d.k_rows != d.k_h * d.k_w * d.in_c)),
+        (E.ARRAY_ROWS, mvm and d.row0 + min(d.k_rows, cfg.rows) > cfg.rows),
+        (E.ARRAY_COLS, mvm and d.col0 + tiles * d.out_c > cfg.cols),
+        (E.BAD_POOL, not mvm and (d.k_rows != 0 or d.row0 != 0 or d.col0 != 0 or d.out_c != d.in_c or d.pad != 0 or
+                                  (mx and (d.out_bits != d.in_bits or d.to_out)))),
+        (E.POOL_SUM, not mvm and d.k_h * d.k_w * ((1 << d.in_bits) - 1) >= 1 << cfg.pool_sum_bits),
+        (E.PARAM_RANGE, d.param_base + d.out_c > cfg.param_depth),
+        (E.BAD_SHIFT, d.shift > cfg.pp_shift_max),
+        (E.IN_RANGE, in_end > cfg.act_depth),
+        (E.OUT_RANGE, out_end > (cfg.out_depth if d.to_out else cfg.act_depth)),
+        (E.ACT_OVERLAP, not d.to_out and d.in_bank == d.out_bank and out_end > d.in_base and in_end > d.out_base),
+    ]
+    assert {code for code, _ in pred} == set(E) - RUN_CODES
+    for code, bad in pred:
+        if bad() if callable(bad) else bad:   # geometry divides by the stride: only after ZERO_SIZE
+            return code
+    return E.NONE
+
+
+def run_check(cfg: AonCimConfig, descs: list[LayerDescriptor]) -> list[tuple[int, int]]:
+    dut = DescriptorCheck(cfg)
+    sim = Simulator(dut)
+    got = []
+
+    async def tb(ctx):
+        for d in descs:
+            ctx.set(dut.desc.as_value(), sum(w << (32 * i) for i, w in enumerate(d.pack())))
+            got.append((ctx.get(dut.error), ctx.get(dut.code)))
+
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+CONV = LayerDescriptor(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=1, relu=0, to_out=0, in_bank=0,
+                       out_bank=1, shift=4, in_h=5, in_w=5, in_c=4, k_h=3, k_w=3, out_h=5, out_w=5, out_c=6,
+                       k_rows=36, row0=0, col0=3, param_base=10, in_base=7, out_base=0)
+POOL = LayerDescriptor(opcode=Op.MAXPOOL.value, in_bits=6, out_bits=6, stride=2, pad=0, relu=0, to_out=0,
+                       in_bank=1, out_bank=1, shift=0, in_h=6, in_w=6, in_c=5, k_h=2, k_w=2, out_h=3, out_w=3,
+                       out_c=5, k_rows=0, row0=0, col0=0, param_base=0, in_base=0, out_base=200)
+R = dataclasses.replace
+# One corruption per ErrorCode (the lowest failing code is the one named).
+TARGETED = {
+    E.BAD_OPCODE: [R(CONV, opcode=0), R(CONV, opcode=15), R(CONV, opcode=4, in_bits=3)],
+    E.BAD_BITS: [R(CONV, in_bits=5), R(CONV, out_bits=0), R(POOL, in_bits=2, out_bits=2)],
+    E.ZERO_SIZE: [R(CONV, stride=0), R(CONV, k_w=0), R(CONV, out_c=0), R(POOL, in_c=0, out_c=0)],
+    E.BAD_GEOMETRY: [R(CONV, out_h=4), R(CONV, out_w=6), R(CONV, k_rows=35), R(POOL, out_w=4),
+                     R(CONV, pad=0, k_h=8, k_rows=96, out_h=1)],
+    E.ARRAY_ROWS: [R(CONV, row0=1), R(CONV, in_c=1, k_rows=9, row0=24)],
+    E.ARRAY_COLS: [R(CONV, col0=59), R(CONV, in_c=8, k_rows=72, col0=47)],
+    E.BAD_POOL: [R(POOL, k_rows=1), R(POOL, col0=2), R(POOL, out_c=4), R(POOL, to_out=1), R(POOL, out_bits=8),
+                 R(POOL, opcode=Op.AVGPOOL.value, pad=1, out_h=4, out_w=4)],
+    E.POOL_SUM: [R(POOL, opcode=Op.AVGPOOL.value, in_bits=8, out_bits=8, k_h=16, k_w=17, in_h=16, in_w=17, out_h=1,
+                   out_w=1, stride=1, in_c=1, out_c=1)],
+    E.PARAM_RANGE: [R(CONV, param_base=123), R(POOL, param_base=124)],
+    E.BAD_SHIFT: [R(CONV, shift=CFG.pp_shift_max + 1), R(CONV, shift=63)],
+    E.IN_RANGE: [R(CONV, in_base=413), R(CONV, in_base=2**16 - 1)],
+    E.OUT_RANGE: [R(CONV, out_base=363), R(CONV, to_out=1, out_base=0), R(POOL, out_base=500)],
+    E.ACT_OVERLAP: [R(CONV, out_bank=0), R(POOL, in_base=30)],
+}
+
+
+def test_targeted_descriptors_raise_each_error_code():
+    assert set(TARGETED) == set(E) - RUN_CODES
+    descs = [CONV, POOL] + [d for ds in TARGETED.values() for d in ds]
+    wants = [E.NONE, E.NONE] + [code for code, ds in TARGETED.items() for _ in ds]
+    assert [want_code(CFG, d) for d in descs] == wants       # the predicates name the intended code
+    assert run_check(CFG, descs) == [(int(w != E.NONE), int(w)) for w in wants]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_corruptions_match_predicates_and_check(seed):
+    rng = np.random.default_rng(seed)
+    names = list(FIELD_BITS)
+    descs = []
+    for _ in range(400):
+        d = CONV if rng.random() < 0.6 else POOL
+        for _ in range(int(rng.integers(1, 4))):
+            f = names[int(rng.integers(len(names)))]
+            bits = FIELD_BITS[f]
+            # Near the old value (boundaries), small, or anywhere in the field.
+            v = [getattr(d, f) + int(rng.integers(-2, 3)), int(rng.integers(0, 8)),
+                 int(rng.integers(0, 1 << bits))][int(rng.integers(3))]
+            d = R(d, **{f: min(max(v, 0), (1 << bits) - 1)})
+        descs.append(d)
+    got = run_check(CFG, descs)
+    for d, (err, code) in zip(descs, got):
+        want = want_code(CFG, d)
+        assert (err, code) == (int(want != E.NONE), int(want)), d
+        try:
+            d.check(CFG)
+            accepted = True
+        except (ProgramError, ValueError):
+            accepted = False
+        assert accepted == (want == E.NONE), d
+    assert len({c for _, c in got}) >= 8    # the corruptions reach most codes
+
+
+def test_descriptors_at_the_limits_are_accepted():
+    """Each range check's boundary: exactly at the limit is legal (one past it is in TARGETED)."""
+    at_limit = [
+        R(CONV, shift=CFG.pp_shift_max),
+        R(CONV, param_base=CFG.param_depth - CONV.out_c),
+        R(CONV, in_base=CFG.act_depth - CONV.in_h * CONV.in_w * CONV.in_c),
+        R(CONV, out_base=CFG.act_depth - CONV.positions * CONV.out_c),
+        R(CONV, to_out=1, out_c=2, out_base=CFG.out_depth - CONV.positions * 2),
+        R(CONV, col0=CFG.cols - CONV.tiles(CFG.rows) * CONV.out_c),
+        R(CONV, in_c=1, k_rows=9, row0=CFG.rows - 9),
+        R(CONV, out_bank=0, in_base=CONV.positions * CONV.out_c),            # output ends where input starts
+        R(POOL, opcode=Op.AVGPOOL.value, in_bits=8, out_bits=8, k_h=16, k_w=16, in_h=16, in_w=16, out_h=1, out_w=1,
+          stride=1, in_c=1, out_c=1, out_bank=0),                             # window sum 256 * 255 < 2**16
+    ]
+    for d in at_limit:
+        d.check(CFG)
+        assert want_code(CFG, d) == E.NONE, d
+    assert run_check(CFG, at_limit) == [(0, int(E.NONE))] * len(at_limit)

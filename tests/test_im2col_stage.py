@@ -1,0 +1,224 @@
+"""Stage L/R's address generator (hw/im2col.py `Im2colWalker`) on its own, in the Amaranth
+simulator, against the golden model: the activation addresses it streams are those of
+`model.bittrue.im2col` (MVM layers) and `model.bittrue.pool_windows` (pooling layers) applied to a
+map whose every code is its own address, split into MVMs by `LayerDescriptor.tile_rects` and into
+runs as `perf.cycles.load_cycles` counts them.
+"""
+import numpy as np
+import pytest
+import torch
+from amaranth.sim import Simulator
+
+from aoncim.config import AonCimConfig
+from aoncim.hw.im2col import Im2colWalker
+from aoncim.model.bittrue import im2col, pool_windows
+from aoncim.perf.cycles import load_cycles
+from aoncim.program import LayerDescriptor, Op, ProgramError
+
+CONFIGS = {
+    # one load lane, few rows: many runs a kernel row, row tiles on small layers
+    "lanes1": AonCimConfig(rows=16, cols=64, n_adcs=8, load_lanes=1, pp_lanes=1, act_depth=512, out_depth=64,
+                           param_depth=128),
+    # as many lanes as the array has rows: a run ends at the tile's last row
+    "lanes32": AonCimConfig(rows=32, cols=64, n_adcs=8, load_lanes=32, pp_lanes=4, act_depth=512, out_depth=64,
+                            param_depth=128),
+    "default": AonCimConfig(),
+}
+
+
+def address_map(d: LayerDescriptor) -> torch.Tensor:
+    """(1, H, W, C) map whose code at (y, x, c) is its HWC activation address + 1 (0: padding)."""
+    n = d.in_h * d.in_w * d.in_c
+    return (torch.arange(n, dtype=torch.int64) + d.in_base + 1).reshape(1, d.in_h, d.in_w, d.in_c)
+
+
+def model_mvms(cfg: AonCimConfig, d: LayerDescriptor) -> list[dict]:
+    """Per MVM, in issue order: its tile, array column, output address, the activation address
+    each array row loads (rows absent: code 0, zero padding) and its number of load cycles."""
+    rows = im2col(address_map(d), d)[0]                         # (positions, k_rows)
+    cycles = load_cycles(cfg, d)
+    out = []
+    for p in range(d.positions):
+        for t, (r0, n, row0, col0) in enumerate(d.tile_rects(cfg.rows)):
+            loads = {row0 + i: int(rows[p, r0 + i]) - 1 for i in range(n) if rows[p, r0 + i]}
+            out.append(dict(tile=t, tcol0=col0, out_base=d.out_base + p * d.out_c, loads=loads, runs=cycles[t],
+                            end=row0 + n))
+    return out
+
+
+def model_groups(cfg: AonCimConfig, d: LayerDescriptor) -> list[dict]:
+    """Per pooling group, in issue order: first channel, channels, output address and the address
+    of channel c0 of every window element, (ky, kx) row-major."""
+    win = pool_windows(address_map(d), d)[0]                    # (oh, ow, C, kh*kw)
+    out = []
+    for oy in range(d.out_h):
+        for ox in range(d.out_w):
+            for c0 in range(0, d.in_c, cfg.load_lanes):
+                out.append(dict(c0=c0, n=min(cfg.load_lanes, d.in_c - c0),
+                                out_base=d.out_base + (oy * d.out_w + ox) * d.out_c,
+                                addrs=[int(a) - 1 for a in win[oy, ox, c0]]))
+    return out
+
+
+def run_walker(cfg: AonCimConfig, d: LayerDescriptor, seed: int) -> list[dict]:
+    """Drive the walker through a layer as the sequencer does, with random stalls between reads
+    and random waits before `next` (or `next` with the last read), and record what it offers."""
+    rng = np.random.default_rng(seed)
+    dut = Im2colWalker(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    value = sum(w << (32 * i) for i, w in enumerate(d.pack()))
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.desc.as_value(), value)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        while ctx.get(dut.active):
+            assert len(got) < 10_000
+            item = dict(tile=ctx.get(dut.tile), tcol0=ctx.get(dut.tcol0), out_base=ctx.get(dut.out_base),
+                        c0=ctx.get(dut.c0), n=ctx.get(dut.n), reads=[])
+            got.append(item)
+            while True:
+                assert ctx.get(dut.read.valid)
+                if rng.random() < 0.2:          # the sink may hold a read back
+                    await ctx.tick()
+                    continue
+                rd = dict(addr=ctx.get(dut.read.addr), lanes=ctx.get(dut.read.lanes), row=ctx.get(dut.read.row),
+                          first=ctx.get(dut.read.first), last=ctx.get(dut.read.last))
+                item["reads"].append(rd)
+                ctx.set(dut.read.take, 1)
+                together = rng.random() < 0.5   # `next` in the cycle of the last take
+                ctx.set(dut.next, rd["last"] and together)
+                await ctx.tick()
+                ctx.set(dut.read.take, 0)
+                ctx.set(dut.next, 0)
+                if rd["last"]:
+                    break
+            if not together:
+                for _ in range(int(rng.integers(0, 3))):
+                    assert not ctx.get(dut.read.valid)  # the MVM's reads are all taken until `next`
+                    await ctx.tick()
+                ctx.set(dut.next, 1)
+                await ctx.tick()
+                ctx.set(dut.next, 0)
+
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+def check_mvm(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
+    want = model_mvms(cfg, d)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert (g["tile"], g["tcol0"], g["out_base"]) == (w["tile"], w["tcol0"], w["out_base"])
+        reads = g["reads"]
+        assert len(reads) == w["runs"]                                  # the cycle model's load cycles
+        assert [r["first"] for r in reads] == [1] + [0] * (len(reads) - 1)
+        assert [r["last"] for r in reads] == [0] * (len(reads) - 1) + [1]
+        assert reads[0]["row"] == d.row0
+        assert all(a["row"] < b["row"] for a, b in zip(reads, reads[1:]))
+        loads = {}  # array row -> activation address (rows are disjoint by the check below)
+        for i, r in enumerate(reads):
+            # A run ends where the next begins (or at the tile's last row): no lane beyond it loads.
+            end = reads[i + 1]["row"] if i + 1 < len(reads) else w["end"]
+            for j in range(cfg.load_lanes):
+                if r["lanes"] >> j & 1:
+                    row = r["row"] + j
+                    assert row < end
+                    loads[row] = (r["addr"] + j) % cfg.act_depth
+        assert loads == w["loads"]
+
+
+def check_pool(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
+    want = model_groups(cfg, d)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert (g["c0"], g["n"], g["out_base"]) == (w["c0"], w["n"], w["out_base"])
+        assert [r["addr"] for r in g["reads"]] == w["addrs"]
+        k = len(w["addrs"])
+        assert [r["first"] for r in g["reads"]] == [1] + [0] * (k - 1)
+        assert [r["last"] for r in g["reads"]] == [0] * (k - 1) + [1]
+
+
+def descriptor(cfg: AonCimConfig, rng, op=Op.MVM, **fix) -> LayerDescriptor | None:
+    """A random legal layer of `op` (fields in `fix` forced), or None if the draw is illegal."""
+    g = dict(in_c=int(rng.integers(1, 9)), in_h=int(rng.integers(1, 8)), in_w=int(rng.integers(1, 8)),
+             stride=int(rng.integers(1, 3)))
+    g.update({k: v for k, v in fix.items() if k in g})
+    g["k_h"] = fix.get("k_h", int(rng.integers(1, g["in_h"] + 1)))
+    g["k_w"] = fix.get("k_w", int(rng.integers(1, g["in_w"] + 1)))
+    pad = 0 if op != Op.MVM else fix.get("pad", int(rng.integers(0, min(g["k_h"], g["k_w"], 3))))
+    out_h = (g["in_h"] + 2 * pad - g["k_h"]) // g["stride"] + 1
+    out_w = (g["in_w"] + 2 * pad - g["k_w"]) // g["stride"] + 1
+    if out_h < 1 or out_w < 1:
+        return None
+    mvm = op == Op.MVM
+    k_rows = g["k_h"] * g["k_w"] * g["in_c"] if mvm else 0
+    out_c = int(rng.integers(1, 9)) if mvm else g["in_c"]
+    tiles = -(-k_rows // cfg.rows) if mvm else 0
+    row0 = int(rng.integers(0, cfg.rows - k_rows + 1)) if mvm and tiles == 1 else 0
+    col0 = int(rng.integers(0, cfg.cols - tiles * out_c + 1)) if mvm and tiles * out_c <= cfg.cols else 0
+    in_n = g["in_h"] * g["in_w"] * g["in_c"]
+    in_base = int(rng.integers(0, max(1, cfg.act_depth - in_n + 1)))
+    out_base = int(rng.integers(0, max(1, cfg.act_depth - out_h * out_w * out_c + 1)))
+    d = LayerDescriptor(opcode=op.value, in_bits=4, out_bits=4, stride=g["stride"], pad=pad, relu=0, to_out=0,
+                        in_bank=0, out_bank=1, shift=0, in_h=g["in_h"], in_w=g["in_w"], in_c=g["in_c"],
+                        k_h=g["k_h"], k_w=g["k_w"], out_h=out_h, out_w=out_w, out_c=out_c, k_rows=k_rows,
+                        row0=row0, col0=col0, param_base=0, in_base=in_base, out_base=out_base)
+    try:
+        d.check(cfg)
+    except ProgramError:
+        return None
+    return d
+
+
+def layers(cfg: AonCimConfig, seed: int, n: int, op=Op.MVM, **fix) -> list[LayerDescriptor]:
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        d = descriptor(cfg, rng, op, **fix)
+        if d is not None:
+            out.append(d)
+    return out
+
+
+EXTREMES = {
+    "1x1": dict(k_h=1, k_w=1),
+    "kernel=input": dict(in_h=3, in_w=4, k_h=3, k_w=4, pad=0),
+    "stride2-pad": dict(stride=2, in_h=7, in_w=6, k_h=3, k_w=3, pad=1),
+    "one-channel": dict(in_c=1, k_h=3, k_w=2),
+    "deep": dict(in_c=8, in_h=5, in_w=5, k_h=3, k_w=3),  # 72 im2col rows: tiles on 16 and 32 rows
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_im2col_walker_random_layers(name):
+    cfg = CONFIGS[name]
+    ds = layers(cfg, seed=len(name), n=12)
+    for i, d in enumerate(ds):
+        check_mvm(cfg, d, run_walker(cfg, d, seed=i))
+    # The draw reaches padding, stride 2, and (on the small arrays) row tiles.
+    assert any(d.pad for d in ds) and any(d.stride == 2 for d in ds)
+    assert any(d.tiles(cfg.rows) > 1 for d in ds) == (cfg.rows < 64)
+
+
+@pytest.mark.parametrize("name", ["lanes1", "lanes32"])
+@pytest.mark.parametrize("shape", EXTREMES)
+def test_im2col_walker_extremes(name, shape):
+    cfg = CONFIGS[name]
+    ds = layers(cfg, seed=3, n=2, **EXTREMES[shape])
+    for i, d in enumerate(ds):
+        check_mvm(cfg, d, run_walker(cfg, d, seed=i))
+    if shape == "deep":
+        assert all(d.tiles(cfg.rows) > 1 for d in ds)
+
+
+@pytest.mark.parametrize("name", ["lanes1", "lanes32", "default"])
+@pytest.mark.parametrize("op", [Op.MAXPOOL, Op.AVGPOOL])
+def test_pool_walker_random_layers(name, op):
+    cfg = CONFIGS[name]
+    for i, d in enumerate(layers(cfg, seed=7, n=6, op=op)):
+        check_pool(cfg, d, run_walker(cfg, d, seed=i))
