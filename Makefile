@@ -5,6 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Tests run on every core (at most 4: each worker holds torch and may build a design). Builds are
+# shared safely between workers through the build cache's per-design lock.
+PYTEST_JOBS ?= -n auto --maxprocesses 4
 
 .PHONY: demo test test-slow lint verilog synth clean venv
 
@@ -21,10 +24,10 @@ demo: $(STAMP)
 	$(BIN)/aoncim demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_JOBS) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow $(PYTEST_JOBS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m aoncim.hw.lint
