@@ -117,6 +117,48 @@ class AonCimCore(wiring.Component):
                 m.d.comb += sr.addr.eq(seq.param_addr + q)
                 params[region].append(sr.data)
 
+        self._activation_banks(m, host, seq, pps)
+
+        # final-layer outputs
+        m.submodules.out = out = Memory(shape=signed(c.out_bits), depth=c.out_depth, init=[])
+        ohr = out.read_port()
+        m.d.comb += [ohr.addr.eq(a), rdata[Region.OUT].eq(ohr.data.as_signed())]
+        for q, unit in enumerate(pps):
+            ow = out.write_port()
+            m.d.comb += [ow.addr.eq(pps[0].out_addr + q), ow.data.eq(unit.out_y), ow.en.eq(unit.out_valid & seq.pp_to_out)]
+
+        # post-processing
+        for q, pp in enumerate(pps):
+            m.d.comb += [
+                pp.in_valid.eq(seq.pp_valid[q]), pp.in_code.eq(seq.pp_code[q]), pp.in_addr.eq(seq.pp_addr),
+                pp.in_scale.eq(params[Region.SCALE][q]), pp.in_bias.eq(params[Region.BIAS][q]),
+                pp.alpha.eq(seq.pp_alpha), pp.shift.eq(seq.pp_shift), pp.out_bits.eq(seq.pp_out_bits),
+                pp.to_out.eq(seq.pp_to_out), pp.relu.eq(seq.pp_relu), pp.passthrough.eq(seq.pp_passthrough),
+            ]
+
+        # crossbar model
+        col_bits = c.col_bits
+        m.d.comb += [
+            array.load_valid.eq(seq.load_valid), array.load_first.eq(seq.load_first),
+            array.load_row.eq(seq.load_row), array.load_bank.eq(seq.load_bank), array.load_x.eq(seq.load_x),
+            array.conv_stb.eq(seq.conv_stb), array.conv_slot.eq(seq.conv_slot), array.conv_bank.eq(seq.conv_bank),
+            array.conv_bits.eq(seq.conv_bits), array.conv_mvm.eq(seq.conv_mvm),
+            array.noise_seed.eq(host.noise_seed), seq.codes.eq(array.codes),
+            array.host_row.eq(a >> col_bits), array.host_col.eq(a[:col_bits]),
+            array.host_w_stb.eq(host.win_we[Region.GCODE]),
+            array.host_w_data.gp.eq(host.win_wdata[:c.gcode_bits]),
+            array.host_w_data.gm.eq(host.win_wdata[16:16 + c.gcode_bits]),
+            rdata[Region.GCODE].eq(array.host_r_data.gp | (array.host_r_data.gm << 16)),
+        ]
+        return m
+
+    def _activation_banks(self, m: Module, host: HostInterface, seq: LayerSequencer, pps: list) -> None:
+        """The two activation banks: host window (plain and packed reads), the sequencer's
+        load_lanes-wide reads and the post-processing lanes' writes."""
+        c = self.cfg
+        Q = c.pp_lanes
+        a = host.win_addr
+        rdata = host.win_rdata
         # Activation banks, each interleaved over load_lanes SRAMs by address mod load_lanes, so any
         # run of load_lanes consecutive codes (what the sequencer reads per cycle) hits each SRAM
         # once. Host and post-processing access one code at a time.
@@ -183,36 +225,3 @@ class AonCimCore(wiring.Component):
         for j in range(W):
             lane = [Mux(rbank_q, seq_rdata[1][b], seq_rdata[0][b]) for b in range(W)]
             m.d.comb += seq.act_rdata[j].eq(Array(lane)[(ra_lane_q + j)[:lw]] if lw else lane[0])
-
-        # final-layer outputs
-        m.submodules.out = out = Memory(shape=signed(c.out_bits), depth=c.out_depth, init=[])
-        ohr = out.read_port()
-        m.d.comb += [ohr.addr.eq(a), rdata[Region.OUT].eq(ohr.data.as_signed())]
-        for q, unit in enumerate(pps):
-            ow = out.write_port()
-            m.d.comb += [ow.addr.eq(pp_addr0 + q), ow.data.eq(unit.out_y), ow.en.eq(unit.out_valid & seq.pp_to_out)]
-
-        # post-processing
-        for q, pp in enumerate(pps):
-            m.d.comb += [
-                pp.in_valid.eq(seq.pp_valid[q]), pp.in_code.eq(seq.pp_code[q]), pp.in_addr.eq(seq.pp_addr),
-                pp.in_scale.eq(params[Region.SCALE][q]), pp.in_bias.eq(params[Region.BIAS][q]),
-                pp.alpha.eq(seq.pp_alpha), pp.shift.eq(seq.pp_shift), pp.out_bits.eq(seq.pp_out_bits),
-                pp.to_out.eq(seq.pp_to_out), pp.relu.eq(seq.pp_relu), pp.passthrough.eq(seq.pp_passthrough),
-            ]
-
-        # crossbar model
-        col_bits = c.col_bits
-        m.d.comb += [
-            array.load_valid.eq(seq.load_valid), array.load_first.eq(seq.load_first),
-            array.load_row.eq(seq.load_row), array.load_bank.eq(seq.load_bank), array.load_x.eq(seq.load_x),
-            array.conv_stb.eq(seq.conv_stb), array.conv_slot.eq(seq.conv_slot), array.conv_bank.eq(seq.conv_bank),
-            array.conv_bits.eq(seq.conv_bits), array.conv_mvm.eq(seq.conv_mvm),
-            array.noise_seed.eq(host.noise_seed), seq.codes.eq(array.codes),
-            array.host_row.eq(a >> col_bits), array.host_col.eq(a[:col_bits]),
-            array.host_w_stb.eq(host.win_we[Region.GCODE]),
-            array.host_w_data.gp.eq(host.win_wdata[:c.gcode_bits]),
-            array.host_w_data.gm.eq(host.win_wdata[16:16 + c.gcode_bits]),
-            rdata[Region.GCODE].eq(array.host_r_data.gp | (array.host_r_data.gm << 16)),
-        ]
-        return m
