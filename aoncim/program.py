@@ -77,6 +77,14 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
         """Outputs are input codes passed through unchanged: same bits, same scale, an activation bank."""
         return self is Op.MAXPOOL
 
+    @property
+    def kinds(self) -> tuple[str, str]:
+        """Names of the op's layer kinds, for coverage and reports: (over a sliding window, over its
+        whole input), e.g. MVM: ("conv", "linear"); one name twice when the two are not told apart.
+        A whole-input window has one position, so no stride and no padding."""
+        return {Op.MVM: ("conv", "linear"), Op.MAXPOOL: ("maxpool", "maxpool"),
+                Op.AVGPOOL: ("avgpool", "global-avgpool")}[self]
+
     @classmethod
     def known(cls) -> dict[int, str]:
         """{opcode: label} of every operation, for messages."""
@@ -133,6 +141,16 @@ class LayerDescriptor:
         """The layer uses the array (Op.uses_array); False for an unknown opcode."""
         op = _OPS.get(self.opcode)
         return op is not None and op.uses_array
+
+    @property
+    def whole_window(self) -> bool:
+        """The window is the whole input (a fully connected layer, global pooling): one position."""
+        return (self.k_h, self.k_w) == (self.in_h, self.in_w) and self.pad == 0
+
+    @property
+    def kind(self) -> str:
+        """The layer's kind, one of its op's `Op.kinds` (ValueError for an unknown opcode)."""
+        return self.op.kinds[self.whole_window]
 
     def tiles(self, rows: int) -> int:
         """Row tiles of an MVM layer on an array of `rows` rows (contract step 12): tile t holds

@@ -4,7 +4,8 @@ A layer that ran on the RTL and matched the golden model is one sample: its kind
 descriptor), stride, padding, row tiling (T = 1 or T > 1) and activation precision. The bins are
 the cross of the five, less the combinations the chip cannot run (docs/architecture.md,
 "Co-simulation"): pooling has no padding and no row tiles, a linear layer (a convolution whose
-kernel is its whole input) has stride 1 and no padding, global average pooling stride 1.
+kernel is its whole input) has stride 1 and no padding, global average pooling stride 1. Kinds
+and exclusions both follow from the op vocabulary (`Op.kinds` and the ops' properties).
 
 The testbench (sim/tb_top.py) samples in the simulator's process and returns the hit counts in its
 results; `merge` adds up the counts of several runs; `summary` is the one-line report.
@@ -16,39 +17,52 @@ from collections.abc import Iterable
 
 from aoncim.program import LayerDescriptor, Op
 
-KINDS = ("conv", "linear", "maxpool", "avgpool", "global-avgpool")
+def _kinds() -> tuple[str, ...]:
+    """Every op's kinds (`Op.kinds`), in opcode order, each once."""
+    return tuple(dict.fromkeys(k for op in Op for k in op.kinds))
+
+
+def _illegal() -> list[tuple]:
+    """The combinations the chip cannot run, from the ops' properties: only an op that uses the
+    array has row tiles, a pooling op has no padding, and a whole-input window (one position) has
+    neither stride nor padding. In cocotb-coverage's ignore-bin form (None: any value)."""
+    rules = []
+    for op in Op:
+        sliding, whole = op.kinds
+        if not op.uses_array:
+            rules.append((sliding, None, None, "T>1", None))
+        if op.is_pool:
+            rules.append((sliding, None, "pad>0", None, None))
+        if whole != sliding:
+            rules += [(whole, None, "pad>0", None, None), (whole, 2, None, None, None)]
+            if not op.uses_array:
+                rules.append((whole, None, None, "T>1", None))
+    return list(dict.fromkeys(rules))
+
+
+# A new op brings its bins through `Op.kinds` and its properties; nothing here changes.
+KINDS = _kinds()
 STRIDES = (1, 2)
 PADS = ("pad=0", "pad>0")
 TILINGS = ("T=1", "T>1")
 BITS = (8, 6, 4)
 AXES = ("kind", "stride", "pad", "tiling", "bits")
-# Combinations the chip cannot run (None: any value), cocotb-coverage's ignore-bin form.
-ILLEGAL = [
-    *[(k, None, "pad>0", None, None) for k in KINDS if k != "conv"],
-    *[(k, None, None, "T>1", None) for k in ("maxpool", "avgpool", "global-avgpool")],
-    ("linear", 2, None, None, None),
-    ("global-avgpool", 2, None, None, None),
-]
+ILLEGAL = _illegal()
 
 _instances = itertools.count()
 
 
 def layer_kind(d: LayerDescriptor) -> str:
-    whole = (d.k_h, d.k_w) == (d.in_h, d.in_w) and d.pad == 0
-    if d.opcode == Op.MVM.value:
-        return "linear" if whole else "conv"
-    if d.opcode == Op.AVGPOOL.value:
-        return "global-avgpool" if whole else "avgpool"
-    if d.opcode == Op.MAXPOOL.value:
-        return Op.MAXPOOL.label
-    raise ValueError(f"opcode {d.opcode} has no coverage kind")
+    if d.opcode not in Op.known():
+        raise ValueError(f"opcode {d.opcode} has no coverage kind")
+    return d.kind
 
 
 def layer_point(d: LayerDescriptor, rows: int) -> tuple:
     """The bin a layer falls in: (kind, stride, pad, tiling, bits); strides above 2 count as 2, and
     a window over the whole input (linear, global average pooling) has one position, so stride 1."""
     kind = layer_kind(d)
-    stride = 1 if kind in ("linear", "global-avgpool") else min(d.stride, 2)
+    stride = 1 if d.whole_window else min(d.stride, 2)
     return (kind, stride, "pad>0" if d.pad else "pad=0",
             "T>1" if d.is_mvm and d.tiles(rows) > 1 else "T=1", d.in_bits)
 

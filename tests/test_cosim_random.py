@@ -84,6 +84,14 @@ def test_coverage_bins_and_merge():
     assert cov.layer_point(desc(opcode=Op.AVGPOOL.value, k_h=4, k_w=4, out_h=1, out_w=1, k_rows=0, out_c=8), 32)[0] == \
         "global-avgpool"
     assert not cov.legal(("maxpool", 1, "pad>0", "T=1", 8)) and not cov.legal(("linear", 2, "pad=0", "T=1", 8))
+    # The exclusions derived from the op vocabulary are the chip's rules, written out here.
+    assert cov.KINDS == ("conv", "linear", "maxpool", "avgpool", "global-avgpool")
+    assert set(cov.ILLEGAL) == {
+        ("linear", None, "pad>0", None, None), ("linear", 2, None, None, None),
+        ("maxpool", None, "pad>0", None, None), ("maxpool", None, None, "T>1", None),
+        ("avgpool", None, "pad>0", None, None), ("avgpool", None, None, "T>1", None),
+        ("global-avgpool", None, "pad>0", None, None), ("global-avgpool", 2, None, None, None),
+        ("global-avgpool", None, None, "T>1", None)}
     c = cov.SequencerCoverage(32)
     c.sample(desc())
     c.sample(desc())
