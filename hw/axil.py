@@ -41,13 +41,16 @@ class AxiLiteSubordinate(wiring.Component):
             "axil": In(AxiLiteSignature(addr_bits, data_bits)),
             "bus": Out(RegisterBusSignature(addr_bits - self._lsb, data_bits)),
         })
+        # Arbitration state: the last transaction was a write, so a pending read goes first next.
+        # An attribute so that the contract spec can state it as an induction invariant.
+        self.last_was_write = Signal()
 
     def elaborate(self, platform):
         m = Module()
         ax, bus = self.axil, self.bus
         full_strb = (1 << (self.data_bits // 8)) - 1
 
-        last_was_write = Signal()
+        last_was_write = self.last_was_write
         bresp = Signal(2)
         rdata = Signal(self.data_bits)
         m.d.comb += [ax.bresp.eq(bresp), ax.rresp.eq(RESP_OKAY), ax.rdata.eq(rdata),
