@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from aoncim.adc import AdcTransfer
+
 
 class ConfigError(ValueError):
     """A configuration that cannot describe a buildable chip."""
@@ -151,20 +153,30 @@ class AonCimConfig:
         return (1 << self.dac_bits) - 1
 
     @property
+    def adc_transfer(self) -> AdcTransfer:
+        """The ADC transfer of this chip (aoncim/adc.py): the one function of the config every
+        implementation of the ADC (golden, RTL twins, float model, compiler) reads its constants from."""
+        return AdcTransfer(dac_bits=self.dac_bits, act_bits=self.act_bits_supported, adc_bits=self.adc_bits,
+                           gain_mult=self.adc_gain_mult, gain_shift=self.adc_gain_shift,
+                           read_noise_lsb=self.read_noise_lsb, noise_std_raw=self.NOISE_STD_RAW,
+                           noise_bits=self.noise_bits, col_sum_bits=self.col_sum_bits,
+                           unit_col_sum=self.dac_max * self.gcode_max)
+
+    @property
     def adc_max(self) -> int:
         """Largest ADC code magnitude; the transfer is symmetric, -adc_max..adc_max."""
-        return (1 << (self.adc_bits - 1)) - 1
+        return self.adc_transfer.adc_max
 
     @property
     def adc_bound(self) -> float:
         """ADC full scale in units of (full-scale input x full-scale conductance) rows."""
-        return self.adc_max * 2**self.adc_gain_shift / (self.adc_gain_mult * self.dac_max * self.gcode_max)
+        return self.adc_transfer.bound
 
     @property
     def out_noise_std(self) -> float:
         """Read noise before the ADC in the statistical model's units (one full-scale input times
         the largest weight, summed over one row): 2302.08469's output noise, ~0.04 by default."""
-        return self.read_noise_lsb * self.adc_bound / self.adc_max
+        return self.adc_transfer.out_noise_std
 
     # Irwin-Hall sum of four uniform bytes: mean 510, std sqrt(4*(256**2-1)/12).
     NOISE_STD_RAW = (4 * (256**2 - 1) / 12) ** 0.5
@@ -183,7 +195,7 @@ class AonCimConfig:
     @property
     def noise_mult(self) -> int:
         """Multiplier that scales one raw noise sample to read_noise_lsb ADC LSBs (at 2**shift)."""
-        return round(self.read_noise_lsb * 2**self.adc_gain_shift / self.NOISE_STD_RAW)
+        return self.adc_transfer.noise_mult
 
     @property
     def col_sum_bits(self) -> int:

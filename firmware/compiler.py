@@ -333,7 +333,7 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
                            "input or raise act_depth")
     places = _place(layers, cfg)
     amax = (1 << act_bits) - 1
-    gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - act_bits) / 2**cfg.adc_gain_shift
+    gain = cfg.adc_transfer.code_gain(act_bits)  # ADC codes per column-sum unit
 
     # Float reference activations of every layer on the calibration set, for the scales; each layer
     # sees the previous layer's quantised activations, as on the chip.

@@ -20,16 +20,17 @@ MODEL_SOURCE = Path(__file__).with_name("pcm_array_model.v")
 
 
 def model_parameters(cfg: AonCimConfig) -> dict[str, int]:
-    c = cfg
-    gain_bits = (c.adc_gain_mult << c.dac_bits).bit_length() + 1
-    v_bits = max(c.col_sum_bits + gain_bits, c.noise_bits + c.noise_mult.bit_length() + 1, c.adc_gain_shift + 1) + 3
+    """The Verilog twin's parameters. Its ADC (twin of `aoncim.adc.AdcTransfer.transfer`) takes its
+    constants and intermediate width from `cfg.adc_transfer`; the Verilog forms the per-precision
+    gain (GAIN_MULT <<< (DAC_BITS - bits)), the rounding constant and the clamp from them."""
+    c, t = cfg, cfg.adc_transfer
     return {
         "ROWS": c.rows, "COLS": c.cols, "LANES": c.load_lanes,
         "ROW_BITS": max(1, c.row_bits), "COL_BITS": max(1, c.col_bits),
         "SLOT_BITS": max(1, (c.cols // c.n_adcs - 1).bit_length()), "CTR_SHIFT": c.col_bits,
-        "DAC_BITS": c.dac_bits, "GBITS": c.gcode_bits, "ADC_BITS": c.adc_bits, "N_ADCS": c.n_adcs,
-        "SUM_BITS": c.col_sum_bits, "V_BITS": v_bits,
-        "GAIN_MULT": c.adc_gain_mult, "GAIN_SHIFT": c.adc_gain_shift, "NOISE_MULT": c.noise_mult,
+        "DAC_BITS": t.dac_bits, "GBITS": c.gcode_bits, "ADC_BITS": t.adc_bits, "N_ADCS": c.n_adcs,
+        "SUM_BITS": t.col_sum_bits, "V_BITS": t.v_bits,
+        "GAIN_MULT": t.gain_mult, "GAIN_SHIFT": t.gain_shift, "NOISE_MULT": t.noise_mult,
         "NOISE_MEAN": c.NOISE_MEAN_RAW,
     }
 

@@ -254,9 +254,14 @@ class _AnalogMVM:
         return code * (step / cfg.dac_max), x_max * (cfg.dac_max / (levels * step))
 
     def adc(self, y: torch.Tensor) -> torch.Tensor:
-        """Fixed-gain ADC on y in full-scale units: clip at +-adc_bound, adc_max steps each side."""
-        lsb = self.cfg.adc_bound / self.cfg.adc_max
-        return ste_round((y / lsb).clamp(-self.cfg.adc_max, self.cfg.adc_max)) * lsb
+        """Fixed-gain ADC on y in full-scale units: clip at +-adc_bound, adc_max steps each side.
+
+        Float twin of `aoncim.adc.AdcTransfer.transfer`: its LSB and clip are the transfer's, so
+        one LSB here is one code there (tests/test_analog.py). Only an exact tie may differ: the
+        chip rounds it up, the float value here lies a rounding error to either side of it.
+        """
+        t = self.cfg.adc_transfer
+        return ste_round((y / t.lsb).clamp(-t.adc_max, t.adc_max)) * t.lsb
 
     def _randn(self, shape) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.weight.device, dtype=self.weight.dtype)

@@ -49,17 +49,17 @@ class AdcTransfer:
     """Fixed-gain ADC: code = clip(floor((I*mult*2**(dac_bits-bits) + n*noise_mult + 2**(shift-1)) / 2**shift)).
 
     The 2**(dac_bits-bits) factor is the integrator gain step that keeps full-scale input at full
-    scale for every activation precision; the gain is otherwise the same for all layers.
+    scale for every activation precision; the gain is otherwise the same for all layers. The
+    arithmetic is the one definition in aoncim/adc.py (`cfg.adc_transfer.transfer`), here on torch
+    int64 tensors.
     """
 
     def __init__(self, cfg: AonCimConfig):
         self.cfg = cfg
+        self.transfer = cfg.adc_transfer
 
     def __call__(self, col_sum: torch.Tensor, noise_raw: torch.Tensor, in_bits: int) -> torch.Tensor:
-        c = self.cfg
-        v = col_sum * (c.adc_gain_mult << (c.dac_bits - in_bits)) + noise_raw * c.noise_mult
-        code = (v + (1 << (c.adc_gain_shift - 1))) >> c.adc_gain_shift
-        return code.clamp(-c.adc_max, c.adc_max)
+        return self.transfer.transfer(col_sum, noise_raw, in_bits)
 
 
 class PostProcessing:

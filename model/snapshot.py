@@ -75,8 +75,7 @@ def calibration_codes(prog: Program, cfg: AonCimConfig) -> np.ndarray:
     for i in prog.mvm_layers:
         d = prog.layers[i]
         peak = max(max(int(np.abs(dg.sum(0)).max()) for *_, dg in _tile_dg(prog, i)), 1)
-        gain = cfg.adc_gain_mult << (cfg.dac_bits - d.in_bits)
-        fs = cfg.adc_max * 2**cfg.adc_gain_shift / gain  # column sum at the ADC's full scale
+        fs = cfg.adc_transfer.full_scale_col_sum(d.in_bits)
         out[i] = int(np.clip(CALIB_FULL_SCALE * fs // peak, 1, (1 << d.in_bits) - 1))
     return out
 
@@ -199,7 +198,7 @@ def ideal_tile_codes(target: Program, cfg: AonCimConfig, layer: int, x: np.ndarr
     """(T, out_c): the ADC codes each row tile of the compiled (target) conductances would give for
     input codes `x`, before rounding, clipping and noise: what the host expects, from the image."""
     d = target.layers[layer]
-    gain = cfg.adc_gain_mult * 2 ** (cfg.dac_bits - d.in_bits) / 2**cfg.adc_gain_shift
+    gain = cfg.adc_transfer.code_gain(d.in_bits)
     x = np.asarray(x, dtype=np.float64)
     return np.stack([(x[lo : lo + n] @ dg) * gain for lo, n, _, dg in _tile_dg(target, layer)])
 

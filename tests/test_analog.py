@@ -1,6 +1,7 @@
 """Statistical analog layers (model/analog.py): float limit, ADC, noise levels, STE, PCM inference."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,6 +18,8 @@ from aoncim.model.analog import (
 )
 from aoncim.model.bittrue import AdcTransfer
 from aoncim.model.pcm import INFERENCE_TIMES_S
+
+from adc_helpers import ODD_ADC, adc_ties
 
 # A high-precision chip: 12-bit DAC, 16-bit ADC with the same bound (~10); the float limit.
 HI_MULT = round((2**15 - 1) * 2**24 / (10 * 4095 * 255))
@@ -122,6 +125,31 @@ def test_adc_codes_match_the_bit_true_transfer(bits):
     tie = (col % (1 << CFG.adc_gain_shift)) == (1 << (CFG.adc_gain_shift - 1))  # round-half rule differs
     assert torch.equal(got.round().long()[~tie], want[~tie])
     assert want.abs().max() == CFG.adc_max, "the test must exercise clipping too"
+
+
+@pytest.mark.parametrize("cfg", [pytest.param(CFG, id="default"), pytest.param(ODD_ADC, id="odd")])
+def test_float_adc_lsb_is_the_transfer_lsb(cfg):
+    """Float vs golden ADC on column sums I, for every precision: the float model's ADC sees
+    y = I * 2**(dac_bits - bits) / (dac_max * gcode_max) (its input and weight units) and must give
+    the reference's code times its LSB, including both rails. The one difference is an exact tie:
+    the chip rounds it up; the float model, a float error away from the half, either way."""
+    t = cfg.adc_transfer
+    for bits in cfg.act_bits_supported:
+        fs = int(t.full_scale_col_sum(bits))
+        col = torch.randint(-2 * fs, 2 * fs + 1, (3000,), generator=gen(bits))
+        ties = [c for c, _ in adc_ties(t, bits, np.random.default_rng(bits), 20, noise=[0])]
+        col = torch.cat([col, torch.tensor(ties + [-c for c in ties], dtype=torch.int64)])
+        layer = AnalogLinear(1, 1, bias=False, cfg=cfg, in_bits=bits, dtype=torch.float64)
+        got = layer.adc(col.double() * (1 << (cfg.dac_bits - bits)) / t.unit_col_sum) / t.lsb
+        assert torch.allclose(got, got.round(), atol=1e-6)
+        want = t.transfer(col, torch.zeros_like(col), bits)
+        v = col * t.gain(bits)
+        tie = (v % (1 << t.gain_shift) == t.rounding) & (v.abs() < t.adc_max << t.gain_shift)  # unclipped ties
+        assert torch.equal(got.round().long()[~tie], want[~tie])
+        assert ((got.round().long() - want)[tie].abs() <= 1).all()
+        assert want.max() == t.adc_max and want.min() == -t.adc_max
+        if cfg is ODD_ADC:
+            assert tie.sum() >= 10, "the test must exercise rounding ties"
 
 
 @pytest.mark.parametrize("bits", [8, 6, 4])

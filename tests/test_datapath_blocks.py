@@ -11,6 +11,8 @@ from aoncim.hw.read_noise import ReadNoiseSource
 from aoncim.model.bittrue import AdcTransfer, PostProcessing, ReadNoise
 from aoncim.program import LayerDescriptor, Op
 
+from adc_helpers import ODD_ADC, adc_ties
+
 CFG = AonCimConfig()
 
 
@@ -41,22 +43,36 @@ def test_read_noise_matches_model():
     assert np.std(want) == pytest.approx(CFG.NOISE_STD_RAW, rel=0.15)
 
 
-@pytest.mark.parametrize("bits", CFG.act_bits_supported)
-def test_adc_lane_matches_model(bits):
+@pytest.mark.parametrize("cfg,bits", [pytest.param(CFG, b, id=f"default-{b}") for b in CFG.act_bits_supported]
+                         + [pytest.param(ODD_ADC, b, id=f"odd-{b}") for b in ODD_ADC.act_bits_supported])
+def test_adc_lane_matches_model(cfg, bits):
+    """Golden vs Amaranth ADC lane: random column sums and noise, exact rounding ties, both rails
+    (the last code before clipping, the first clipped one) and the widest port values."""
+    t = cfg.adc_transfer
     rng = np.random.default_rng(bits)
-    dut = AdcLane(CFG)
-    fs = int(CFG.adc_bound * CFG.dac_max * CFG.gcode_max) >> (CFG.dac_bits - bits)
+    dut = AdcLane(cfg)
+    fs = int(t.full_scale_col_sum(bits))
     vec = [(int(rng.integers(-2 * fs, 2 * fs)), int(rng.integers(-510, 511))) for _ in range(300)]
-    vec += [(0, 0), (fs, 510), (-fs, -510), (2**(CFG.col_sum_bits - 2), 0)]
+    ties = adc_ties(t, bits, rng, 40)
+    assert len(ties) >= 5, "the test must exercise rounding ties"
+    vec += ties + [(-c, -n) for c, n in ties]  # a negative tie rounds up too (towards +infinity)
+    # Around each rail: the column sums where the code steps to adc_max, and to adc_max + 1 (clipped).
+    per_code = t.full_scale_col_sum(bits) / t.adc_max
+    edge = [int(t.full_scale_col_sum(bits) + h * per_code) + d for h in (-0.5, 0.5) for d in range(-2, 3)]
+    vec += [(s * c, 0) for c in edge for s in (1, -1)]
+    top = (1 << (t.col_sum_bits - 1)) - 1
+    vec += [(0, 0), (fs, 510), (-fs, -510), (top, 510), (-top - 1, -510), (2**(t.col_sum_bits - 2), 0)]
     got = []
 
     def apply(ctx, v):
         ctx.set(dut.col_sum, v[0]), ctx.set(dut.noise, v[1]), ctx.set(dut.bits, bits)
 
     run_comb(dut, vec, apply, lambda ctx, v: got.append(ctx.get(dut.code)))
-    want = AdcTransfer(CFG)(torch.tensor([v[0] for v in vec]), torch.tensor([v[1] for v in vec]), bits).tolist()
+    want = AdcTransfer(cfg)(torch.tensor([v[0] for v in vec]), torch.tensor([v[1] for v in vec]), bits).tolist()
     assert got == want
-    assert max(got) == CFG.adc_max and min(got) == -CFG.adc_max  # saturation reached both ways
+    assert max(got) == t.adc_max and min(got) == -t.adc_max  # saturation reached both ways
+    unclipped = [(v[0] * t.gain(bits) + v[1] * t.noise_mult) / 2**t.gain_shift for v in vec]
+    assert sum(abs(u) < t.adc_max and u % 1 == 0.5 for u in unclipped) >= 10  # ties, both signs
 
 
 def _desc(**kw):
