@@ -12,11 +12,11 @@ per bank and forms them as the rows arrive, which is the same integer the PWM wi
 integrates.
 
 Interfaces (all in the sync domain):
-  load:    cycle t: load_valid/load_row/load_first/load_bank; cycle t+1: load_x[j] (the DAC code of
-           row load_row + j, zero for lanes the sequencer does not load, arriving with the
-           activation-SRAM read issued at t).
-  convert: cycle t: conv_stb/conv_slot/conv_bank/conv_bits/conv_mvm; cycle t+1: codes[i] for
-           column conv_slot * n_adcs + i of that bank's sums.
+  load:    `LoadSignature` (hw/array_port.py): cycle t: load.valid/row/first/bank; cycle t+1:
+           load.x[j] (the DAC code of row load.row + j, zero for lanes the sequencer does not
+           load, arriving with the activation-SRAM read issued at t).
+  convert: `ConvertSignature`: cycle t: conv.stb/slot/bank/bits/mvm; cycle t+1: codes[i] for
+           column conv.slot * n_adcs + i of that bank's sums.
   host:    one pair per access; read data one cycle after host_r_stb.
 """
 from amaranth import Array, Module, Signal, signed, unsigned
@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from aoncim.config import AonCimConfig
 
 from .adc import AdcLane
+from .array_port import ConvertSignature, LoadSignature, codes_layout
 from .read_noise import ReadNoiseSource
 
 
@@ -39,18 +40,11 @@ class PcmArray(wiring.Component):
         self.cfg = cfg
         pair = pair_layout(cfg)
         super().__init__({
-            "load_valid": In(1),
-            "load_first": In(1),
-            "load_row": In(cfg.row_bits),
-            "load_bank": In(1),
-            "load_x": In(data.ArrayLayout(unsigned(cfg.dac_bits), cfg.load_lanes)),
-            "conv_stb": In(1),
-            "conv_slot": In(range(cfg.cols // cfg.n_adcs)),
-            "conv_bank": In(1),
-            "conv_bits": In(4),
-            "conv_mvm": In(32),
+            # Flattened, these are the Verilog twin's ports load_valid, ..., conv_stb, ...
+            "load": In(LoadSignature(cfg)),
+            "conv": In(ConvertSignature(cfg)),
             "noise_seed": In(32),
-            "codes": Out(data.ArrayLayout(signed(cfg.adc_bits), cfg.n_adcs)),
+            "codes": Out(codes_layout(cfg)),
             "host_row": In(cfg.row_bits),
             "host_col": In(cfg.col_bits),
             "host_w_stb": In(1),
@@ -81,13 +75,13 @@ class PcmArray(wiring.Component):
         # Load: the row reads issued with the activation reads, so both arrive together at t+1.
         mac_r = [cells.read_port() for _ in range(c.load_lanes)]
         for j, port in enumerate(mac_r):
-            m.d.comb += port.addr.eq(self.load_row + j)  # wraps past the last row: its x is zero
+            m.d.comb += port.addr.eq(self.load.row + j)  # wraps past the last row: its x is zero
         valid_q, first_q, bank_q = Signal(), Signal(), Signal()
-        m.d.sync += [valid_q.eq(self.load_valid), first_q.eq(self.load_first), bank_q.eq(self.load_bank)]
+        m.d.sync += [valid_q.eq(self.load.valid), first_q.eq(self.load.first), bank_q.eq(self.load.bank)]
         acc = [[Signal(signed(c.col_sum_bits), name=f"col_sum{b}_{j}") for j in range(c.cols)] for b in range(2)]
         with m.If(valid_q):
             for j in range(c.cols):
-                prods = [self.load_x[k] * (port.data[j].gp - port.data[j].gm) for k, port in enumerate(mac_r)]
+                prods = [self.load.x[k] * (port.data[j].gp - port.data[j].gm) for k, port in enumerate(mac_r)]
                 rows_sum = sum(prods[1:], prods[0])
                 for b in range(2):
                     with m.If(bank_q == b):
@@ -105,15 +99,15 @@ class PcmArray(wiring.Component):
             m.submodules[f"adc{i}"] = lane
             col = Signal(c.col_bits, name=f"adc{i}_col")
             m.d.comb += [
-                col.eq(self.conv_slot * c.n_adcs + i),
+                col.eq(self.conv.slot * c.n_adcs + i),
                 noise.seed.eq(self.noise_seed),
-                noise.mvm.eq(self.conv_mvm),
+                noise.mvm.eq(self.conv.mvm),
                 noise.col.eq(col),
                 lane.col_sum.eq(Array(acc[b][i + c.n_adcs * k] for b in range(2) for k in range(per_lane))
-                                [self.conv_bank * per_lane + self.conv_slot]),
+                                [self.conv.bank * per_lane + self.conv.slot]),
                 lane.noise.eq(noise.sample),
-                lane.bits.eq(self.conv_bits),
+                lane.bits.eq(self.conv.bits),
             ]
-            with m.If(self.conv_stb):
+            with m.If(self.conv.stb):
                 m.d.sync += self.codes[i].eq(lane.code)
         return m

@@ -73,16 +73,8 @@ class AonCimCore(wiring.Component):
         m.submodules.array = array = (self.array_cls or PcmArray)(c)
         wiring.connect(m, wiring.flipped(self.bus), host.bus)
         m.d.comb += self.irq.eq(host.irq)
-
-        # control and status
-        m.d.comb += [
-            seq.start.eq(host.start), seq.cont.eq(host.cont), seq.step.eq(host.step),
-            seq.num_layers.eq(host.num_layers), seq.mvm_base.eq(host.mvm_base),
-            host.alpha_sel.eq(seq.layer), seq.alpha.eq(host.alpha),
-        ]
-        for name in ("busy", "done", "paused", "error", "error_code", "layer", "cycles", "mvms",
-                     "ev_done", "ev_paused", "ev_error"):
-            m.d.comb += getattr(host, name).eq(getattr(seq, name))
+        # control and status of a run
+        wiring.connect(m, host.run, seq.run)
 
         a = host.win_addr
         rdata = host.win_rdata
@@ -114,7 +106,7 @@ class AonCimCore(wiring.Component):
             params[region] = []
             for q in range(Q):
                 sr = mem.read_port()
-                m.d.comb += sr.addr.eq(seq.param_addr + q)
+                m.d.comb += sr.addr.eq(seq.pp.param_addr + q)
                 params[region].append(sr.data)
 
         self._activation_banks(m, host, seq, pps)
@@ -125,25 +117,25 @@ class AonCimCore(wiring.Component):
         m.d.comb += [ohr.addr.eq(a), rdata[Region.OUT].eq(ohr.data.as_signed())]
         for q, unit in enumerate(pps):
             ow = out.write_port()
-            m.d.comb += [ow.addr.eq(pps[0].out_addr + q), ow.data.eq(unit.out_y), ow.en.eq(unit.out_valid & seq.pp_to_out)]
+            m.d.comb += [ow.addr.eq(pps[0].out_addr + q), ow.data.eq(unit.out_y),
+                         ow.en.eq(unit.out_valid & seq.pp.to_out)]
 
         # post-processing
+        pp_in = seq.pp
         for q, pp in enumerate(pps):
             m.d.comb += [
-                pp.in_valid.eq(seq.pp_valid[q]), pp.in_code.eq(seq.pp_code[q]), pp.in_addr.eq(seq.pp_addr),
+                pp.in_valid.eq(pp_in.valid[q]), pp.in_code.eq(pp_in.code[q]), pp.in_addr.eq(pp_in.addr),
                 pp.in_scale.eq(params[Region.SCALE][q]), pp.in_bias.eq(params[Region.BIAS][q]),
-                pp.alpha.eq(seq.pp_alpha), pp.shift.eq(seq.pp_shift), pp.out_bits.eq(seq.pp_out_bits),
-                pp.to_out.eq(seq.pp_to_out), pp.relu.eq(seq.pp_relu), pp.passthrough.eq(seq.pp_passthrough),
+                pp.alpha.eq(pp_in.alpha), pp.shift.eq(pp_in.shift), pp.out_bits.eq(pp_in.out_bits),
+                pp.to_out.eq(pp_in.to_out), pp.relu.eq(pp_in.relu), pp.passthrough.eq(pp_in.passthrough),
             ]
 
-        # crossbar model
+        # crossbar model: the sequencer's loads and conversions; the host's conductance window
+        wiring.connect(m, seq.load, array.load)
+        wiring.connect(m, seq.conv, array.conv)
         col_bits = c.col_bits
         m.d.comb += [
-            array.load_valid.eq(seq.load_valid), array.load_first.eq(seq.load_first),
-            array.load_row.eq(seq.load_row), array.load_bank.eq(seq.load_bank), array.load_x.eq(seq.load_x),
-            array.conv_stb.eq(seq.conv_stb), array.conv_slot.eq(seq.conv_slot), array.conv_bank.eq(seq.conv_bank),
-            array.conv_bits.eq(seq.conv_bits), array.conv_mvm.eq(seq.conv_mvm),
-            array.noise_seed.eq(host.noise_seed), seq.codes.eq(array.codes),
+            seq.codes.eq(array.codes), array.noise_seed.eq(host.noise_seed),
             array.host_row.eq(a >> col_bits), array.host_col.eq(a[:col_bits]),
             array.host_w_stb.eq(host.win_we[Region.GCODE]),
             array.host_w_data.gp.eq(host.win_wdata[:c.gcode_bits]),
@@ -168,7 +160,7 @@ class AonCimCore(wiring.Component):
         # each SRAM takes at most one lane, lane (b - out_addr) mod W.
         pp_addr0 = pps[0].out_addr
         pp_y = Array(u.out_y for u in pps)
-        pp_ok = Array(u.out_valid & ~seq.pp_to_out for u in pps)
+        pp_ok = Array(u.out_valid & ~seq.pp.to_out for u in pps)
         ra = seq.act_raddr
         rbank_q = Signal()
         m.d.sync += rbank_q.eq(seq.act_rbank)
@@ -209,7 +201,7 @@ class AonCimCore(wiring.Component):
                     hr.addr.eq(host_word),
                     sr.addr.eq((ra + run_off) >> lw),
                     pw.addr.eq((pp_addr0 + lane) >> lw), pw.data.eq(pp_y[lane]),
-                    pw.en.eq((lane < Q) & pp_ok[lane] & (seq.wr_bank == bank)),
+                    pw.en.eq((lane < Q) & pp_ok[lane] & (seq.pp.bank == bank)),
                 ]
                 host_r.append(hr.data)
                 seq_r.append(sr.data)
