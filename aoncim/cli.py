@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
-import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -134,55 +132,13 @@ def config_cmd(dump: bool, config_path: str | None) -> None:
     _run(go)
 
 
-def _tiny_job(cfg: AonCimConfig, n: int, seed: int, act_bits: int):
-    from aoncim.firmware.compiler import compile_network, quantise_input
-    from aoncim.model.patterns import make_patterns
-    from aoncim.model.tiny import load_tiny
-
-    net = load_tiny()
-    calib, _ = make_patterns(256, seed=1_000_003)
-    prog = compile_network(net, cfg, calib, act_bits=act_bits)
-    x, labels = make_patterns(n, seed=seed)
-    inputs = list(quantise_input(x, act_bits))
-    seeds = [int(s) for s in np.random.default_rng(seed).integers(0, 2**32, n)]
-    return prog, inputs, seeds, labels.numpy()
-
-
-class _CosimProgress:
-    """One live line: what is happening, and a bar over the inferences once they run."""
-
-    def __init__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), console=console, transient=True)
-        self._task = None
-
-    def __enter__(self):
-        self._p.start()
-        self._task = self._p.add_task("starting...", total=None)
-        return self
-
-    def __exit__(self, *exc):
-        self._p.stop()
-
-    def status(self, msg: str) -> None:
-        self._p.update(self._task, description=msg)
-
-    def progress(self, done: int, total: int) -> None:
-        self._p.update(self._task, completed=done, total=total)
-
-
 def _check_cosim_args(cfg: AonCimConfig, act_bits: int | None, sim: str) -> None:
-    from aoncim.outputs import check_output_dir
-    from aoncim.toolchain import build_root, find_simulator
-
     if act_bits is not None and act_bits not in cfg.act_bits_supported:
         raise ConfigError(f"--act-bits {act_bits}: act_bits={act_bits} not supported; choose one of "
                           f"{', '.join(map(str, cfg.act_bits_supported))}")
-    # Fail before compiling and elaborating, not after.
-    find_simulator(sim)
-    check_output_dir(build_root(), "AONCIM_BUILD_ROOT (the build cache)")
+    from aoncim.sim.runner import preflight  # the golden model's torch: only past the option checks
+
+    preflight(sim)  # before compiling and elaborating, not after
 
 
 def _image_source(image: str, config_path: str | None, model: str | None, act_bits: int | None):
@@ -207,167 +163,35 @@ def _image_source(image: str, config_path: str | None, model: str | None, act_bi
 def _cosim(n: int | None, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
            model: str | None = None, t_inf: float | None = None, compare: str = "layers",
            image: str | None = None, input_path: str | None = None) -> int:
-    from aoncim.sim.runner import golden_outputs, run_cosim
+    from aoncim.sim.report import cosim_network
 
-    labels = None
+    source = None
     if image is not None:
         _, prog, cfg = _image_source(image, config_path, model, act_bits)
+        source = (Path(image).name, prog)
     else:
         if input_path is not None:
             raise ConfigError("--input goes with --image (a compiled image of your network); the shipped "
                               "networks draw their inputs from their own test sets")
         model, cfg = model or "tiny", _load_config(config_path)
     _check_cosim_args(cfg, act_bits, sim)
-    bits = act_bits or 8
-    t0 = time.perf_counter()
-    with _CosimProgress() as pr:
-        if image is not None:
-            from aoncim.sim.jobs import image_inputs
-
-            title = Path(image).name
-            inputs, seeds = image_inputs(prog, input_path, n, seed)
-            bits = prog.layers[0].in_bits
-        elif model == "tiny":
-            title = "TinyNet"
-            prog, inputs, seeds, labels = _tiny_job(cfg, n or 20, seed, bits)
-        else:
-            from aoncim.sim.jobs import analognet_job
-
-            pr.status(f"compiling the shipped {model.upper()} checkpoint for config {cfg.config_hash:#010x}")
-            job = analognet_job(model, cfg, n or 20, seed, bits)
-            title, prog, inputs, seeds, labels = job.title, job.prog, job.inputs, job.seeds, job.labels
-        n = len(inputs)
-        calibration, chip = None, prog
-        if t_inf is not None:
-            from aoncim.model.flows import drifted_chip
-
-            pr.status(f"programming simulated chip {seed} and reading it at t = {t_inf:g} s")
-            chip, calibration = drifted_chip(prog, cfg, seed, t_inf)
-        console.print(f"[bold]co-simulation[/] of {title} ({len(prog.layers)} layers, {prog.mvms} MVMs) on {sim}, "
-                      f"{n} inputs, {bits}-bit activations, read noise {cfg.read_noise_lsb} LSB, seed {seed}")
-        console.print("conductances: " + ("the compiled target codes" if t_inf is None else
-                      f"simulated PCM chip {seed} read at t = {t_inf:g} s, drift compensation run on the chip"))
-        r = run_cosim(cfg, chip, inputs, seeds, sim=sim, waves=waves, calibration=calibration, status=pr.status,
-                      progress=pr.progress, compare=compare)
-    scored = prog
-    if calibration is not None:  # what the inferences were scored against
-        from aoncim.model.snapshot import compensated
-
-        scored = compensated(calibration["reference"], chip, cfg, calibration["seed"], calibration["target"])
-    acc = None
-    if labels is not None:
-        golden = golden_outputs(cfg, scored, inputs, seeds)
-        acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)]))
-
-    what = "every integer of every layer" if compare == "layers" else "the last layer only (--compare final)"
-    t = Table(title=f"per-layer comparison ({what}; array rect: rows x cols @ (row0, col0))",
-              box=box.SIMPLE_HEAD)
-    cols = ["layer", "name", "out HxWxC", "array rect", "tiles", "values compared", "inferences mismatching"] + \
-        (["alpha"] if calibration else [])
-    for col in cols:
-        t.add_column(col, justify="right" if col in ("layer", "tiles", "values compared", "inferences mismatching",
-                                                     "alpha") else "left")
-    alphas = scored.alphas(cfg)
-    for i, d in enumerate(prog.layers):
-        r0, nr, c0, nc = prog.used_rect(i)
-        rect = f"{nr} x {nc} @ ({r0}, {c0})" if d.is_mvm else "-"
-        t.add_row(str(i), prog.layer_name(i), f"{d.out_h}x{d.out_w}x{d.out_c}", rect,
-                  str(d.tiles(cfg.rows)) if d.is_mvm else "-", str(r.compared[i]), str(r.layer_fail[i]),
-                  *([f"{alphas[i] / cfg.alpha_one:.4f}"] if calibration else []))
-    console.print(t)
-    for mm in r.mismatches[:10]:
-        console.print(f"[red]mismatch[/] {mm}")
-    inf = r.inferences
-    per = [x["wall_s"] for x in inf]
-    build = "cached" if r.build.cached else f"{r.build.seconds:.1f} s"
-    console.print(f"cycles/inference {inf[0]['cycles']}  MVMs/inference {inf[0]['mvms']}  {sim} build {build}  "
-                  f"program load {r.load_s:.2f} s")
-    console.print(f"co-sim {np.mean(per):.3f} s/inference ({inf[0]['cycles'] / np.mean(per) / 1e3:.0f} k cycles/s)  "
-                  f"total {time.perf_counter() - t0:.1f} s")
-    if calibration:
-        same = r.calibration["alpha"] == scored.alphas(cfg).tolist() and r.calibration["bias"] == scored.pp_bias.tolist()
-        console.print(f"drift compensation on the chip: {r.calibration['wall_s']:.1f} s (alpha and offset reads), "
-                      "alphas and biases equal to the golden model's: "
-                      f"{'yes' if same else 'NO'}")
-    if r.waves:
-        console.print(f"waveform: {r.waves} ({r.waves.suffix[1:].upper()}); open with: gtkwave {r.waves}"
-                      f"{' ' + str(r.waves_gtkw) if r.waves_gtkw else ''}", soft_wrap=True, markup=False)
-    if acc is not None:
-        console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
-    console.print(f"bit-exact: {r.n_ok}/{len(inf)} inferences")
-    return 0 if r.n_ok == len(inf) == n and (calibration is None or same) else 1
+    return cosim_network(console, cfg, model=model, image=source, input_path=input_path, n=n, seed=seed,
+                         act_bits=act_bits, sim=sim, waves=waves, t_inf=t_inf, compare=compare)
 
 
-def _cosim_random(n: int, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
+def _cosim_random(n: int | None, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
                   t_inf: float | None, coverage_json: str = "out/coverage_random.json") -> int:
-    import json
-
-    from aoncim.sim import coverage as cov
-    from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
-    from aoncim.sim.runner import CosimCase, run_cases
-    from aoncim.perf.cycles import inference_cycles
-
-    from aoncim.outputs import check_output_file, write_atomic
+    from aoncim.outputs import check_output_file
+    from aoncim.sim.random_nets import RANDOM_CFG
+    from aoncim.sim.report import cosim_random
 
     if t_inf is not None:
         raise ConfigError("--time applies to the trained networks (tiny, kws, vww), not to --model random")
-    n = 20 if n is None else n
     cfg = _load_config(config_path) if config_path else RANDOM_CFG
     _check_cosim_args(cfg, act_bits, sim)
-    check_output_file(coverage_json, "--coverage-json")
-    t0 = time.perf_counter()
-    with _CosimProgress() as pr:
-        cases = []
-        for k in range(n):
-            pr.status(f"drawing random networks ({k}/{n})")
-            cases.append(random_case(seed + k, cfg, act_bits))
-        console.print(f"[bold]randomised co-simulation[/]: {n} random networks (seeds {seed}..{seed + n - 1}) on "
-                      f"{sim}, config {cfg.config_hash:#010x} ({cfg.rows} x {cfg.cols} array, {cfg.n_adcs} ADCs), "
-                      f"{'%d-bit activations' % act_bits if act_bits else 'precisions 8/6/4 drawn per case'}")
-        if n <= 5:
-            for c in cases:
-                console.print(f"  {c.describe(cfg.rows)}")
-        r = run_cases(cfg, [CosimCase(c.name, c.prog, c.inputs, c.noise_seeds) for c in cases], sim=sim,
-                      waves=waves, coverage=True, status=pr.status, progress=pr.progress)
-
-    kinds: dict[str, list[int]] = {}
-    for c, res in zip(cases, r.cases):
-        for i, d in enumerate(c.prog.layers):
-            row = kinds.setdefault(cov.layer_kind(d), [0, 0, 0])
-            row[0] += 1
-            row[1] += res.compared[i]
-            row[2] += res.layer_fail[i]
-    t = Table(title="per layer kind (every integer of every layer)", box=box.SIMPLE_HEAD)
-    for col in ("kind", "layers", "values compared", "layers mismatching"):
-        t.add_column(col, justify="left" if col == "kind" else "right")
-    for k in cov.KINDS:
-        if k in kinds:
-            t.add_row(k, *map(str, kinds[k]))
-    console.print(t)
-    for c, res in zip(cases, r.cases):
-        if not res.ok:
-            why = res.error or (res.mismatches[0] if res.mismatches else "failed")
-            console.print(f"[red]FAIL[/] seed {c.seed}: {why} -- replay: "
-                          f"{replay_command(c.seed, act_bits, config_path)}", soft_wrap=True)
-    cycles = [inference_cycles(cfg, res.prog) for res in r.cases]
-    per = [x["wall_s"] for res in r.cases for x in res.inferences]
-    build = "cached" if r.build.cached else f"{r.build.seconds:.1f} s"
-    console.print(f"cycles/inference {np.mean(cycles):.0f} mean ({min(cycles)}..{max(cycles)})  {sim} build {build}  "
-                  f"program load {np.mean([res.load_s for res in r.cases]) * 1e3:.1f} ms/case  "
-                  f"co-sim {np.mean(per) * 1e3:.1f} ms/inference  total {time.perf_counter() - t0:.1f} s")
-    out = Path(coverage_json)
-    write_atomic(out, json.dumps(r.coverage, indent=1))
-    console.print(f"{cov.summary(r.coverage)}; bins: kind x stride x padding x tiling x precision; wrote {out}")
-    missing = cov.missing(r.coverage)
-    if missing:
-        console.print(f"bins not hit: {', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")
-    if r.waves:
-        console.print(f"waveform: {r.waves} ({r.waves.suffix[1:].upper()}); open with: gtkwave {r.waves}"
-                      f"{' ' + str(r.waves_gtkw) if r.waves_gtkw else ''}", soft_wrap=True, markup=False)
-    if r.failed:
-        console.print(f"failing cases: {len(r.failed)}/{n}")
-    console.print(f"bit-exact: {r.n_ok}/{r.n_inferences} inferences")
-    return 0 if not r.failed else 1
+    out = check_output_file(coverage_json, "--coverage-json")
+    return cosim_random(console, cfg, n=20 if n is None else n, seed=seed, act_bits=act_bits, sim=sim, waves=waves,
+                        coverage_json=out, config_path=config_path)
 
 
 # Option types shared by the commands: a bad value is refused while parsing, naming the option.
@@ -444,6 +268,7 @@ def demo(outdir: str, n: int) -> None:
     def go():
         from aoncim.firmware.image import write_image
         from aoncim.hw.verilog import write_verilog
+        from aoncim.sim.jobs import tiny_job
 
         from aoncim.outputs import check_output_dir, write_atomic
 
@@ -451,7 +276,7 @@ def demo(outdir: str, n: int) -> None:
         out = check_output_dir(outdir)
         _check_cosim_args(cfg, 8, "verilator")
         out.mkdir(parents=True, exist_ok=True)
-        prog, _, _, _ = _tiny_job(cfg, 1, 0, 8)
+        prog, _, _, _ = tiny_job(cfg, 1, 0, 8)
         img = out / "tiny.aonc"
         write_atomic(img, write_image(prog, cfg))
         with console.status("elaborating the RTL (cached after the first run)"):

@@ -110,11 +110,10 @@ def bench_raw(cfg, job: Job, mode: str, expected, waves: bool, out_dir: Path, st
     from aoncim.sim.raw_verilator import run_raw
 
     t0 = time.perf_counter()
-    step = mode == "layers"
     workdir = out_dir / f"raw_{job.name}_{mode}" if waves else None
-    r = run_raw(cfg, job.prog, job.inputs, job.seeds, step=step, waves=waves, workdir=workdir, expected=expected,
+    r = run_raw(cfg, job.prog, job.inputs, job.seeds, compare=mode, waves=waves, workdir=workdir, expected=expected,
                 status=status)
-    infs = r.inferences
+    infs, h = r.inferences, r.harness
     ok = r.bit_exact and not r.mismatches
     res = {
         "sim": f"raw-{mode}", "label": f"raw Verilator, {mode}", "mode": mode,
@@ -123,9 +122,9 @@ def bench_raw(cfg, job: Job, mode: str, expected, waves: bool, out_dir: Path, st
         "cpu_s": float(np.mean([i["cpu_s"] for i in infs])) if infs else None,
         "wall_s_each": [i["wall_s"] for i in infs], "cycles": int(infs[0]["cycles"]) if infs else None,
         "clocks": int(infs[0]["clocks"]) if infs else None, "mvms": int(infs[0]["mvms"]) if infs else None,
-        "load_s": r.load_s, "load_cpu_s": r.load_cpu_s, "load_words": r.load_words,
-        "build_s": r.build.seconds, "build_cached": r.build.cached, "replay_s": r.replay_s,
-        "replay_cpu_s": r.replay_cpu_s, "process_s": r.process_s, "record_s": r.record_s,
+        "load_s": r.load_s, "load_cpu_s": h.load_cpu_s, "load_words": h.load_words,
+        "build_s": r.build.seconds, "build_cached": r.build.cached, "replay_s": h.replay_s,
+        "replay_cpu_s": h.replay_cpu_s, "process_s": h.process_s, "record_s": h.record_s,
         "total_s": time.perf_counter() - t0, "extrapolated": False, "mismatches": r.mismatches[:5],
         "waves": str(r.waves) if r.waves else None,
         "note": f"{MODE_NOTE[mode]} (the cocotb flow's bus traffic); C++-timed, program load excluded",

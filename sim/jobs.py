@@ -1,7 +1,9 @@
 """Co-simulation jobs of the shipped AnalogNets: the checkpoint compiled for a config (as
 `aoncim compile` does), test inputs through the checkpoint's input scaler, and a simulated PCM chip
 read at time t with the host's drift compensation to run on the chip (`run_cosim(...,
-calibration=...)`). Used by `aoncim cosim --model kws|vww` and tests/test_cosim_analognets.py."""
+calibration=...)`), the embedded TinyNet, a small conv net, and inputs for a user's own image.
+Used by `aoncim cosim` (sim/report.py), `aoncim demo` and the co-simulation tests. (The typed job
+the runners take is `sim.cosim.CosimJob`.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,6 +45,23 @@ def analognet_job(name: str, cfg: AonCimConfig, n: int, seed: int, act_bits: int
     inputs = list(quantise_input(scaler(x[pick]), act_bits))
     seeds = [int(s) for s in rng.integers(0, 2**32, n)]
     return AnalogNetJob(task.title, prog, inputs, seeds, y[pick].numpy())
+
+
+def tiny_job(cfg: AonCimConfig, n: int, seed: int, act_bits: int
+             ) -> tuple[Program, list[np.ndarray], list[int], np.ndarray]:
+    """The embedded TinyNet compiled for `cfg` at `act_bits`, `n` test patterns picked by `seed`
+    as input codes, read-noise seeds and the patterns' labels (`aoncim cosim`'s default network)."""
+    from aoncim.firmware.compiler import compile_network, quantise_input
+    from aoncim.model.patterns import make_patterns
+    from aoncim.model.tiny import load_tiny
+
+    net = load_tiny()
+    calib, _ = make_patterns(256, seed=1_000_003)
+    prog = compile_network(net, cfg, calib, act_bits=act_bits)
+    x, labels = make_patterns(n, seed=seed)
+    inputs = list(quantise_input(x, act_bits))
+    seeds = [int(s) for s in np.random.default_rng(seed).integers(0, 2**32, n)]
+    return prog, inputs, seeds, labels.numpy()
 
 
 def small_conv_job(cfg: AonCimConfig, act_bits: int = 8, n: int = 3, seed: int = 0

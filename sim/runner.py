@@ -1,4 +1,5 @@
-"""Build the generated Verilog with a simulator and run the cocotb testbench on a job.
+"""Build the generated Verilog with a simulator and run the cocotb testbench on a `CosimJob`
+(sim/cosim.py): `run_job`, or `run_cosim` (one network) and `run_cases` (many programs).
 
 Builds are cached per (simulator, Verilog text): a second run of the same design starts at once.
 Concurrent runs build a design once and interrupted builds are never reused (`aoncim.buildcache`);
@@ -8,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
+import dataclasses
 import hashlib
+import json
 import os
-import pickle
 import re
 import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 from pathlib import Path
 
@@ -27,13 +28,14 @@ from aoncim import procgroup
 from aoncim.buildcache import cached_dir, private_dir
 from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import ChipError
-from aoncim.firmware.image import write_image
 from aoncim.hw.verilog import TOP_NAME, WAIVERS, cached_verilog
 from aoncim.model.bittrue import BitTrueExecutor
 from aoncim.program import Program
 from aoncim.toolchain import activate_simulator
 from aoncim.toolchain import build_root as default_build_root
 
+from .cosim import JOB_ENV, Calibration, CaseResult, CosimCase, CosimJob, CosimResult, progress_path, results_path
+from .scoreboard import Mismatch, mismatch_lines
 from .waves import TRACE_VLT, fst_build_args, wave_format, write_gtkw
 
 
@@ -57,31 +59,6 @@ class Build:
     seconds: float  # 0 when the cached build was reused
     cached: bool
     waves: str | None = None  # the dump format the build writes: "fst", "vcd" (None: no tracing)
-
-
-@dataclass
-class CosimResult:
-    build: Build
-    inferences: list[dict]
-    compared: list[int]
-    layer_fail: list[int]
-    mismatches: list[str]
-    load_s: float
-    wall_s: float
-    log: str = ""
-    layer_names: list[str] = field(default_factory=list)
-    waves: Path | None = None  # the waveform dump (FST or VCD), when asked for
-    # One record per job error case (tb_top.run_error_case): STATUS, driver message, memories before/after.
-    error_cases: list[dict] = field(default_factory=list)
-    # With a calibration job: the alphas and biases the driver computed on the chip, and what the
-    # chip's ALPHA registers and BIAS window held afterwards (sim/tb_top.py).
-    calibration: dict | None = None
-    # GTKWave save file beside the dump, signals grouped by block: `gtkwave <waves> <waves_gtkw>`.
-    waves_gtkw: Path | None = None
-
-    @property
-    def n_ok(self) -> int:
-        return sum(r["ok"] for r in self.inferences)
 
 
 _TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
@@ -232,38 +209,52 @@ def golden_outputs(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], s
     return [[t.output[i].numpy() for t in traces] for i in range(len(inputs))]
 
 
-def _mismatch_text(cfg: AonCimConfig, prog: Program, records: list[dict], case: str = "") -> list[str]:
-    """The scoreboard's mismatches as lines, with the post-processing cycle of each first difference."""
-    from .scoreboard import Mismatch
-    from aoncim.perf.cycles import postproc_cycle
 
-    out = []
-    for r in records:
-        mm = Mismatch.from_dict(r)
-        mm.case = case
-        try:
-            mm.cycle = postproc_cycle(cfg, prog, mm.layer, *mm.position, mm.channel)
-        except (IndexError, AssertionError):
-            pass
-        out.append(str(mm))
-    return out
+def default_timeout_us(cfg: AonCimConfig, prog: Program) -> float:
+    """Generous simulated time for one inference in step mode: the schedule's cycles, the host's
+    layer reads and pauses, times four, at the testbench's 10 ns clock."""
+    from aoncim.perf.cycles import inference_cycles
+
+    words = sum(d.positions * d.out_c for d in prog.layers)
+    return float(4 * (inference_cycles(cfg, prog) + 16 * words + 200 * len(prog.layers)) // 100 + 100)
 
 
-def _simulate(b: Build, sim: str, job: dict, waves: bool, verbose: bool, status: Callable[[str], None],
-              progress: Callable[[int, int], None] | None, total: int,
+def scored_program(cfg: AonCimConfig, case: CosimCase) -> Program:
+    """The program a case's inferences are scored against: its own, or for a calibration case the
+    golden model's compensation of it (`aoncim.model.snapshot.compensated`)."""
+    cal = case.calibration
+    if cal is None:
+        return case.prog
+    from aoncim.model.snapshot import compensated
+
+    return compensated(cal.reference, case.prog, cfg, cal.seed, cal.target)
+
+
+def preflight(sim: str) -> None:
+    """Fail before compiling and elaborating, not after: the simulator is installed and the build
+    cache is writable (one line each)."""
+    from aoncim.outputs import check_output_dir
+    from aoncim.toolchain import build_root, find_simulator
+
+    find_simulator(sim)
+    check_output_dir(build_root(), "AONCIM_BUILD_ROOT (the build cache)")
+
+
+def _simulate(b: Build, sim: str, job: CosimJob, waves: bool, verbose: bool, status: Callable[[str], None],
+              progress: Callable[[int, int], None] | None,
               what: str) -> tuple[dict, float, str, Path | None, Path | None]:
     """Write `job`, run the cocotb testbench on build `b`, return (results, wall time, log, dump,
     GTKWave save file). The simulator runs in its own process group, killed if this process is
     interrupted or terminated (aoncim.procgroup).
 
     With `progress`, the simulator runs in a thread while this one polls the testbench's progress
-    file (one byte per finished inference) and reports (done, total)."""
+    file (one byte per finished inference) and reports (done, job's inferences)."""
     with procgroup.sigterm_raises():
-        return _simulate_once(b, sim, job, waves, verbose, status, progress, total, what)
+        return _simulate_once(b, sim, job, waves, verbose, status, progress, what)
 
 
-def _simulate_once(b: Build, sim: str, job: dict, waves: bool, verbose: bool, status: Callable[[str], None],
-                   progress: Callable[[int, int], None] | None, total: int,
+def _simulate_once(b: Build, sim: str, job: CosimJob, waves: bool, verbose: bool, status: Callable[[str], None],
+                   progress: Callable[[int, int], None] | None,
                    what: str) -> tuple[dict, float, str, Path | None, Path | None]:
     # With waves the run directory is kept (the simulator writes the dump there): a fresh one per
     # run under <build root>/waves/, never inside the shared build entry, so concurrent runs and
@@ -271,18 +262,17 @@ def _simulate_once(b: Build, sim: str, job: dict, waves: bool, verbose: bool, st
     run_dir = tempfile.TemporaryDirectory(prefix="aoncim-cosim-") if not waves else \
         contextlib.nullcontext(private_dir(b.build_dir.parent / "waves",
                                            f"{sim}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    total = job.n_inferences
     with run_dir as tmp:
         tmp = Path(tmp)
-        (tmp / "job.pkl").write_bytes(pickle.dumps(job))
-        res_path, prog_path = tmp / "results.json", tmp / "progress"
-        env = {"AONCIM_JOB": str(tmp / "job.pkl"), "AONCIM_RESULTS": str(res_path),
+        job_path = job.write(tmp)
+        res_path, prog_path = results_path(job_path), progress_path(job_path)
+        env = {JOB_ENV: str(job_path),
                # cocotb installs pytest's assertion rewriter for every module ("*.py") by default and
                # the simulator's Python writes no bytecode, so each run recompiled torch, numpy and
                # cocotb from source with rewritten asserts: 5 s of a 6 s start-up. The testbench
                # does not rely on rewritten asserts.
                "COCOTB_REWRITE_ASSERTION_FILES": ""}
-        if progress is not None:
-            env["AONCIM_PROGRESS"] = str(prog_path)
         t0 = time.perf_counter()
         status(f"co-simulating {what} on {sim}, comparing every layer")
 
@@ -355,172 +345,71 @@ def _simulate_once(b: Build, sim: str, job: dict, waves: bool, verbose: bool, st
     return r, wall, log, dump, gtkw
 
 
-def _calibration_job(calibration: dict, cfg: AonCimConfig) -> dict:
-    target = calibration.get("target")
-    return {"reference_image": write_image(calibration["reference"], cfg),
-            "target_image": write_image(target, cfg) if target is not None else None,
-            "seed": int(calibration["seed"])}
+def run_job(job: CosimJob, *, sim: str = "verilator", rtl_cfg: AonCimConfig | None = None,
+            build_root: Path | None = None, waves: bool | str = False, verbose: bool = False,
+            cases_per_run: int = 500, status: Callable[[str], None] = lambda msg: None,
+            progress: Callable[[int, int], None] | None = None) -> CosimResult:
+    """Co-simulate `job` on RTL generated from `rtl_cfg` (default: the job's config) against the
+    golden model computed with the job's config; the two differ only in tests that prove
+    mismatches are caught.
 
+    One build serves every case: each simulator run loads the cases one after the other over the
+    bus (`cases_per_run` per run, so a crash loses one run's worth), each scored on its own; a
+    failing or hung case does not stop the others. A chip that fails the identity check raises
+    ChipError; a simulator that produces no results, CosimError.
 
-def _compensated(calibration: dict, prog: Program, cfg: AonCimConfig) -> Program:
-    from aoncim.model.snapshot import compensated
+    `progress(done, total)` is called as inferences finish (polled, a few times a second).
+    `waves` (True, or "fst"/"vcd" to force a format: `build`) keeps a waveform dump of the (last)
+    simulator run and a GTKWave save file beside it (`waves`, `waves_gtkw` of the result), in a
+    fresh directory under `<build root>/waves/`."""
+    from . import coverage as cov
 
-    return compensated(calibration["reference"], prog, cfg, calibration["seed"], calibration.get("target"))
+    cfg = job.cfg
+    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
+    single = len(job.cases) == 1
+    unit = "inference(s)" if single else "program(s)"
+    status(f"golden model: {job.n_inferences if single else len(job.cases)} {unit}")
+    total = job.n_inferences
+    results: list[CaseResult] = []
+    reports, wall, runs, log, dump, gtkw = [], 0.0, 0, "", None, None
+    for lo in range(0, len(job.cases), cases_per_run):
+        chunk = job.cases[lo : lo + cases_per_run]
+        scored = [scored_program(cfg, c) for c in chunk]
+        # What crosses into the simulator: every case with its golden outputs and time limit.
+        sent = job.replace_cases([dataclasses.replace(
+            c, expected=c.expected if c.expected is not None else golden_outputs(cfg, g, c.inputs, c.seeds),
+            timeout_us=c.timeout_us or default_timeout_us(cfg, g)) for c, g in zip(chunk, scored)])
+        done = sum(len(c.inputs) for c in job.cases[:lo])
+        prog_cb = None if progress is None else (lambda k, n, done=done: progress(done + k, total))
+        what = f"{sent.n_inferences} {unit}" if single else f"{len(chunk)} {unit}"
+        r, w, log, dump, gtkw = _simulate(b, sim, sent, waves, verbose, status, prog_cb, what)
+        wall, runs = wall + w, runs + 1
+        if job.coverage:
+            reports.append(r["coverage"])
+        for c, g, res in zip(sent.cases, scored, r["cases"]):
+            results.append(CaseResult(
+                c.name, g, len(c.inputs), res["inferences"], res["compared"], res["layer_fail"],
+                mismatch_lines(cfg, g, [Mismatch.from_dict(m) for m in res["mismatches"]], c.name),
+                res["load_s"], res["error"], res.get("calibration"), res.get("error_cases", [])))
+    return CosimResult(b, results, wall, runs, cov.merge(reports) if job.coverage else None, log, dump, gtkw)
 
 
 def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
-              rtl_cfg: AonCimConfig | None = None, sim: str = "verilator", check_identity: bool = True,
-              build_root: Path | None = None, waves: bool | str = False, verbose: bool = False,
-              error_cases: list[dict] | None = None, calibration: dict | None = None,
-              status: Callable[[str], None] = lambda msg: None,
-              progress: Callable[[int, int], None] | None = None, host_bus: str | None = None,
-              compare: str = "layers") -> CosimResult:
-    """Co-simulate `prog` on RTL generated from `rtl_cfg` (default: `cfg`) against the golden model
-    computed with `cfg`. The two differ only in tests that prove mismatches are caught.
+              calibration: Calibration | dict | None = None, error_cases: list[dict] | None = None,
+              check_identity: bool = True, compare: str = "layers", host_bus: str | None = None,
+              **run: object) -> CosimResult:
+    """Co-simulate one network: `run_job` on `CosimJob.single(...)` (sim/cosim.py for the
+    options); `run` are run_job's keywords (sim, rtl_cfg, build_root, waves, status, progress, ...).
 
-    `error_cases` (see sim/tb_top.py) run before the scored inferences: each is a dict with
-    `descriptors` (lists of 8 descriptor words, written unchecked), `input` (written for the
-    program's first layer), `timeout_us` and optionally `num_layers` and `name`.
-
-    `calibration` = {"reference": Program, "target": Program or None, "seed": int}: `prog` is a
-    drifted snapshot loaded uncompensated; the driver runs the compensation routine on the chip
-    (reference reads on `reference` first) and the inferences are scored against the golden model
-    of `aoncim.model.snapshot.compensated(reference, prog, cfg, seed, target)`.
-
-    `progress(done, total)` is called as inferences finish (polled, a few times a second).
-    `host_bus` picks the testbench's AXI4-Lite manager (sim/host_bus.py: "fast", the default, or
-    "cocotbext").
-
-    `waves` (True, or "fst"/"vcd" to force a format: `build`) keeps a waveform dump of the run
-    and a GTKWave save file beside it (`waves`, `waves_gtkw` of the result), in a fresh directory
-    under `<build root>/waves/`.
-
-    `compare`: "layers" (default) runs each inference in step mode and scores every layer's
-    output; "final" runs it without pauses, as a host would, and scores the last layer only (the
-    per-layer read-back of ~10**5 codes over AXI4-Lite costs more simulated cycles than the
-    inference itself)."""
-    if compare not in ("layers", "final"):
-        raise ValueError(f"compare={compare!r}: use 'layers' or 'final'")
-    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
-    status(f"golden model: {len(inputs)} inference(s)")
-    golden_prog = _compensated(calibration, prog, cfg) if calibration else prog
-    expected = golden_outputs(cfg, golden_prog, inputs, seeds)
-    job = {"cfg": cfg.to_dict(), "image": write_image(prog, cfg), "inputs": [np.asarray(x) for x in inputs],
-           "seeds": list(seeds), "expected": expected, "check_identity": check_identity,
-           "error_cases": list(error_cases or []), "host_bus": host_bus, "compare": compare}
-    if calibration:
-        job["calibration"] = _calibration_job(calibration, cfg)
-    r, wall, log, dump, gtkw = _simulate(b, sim, job, waves, verbose, status, progress, len(inputs),
-                                         f"{len(inputs)} inference(s)")
-    mismatches = _mismatch_text(cfg, golden_prog, r["mismatch_records"]) if "mismatch_records" in r else r["mismatches"]
-    return CosimResult(b, r["inferences"], r["compared"], r["layer_fail"], mismatches, r["load_s"], wall, log,
-                       list(prog.names), dump, r.get("error_cases", []), r.get("calibration"), gtkw)
+    `calibration` = Calibration(reference, target, seed) or the dict of model.flows.drifted_chip:
+    `prog` is a drifted snapshot loaded uncompensated; the driver runs the compensation routine on
+    the chip and the inferences are scored against the golden model's compensated program."""
+    job = CosimJob.single(cfg, prog, inputs, seeds, calibration=calibration, error_cases=error_cases or (),
+                          check_identity=check_identity, compare=compare, host_bus=host_bus)
+    return run_job(job, **run)
 
 
-# ------------------------------------------------------------------------------ many programs
-@dataclass
-class CosimCase:
-    """One program and its inferences in a multi-case run (`run_cases`)."""
-
-    name: str
-    prog: Program
-    inputs: list[np.ndarray]
-    seeds: list[int]
-    # {"reference", "target", "seed"} as for run_cosim: compensation on the chip before the inferences.
-    calibration: dict | None = None
-    timeout_us: float | None = None  # simulated time an inference may take (default: from the schedule)
-
-
-@dataclass
-class CaseResult:
-    name: str
-    prog: Program  # the program scored against (compensated for a calibration case)
-    inferences: list[dict]
-    n_inputs: int
-    compared: list[int]
-    layer_fail: list[int]
-    mismatches: list[str]
-    error: str | None
-    load_s: float
-    calibration: dict | None = None
-
-    @property
-    def n_ok(self) -> int:
-        return sum(r["ok"] for r in self.inferences)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.n_ok == self.n_inputs
-
-
-@dataclass
-class BatchResult:
-    build: Build
-    cases: list[CaseResult]
-    wall_s: float
-    coverage: dict | None = None  # sim/coverage.py's report, summed over the runs
-    runs: int = 1  # simulator invocations
-    waves: Path | None = None  # the last run's waveform dump (FST or VCD), when asked for
-    waves_gtkw: Path | None = None  # its GTKWave save file: `gtkwave <waves> <waves_gtkw>`
-
-    @property
-    def n_inferences(self) -> int:
-        return sum(c.n_inputs for c in self.cases)
-
-    @property
-    def n_ok(self) -> int:
-        return sum(c.n_ok for c in self.cases if c.error is None)
-
-    @property
-    def failed(self) -> list[CaseResult]:
-        return [c for c in self.cases if not c.ok]
-
-
-def default_timeout_us(cfg: AonCimConfig, prog: Program) -> float:
-    """Generous simulated time for one inference in step mode: the schedule's cycles, the host's
-    layer reads and pauses, times four, at the testbench's 10 ns clock."""
-    from aoncim.perf.cycles import inference_cycles
-
-    words = sum(d.positions * d.out_c for d in prog.layers)
-    return float(4 * (inference_cycles(cfg, prog) + 16 * words + 200 * len(prog.layers)) // 100 + 100)
-
-
-def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, sim: str = "verilator", build_root: Path | None = None,
-              waves: bool | str = False, verbose: bool = False, coverage: bool = False, cases_per_run: int = 500,
-              status: Callable[[str], None] = lambda msg: None,
-              progress: Callable[[int, int], None] | None = None) -> BatchResult:
-    """Co-simulate many programs on one build of `cfg`: each simulator run loads the cases one
-    after the other over the bus (`cases_per_run` per run, so a crash loses one run's worth), each
-    scored layer by layer against the golden model; a failing or hung case does not stop the
-    others. With `coverage`, the testbench samples the sequencer's functional coverage of every
-    layer that matched (sim/coverage.py); the report is summed over the runs."""
-    from . import coverage as cov
-
-    b = build(cfg, sim, build_root, waves, verbose, status)
-    status(f"golden model: {len(cases)} program(s)")
-    golden = [_compensated(c.calibration, c.prog, cfg) if c.calibration else c.prog for c in cases]
-    total = sum(len(c.inputs) for c in cases)
-    results: list[CaseResult] = []
-    reports, wall, runs, dump, gtkw = [], 0.0, 0, None, None
-    for lo in range(0, len(cases), cases_per_run):
-        chunk = cases[lo : lo + cases_per_run]
-        jobs = []
-        for c, g in zip(chunk, golden[lo : lo + cases_per_run]):
-            job = {"name": c.name, "image": write_image(c.prog, cfg), "inputs": [np.asarray(x) for x in c.inputs],
-                   "seeds": [int(s) for s in c.seeds], "expected": golden_outputs(cfg, g, c.inputs, c.seeds),
-                   "timeout_us": c.timeout_us or default_timeout_us(cfg, g)}
-            if c.calibration:
-                job["calibration"] = _calibration_job(c.calibration, cfg)
-            jobs.append(job)
-        done = sum(len(c.inputs) for c in cases[:lo])
-        prog_cb = None if progress is None else (lambda k, n, done=done: progress(done + k, total))
-        r, w, _, dump, gtkw = _simulate(b, sim, {"cfg": cfg.to_dict(), "cases": jobs, "coverage": coverage}, waves,
-                                        verbose, status, prog_cb, total - done, f"{len(chunk)} program(s)")
-        wall, runs = wall + w, runs + 1
-        if coverage:
-            reports.append(r["coverage"])
-        for c, g, res in zip(chunk, golden[lo : lo + cases_per_run], r["cases"]):
-            results.append(CaseResult(c.name, g, res["inferences"], len(c.inputs), res["compared"], res["layer_fail"],
-                                      _mismatch_text(cfg, g, res["mismatches"], c.name), res["error"], res["load_s"],
-                                      res.get("calibration")))
-    return BatchResult(b, results, wall, cov.merge(reports) if coverage else None, runs, dump, gtkw)
+def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, coverage: bool = False, **run: object) -> CosimResult:
+    """Co-simulate many programs on one build of `cfg` (`run_job` on a job of these cases); with
+    `coverage`, the sequencer's functional coverage summed over the simulator runs."""
+    return run_job(CosimJob(cfg, tuple(cases), coverage=coverage), **run)

@@ -1,8 +1,8 @@
 """Layer-by-layer scoreboard: integer equality of every layer's outputs with the golden model.
 
 A mismatch names the first differing value of a layer (inference, layer and its name, output
-position (y, x), channel, expected and got, how many values of the layer differ); the runner adds
-the cycle in which that value went through post-processing (perf/cycles.py), to find it in a
+position (y, x), channel, expected and got, how many values of the layer differ); `mismatch_lines`
+adds the cycle in which that value went through post-processing (perf/cycles.py), to find it in a
 waveform."""
 from __future__ import annotations
 
@@ -76,3 +76,19 @@ class Scoreboard:
     def end(self) -> bool:
         self.passed.append(self._current_ok)
         return self._current_ok
+
+
+def mismatch_lines(cfg, prog, mismatches: list[Mismatch], case: str = "") -> list[str]:
+    """The mismatches as lines, each with the post-processing cycle of its first difference (to
+    find it in a waveform) and, in a run of several cases, the case's name."""
+    from aoncim.perf.cycles import postproc_cycle
+
+    out = []
+    for mm in mismatches:
+        mm.case = case
+        try:
+            mm.cycle = postproc_cycle(cfg, prog, mm.layer, *mm.position, mm.channel)
+        except (IndexError, AssertionError):  # a layer the cycle model cannot place: no cycle
+            pass
+        out.append(str(mm))
+    return out

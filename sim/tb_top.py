@@ -1,40 +1,40 @@
-"""cocotb test of the generated top level: load a program image through the host port, run each
+"""cocotb test of the generated top level: load each program through the host port, run each
 input layer by layer (step mode), score every layer's integers against the golden model.
 
-The job (program, inputs, seeds, expected layer outputs) comes from the pickle named by
-AONCIM_JOB; results go to the JSON file named by AONCIM_RESULTS. The testbench is thin: the host
-driver, the AXI bus adapter and the scoreboard do the work.
+The job is one pickled `sim.cosim.CosimJob` (cases: program, inputs, seeds, golden layer outputs,
+time limit), at the path in $AONCIM_JOB; the results go to a JSON file beside it
+(`cosim.results_path`). The testbench is thin: the host driver, the AXI bus adapter and the
+scoreboard do the work.
 
-A job may also carry `error_cases`: descriptor lists written through the driver without
+The cases run one after the other on the same RTL (random networks, several drift time points).
+Each is loaded over the bus, run under its time limit and scored on its own; a case that fails or
+hangs is recorded and the chip is reset for the next one. With `coverage`, every layer that
+matched the golden model is a sample of the sequencer's functional coverage (sim/coverage.py).
+
+A case may carry a `calibration` (reference and target programs, seed): the driver then runs the
+host's drift-compensation routine on the chip (contract steps 10 and 11) -- reference reads on
+the reference program (done once for all cases of the same reference), then, on the case's
+program, the alpha and offset reads -- and the scored inferences run with the alphas and biases it
+wrote. The values it computed and what the chip's ALPHA registers and BIAS window hold afterwards
+are recorded.
+
+A case may also carry `error_cases`: descriptor lists written through the driver without
 Program.check, to exercise the chip's own descriptor checks. Each is run with a timeout (a hang is
 reported, not waited for), and STATUS, the driver's message and the activation and output
-memories before and after are recorded; afterwards the job's program is restored for the scored
+memories before and after are recorded; afterwards the case's program is restored for the scored
 inferences, which so also prove that the chip recovers from an error.
 
-A job may also carry `calibration` (reference and target images, seed): the driver then runs the
-host's drift-compensation routine on the chip (contract steps 10 and 11) -- reference reads on
-the reference program, then, on the job's program, the alpha and offset reads -- and the scored
-inferences run with the alphas and biases it wrote. The values it computed and what the chip's
-ALPHA registers and BIAS window hold afterwards are recorded.
-
-A job may instead carry `cases`: many programs co-simulated one after the other on the same RTL
-(random networks, several drift time points). Each case is loaded over the bus (image, optional
-calibration on the chip, whose reference reads are reused across cases of the same reference),
-run under a timeout, and scored on its own; a case that fails or hangs is recorded and the chip is
-reset for the next one. With `coverage`, every layer that matched the golden model is a sample of
-the sequencer's functional coverage (sim/coverage.py).
-
 The RTL runs on its own between host transactions: Python wakes only for the bus and the
-interrupt. Each finished inference appends a byte to the file named by AONCIM_PROGRESS (if set),
-which the runner polls for its progress bar.
+interrupt. Each finished inference appends a byte to the progress file beside the job
+(`cosim.progress_path`), which the runner polls for its progress bar.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import pickle
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -43,9 +43,10 @@ from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
 from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import AonCimDriver, ChipError
-from aoncim.firmware.image import read_image
+from aoncim.firmware.image import write_image
 from aoncim.program import LayerDescriptor, Program
 from aoncim.regmap import Reg, Region
+from aoncim.sim.cosim import JOB_ENV, Calibration, CosimCase, CosimJob, progress_path, results_path
 from aoncim.sim.coverage import SequencerCoverage
 from aoncim.sim.host_bus import make_host_bus
 from aoncim.sim.scoreboard import Scoreboard
@@ -59,19 +60,17 @@ async def reset(dut) -> None:
 
 
 class Progress:
-    """One byte per finished inference to a file the runner polls (nothing without a path)."""
+    """One byte per finished inference to a file the runner polls."""
 
-    def __init__(self, path: str | None):
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND) if path else None
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 
     def step(self) -> None:
-        if self.fd is not None:
-            os.write(self.fd, b".")
+        os.write(self.fd, b".")
 
 
-def _write_results(results: dict) -> None:
-    with open(os.environ["AONCIM_RESULTS"], "w") as f:
-        json.dump(results, f, indent=1)
+def _write_results(job_path: Path, results: dict) -> None:
+    results_path(job_path).write_text(json.dumps(results, indent=1))
 
 
 async def memories(drv: AonCimDriver) -> dict[str, list[int]]:
@@ -100,27 +99,26 @@ async def run_error_case(drv: AonCimDriver, prog, case: dict) -> dict:
             "after": await memories(drv)}
 
 
-async def prepare(drv: AonCimDriver, cfg: AonCimConfig, prog: Program, cal: dict | None,
+async def prepare(drv: AonCimDriver, cfg: AonCimConfig, prog: Program, cal: Calibration | None,
                   refs: dict) -> tuple[Program, float, dict | None]:
     """Load `prog`; with a calibration, run the host's compensation routine on the chip first
-    (reference reads on the reference program, cached in `refs` by image and seed). Returns the
+    (reference reads on the reference program, cached in `refs` by its image and seed). Returns the
     program the chip now holds (compensated), the load time and the calibration record."""
     ref_state = None
     if cal:
-        key = (cal["reference_image"], cal["seed"])
+        # By content: drifted chips of one programming are distinct objects with equal references.
+        key = (write_image(cal.reference, cfg), cal.seed)
         if key not in refs:
-            reference, _ = read_image(cal["reference_image"], cfg)
-            await drv.load_program(reference)
-            refs[key] = await drv.calibrate_reference(reference, cal["seed"])
+            await drv.load_program(cal.reference)
+            refs[key] = await drv.calibrate_reference(cal.reference, cal.seed)
         ref_state = refs[key]
     t0 = time.perf_counter()
     await drv.load_program(prog)
     load_s = time.perf_counter() - t0
     record = None
     if cal:
-        target = read_image(cal["target_image"], cfg)[0] if cal.get("target_image") else None
         t0 = time.perf_counter()
-        done = await drv.compensate(prog, ref_state, cal["seed"], target)
+        done = await drv.compensate(prog, ref_state, cal.seed, cal.target)
         bias_words = await drv.bus.read_words(drv.amap.base(Region.BIAS), len(prog.pp_bias))
         record = {
             "alpha": [int(v) for v in done.alphas(cfg)], "bias": [int(v) for v in done.pp_bias],
@@ -159,21 +157,24 @@ async def infer(drv: AonCimDriver, prog: Program, inputs, seeds, expected, sb: S
     return out
 
 
-async def run_case(drv: AonCimDriver, cfg: AonCimConfig, case: dict, refs: dict, progress: Progress,
-                   cov: SequencerCoverage | None) -> dict:
-    prog, _ = read_image(case["image"], cfg)
-    res = {"name": case.get("name", ""), "inferences": [], "error": None, "load_s": 0.0}
+async def run_case(drv: AonCimDriver, cfg: AonCimConfig, case: CosimCase, refs: dict, progress: Progress,
+                   cov: SequencerCoverage | None, compare: str) -> dict:
+    prog = case.prog
+    res = {"name": case.name, "inferences": [], "error": None, "load_s": 0.0}
     sb = Scoreboard(len(prog.layers), list(prog.names))
     try:
-        prog, res["load_s"], cal = await prepare(drv, cfg, prog, case.get("calibration"), refs)
+        prog, res["load_s"], cal = await prepare(drv, cfg, prog, case.calibration, refs)
         if cal is not None:
             res["calibration"] = cal
-        res["inferences"] = await infer(drv, prog, case["inputs"], case["seeds"], case["expected"], sb, progress,
-                                        cov, case.get("timeout_us"))
+        if case.error_cases:
+            res["error_cases"] = [await run_error_case(drv, prog, e) for e in case.error_cases]
+            await drv.load_descriptors(prog.layers)
+        res["inferences"] = await infer(drv, prog, case.inputs, case.seeds, case.expected, sb, progress, cov,
+                                        case.timeout_us, compare)
     except ChipError as e:
         res["error"] = str(e)
     except SimTimeoutError:
-        res["error"] = f"timeout: no interrupt within {case.get('timeout_us')} us of simulated time"
+        res["error"] = f"timeout: no interrupt within {case.timeout_us} us of simulated time"
     res["compared"] = sb.compared
     res["layer_fail"] = sb.layer_fail
     res["mismatches"] = [mm.to_dict() for mm in sb.mismatches]
@@ -182,56 +183,35 @@ async def run_case(drv: AonCimDriver, cfg: AonCimConfig, case: dict, refs: dict,
 
 @cocotb.test()
 async def run_job(dut):
-    with open(os.environ["AONCIM_JOB"], "rb") as f:
-        job = pickle.load(f)
-    cfg = AonCimConfig.from_dict(job["cfg"])
+    job_path = Path(os.environ[JOB_ENV])
+    job = CosimJob.read(job_path)
+    cfg = job.cfg
     # The clock runs in the simulator (cocotb's GPI clock), not as a Python coroutine: Python only
     # wakes for host transactions and the interrupt (2x faster on the default config).
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl=os.environ.get("AONCIM_CLOCK_IMPL", "gpi")).start())
     await reset(dut)
 
-    drv = AonCimDriver(make_host_bus(dut, job.get("host_bus")), cfg)
-    progress = Progress(os.environ.get("AONCIM_PROGRESS"))
-    results = {"inferences": [], "error": None}
-    if job.get("check_identity", True):
+    drv = AonCimDriver(make_host_bus(dut, job.host_bus), cfg)
+    progress = Progress(progress_path(job_path))
+    results: dict = {"error": None, "cases": []}
+    if job.check_identity:
         try:
             await drv.check_identity()
         except ChipError as e:
             # A user-facing condition (wrong RTL for this program), not a testbench failure.
             results["error"] = str(e)
-            _write_results(results)
+            _write_results(job_path, results)
             return
-    if "cases" in job:
-        cov = SequencerCoverage(cfg.rows) if job.get("coverage") else None
-        refs: dict = {}
-        results["cases"] = []
-        for case in job["cases"]:
-            res = await run_case(drv, cfg, case, refs, progress, cov)
-            results["cases"].append(res)
-            if res["error"]:
-                # A hung or failed case must not leave the chip busy (or a cancelled burst on the bus).
-                if hasattr(drv.bus, "idle"):
-                    drv.bus.idle()
-                await reset(dut)
-        if cov is not None:
-            results["coverage"] = cov.to_json()
-        _write_results(results)
-        return
-
-    prog, _ = read_image(job["image"], cfg)
-    prog, load_s, cal = await prepare(drv, cfg, prog, job.get("calibration"), {})
-    results["load_s"] = load_s
-    if cal is not None:
-        results["calibration"] = cal
-    if job.get("error_cases"):
-        results["error_cases"] = [await run_error_case(drv, prog, case) for case in job["error_cases"]]
-        await drv.load_descriptors(prog.layers)
-
-    sb = Scoreboard(len(prog.layers), list(prog.names))
-    results["inferences"] = await infer(drv, prog, job["inputs"], job["seeds"], job["expected"], sb, progress,
-                                        compare=job.get("compare", "layers"))
-    results["compared"] = sb.compared
-    results["layer_fail"] = sb.layer_fail
-    results["mismatches"] = [str(mm) for mm in sb.mismatches]
-    results["mismatch_records"] = [mm.to_dict() for mm in sb.mismatches]
-    _write_results(results)
+    cov = SequencerCoverage(cfg.rows) if job.coverage else None
+    refs: dict = {}
+    for case in job.cases:
+        res = await run_case(drv, cfg, case, refs, progress, cov, job.compare)
+        results["cases"].append(res)
+        if res["error"]:
+            # A hung or failed case must not leave the chip busy (or a cancelled burst on the bus).
+            if hasattr(drv.bus, "idle"):
+                drv.bus.idle()
+            await reset(dut)
+    if cov is not None:
+        results["coverage"] = cov.to_json()
+    _write_results(job_path, results)

@@ -14,7 +14,8 @@ import pytest
 from aoncim.config import DEFAULT_CONFIG
 from aoncim.model.snapshot import compensated
 from aoncim.sim.jobs import analognet_job, drifted_chip
-from aoncim.sim.runner import CosimCase, run_cases, run_cosim
+from aoncim.sim.cosim import CosimCase
+from aoncim.sim.runner import run_cases, run_cosim
 from aoncim.perf.cycles import array_bound_cycles, inference_cycles
 
 pytestmark = pytest.mark.cosim

@@ -16,7 +16,8 @@ from aoncim.program import LayerDescriptor, Op
 from aoncim.sim import coverage as cov
 from aoncim.sim import runner
 from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
-from aoncim.sim.runner import CosimCase, run_cases
+from aoncim.sim.cosim import CosimCase
+from aoncim.sim.runner import run_cases
 from aoncim.perf.cycles import inference_cycles, layer_cycles, postproc_cycle
 
 

@@ -393,7 +393,8 @@ def cosim_accepted(accepted: list[Accepted], n: int, rng, tally: Tally) -> int:
     """Co-simulate up to `n` accepted mutants of RANDOM_CFG (the bases taken in turn), two
     inferences each: every layer bit-exact, or the chip stops with one error line. Returns how many
     ran."""
-    from aoncim.sim.runner import CosimCase, golden_outputs, run_cases
+    from aoncim.sim.cosim import CosimCase
+    from aoncim.sim.runner import golden_outputs, run_cases
 
     pool = [a for a in accepted if a.cfg == RANDOM_CFG]
     order = rng.permutation(len(pool))

@@ -73,23 +73,23 @@ def test_missing_compiler_is_one_line(monkeypatch, tmp_path):
 @pytest.mark.cosim
 def test_every_layer_bit_exact_in_step_mode():
     prog, inputs, seeds = small_job()
-    r = run_raw(SMALL, prog, inputs, seeds, step=True)
+    r = run_raw(SMALL, prog, inputs, seeds, compare="layers")
     assert r.error is None and r.mismatches == [], "\n".join(r.mismatches)
     assert r.n_ok == len(inputs) and r.bit_exact
     assert r.compared == [len(inputs) * d.positions * d.out_c for d in prog.layers]
     assert all(i["mvms"] == prog.mvms and i["cycles"] > 0 and i["wall_s"] > 0 for i in r.inferences)
     # The timed load is the driver's load_program: parameters, placed conductances, alphas, descriptors.
     rects = sum(prog.used_rect(i)[1] * prog.used_rect(i)[3] for i in range(len(prog.layers)))
-    assert r.load_words == len(prog.pp_scale) + len(prog.pp_bias) + rects + len(prog.alphas(SMALL)) \
+    assert r.harness.load_words == len(prog.pp_scale) + len(prog.pp_bias) + rects + len(prog.alphas(SMALL)) \
         + DESC_WORDS * len(prog.layers) + 1
-    assert 0 < r.load_s < r.replay_s
+    assert 0 < r.load_s < r.harness.replay_s
 
 
 @pytest.mark.cosim
 def test_final_output_bit_exact_in_run_mode_with_the_same_cycles():
     prog, inputs, seeds = small_job(act_bits=6, seed=1)
-    step = run_raw(SMALL, prog, inputs, seeds, step=True)
-    run = run_raw(SMALL, prog, inputs, seeds, step=False)
+    step = run_raw(SMALL, prog, inputs, seeds, compare="layers")
+    run = run_raw(SMALL, prog, inputs, seeds, compare="final")
     assert run.error is None and run.mismatches == [] and run.n_ok == len(inputs)
     assert run.compared == [0] * (len(prog.layers) - 1) + [len(inputs) * prog.layers[-1].out_c]
     assert [i["cycles"] for i in run.inferences] == [i["cycles"] for i in step.inferences]
@@ -102,7 +102,7 @@ def test_a_wrong_golden_model_is_caught():
     layer 0: the comparison can fail."""
     prog, inputs, seeds = small_job(n=2)
     wrong = golden_outputs(dataclasses.replace(SMALL, read_noise_lsb=0.0), prog, inputs, seeds)
-    r = run_raw(SMALL, prog, inputs, seeds, step=True, expected=wrong)
+    r = run_raw(SMALL, prog, inputs, seeds, expected=wrong)
     assert r.n_ok == 0 and not r.bit_exact
     assert r.layer_fail[0] == 2 and "inference 0 layer 0" in r.mismatches[0]
 
@@ -110,5 +110,5 @@ def test_a_wrong_golden_model_is_caught():
 @pytest.mark.cosim
 def test_a_hung_chip_times_out_in_the_harness():
     prog, inputs, seeds = small_job(n=1)
-    r = run_raw(SMALL, prog, inputs, seeds, step=False, irq_timeout=100)
+    r = run_raw(SMALL, prog, inputs, seeds, compare="final", irq_timeout=100)
     assert r.error == "harness: timeout: no interrupt within 100 cycles" and r.n_ok == 0

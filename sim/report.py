@@ -1,0 +1,224 @@
+"""What `aoncim cosim` does and shows, for the command line (aoncim/cli.py parses the options and
+calls `cosim_network` or `cosim_random` with its console).
+
+A live line while it runs (what is happening, a bar over the inferences once they run), then a
+per-layer table (per layer kind for random networks), cycles per inference and wall times, and as
+the last line `bit-exact: K/N inferences`; the functions return the exit code (1 on any mismatch).
+
+Heavy imports (torch, the golden model, cocotb) stay inside the functions: the command line's
+option errors answer without them.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from aoncim.config import AonCimConfig
+from aoncim.program import Program
+
+
+class CosimProgress:
+    """One live line: what is happening, and a bar over the inferences once they run."""
+
+    def __init__(self, console: Console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=console, transient=True)
+        self._task = None
+
+    def __enter__(self):
+        self._p.start()
+        self._task = self._p.add_task("starting...", total=None)
+        return self
+
+    def __exit__(self, *exc):
+        self._p.stop()
+
+    def status(self, msg: str) -> None:
+        self._p.update(self._task, description=msg)
+
+    def progress(self, done: int, total: int) -> None:
+        self._p.update(self._task, completed=done, total=total)
+
+
+def _waves_line(console: Console, r) -> None:
+    if r.waves:
+        console.print(f"waveform: {r.waves} ({r.waves.suffix[1:].upper()}); open with: gtkwave {r.waves}"
+                      f"{' ' + str(r.waves_gtkw) if r.waves_gtkw else ''}", soft_wrap=True, markup=False)
+
+
+# ------------------------------------------------------------------------------ one network
+def cosim_network(console: Console, cfg: AonCimConfig, *, model: str | None = "tiny",
+                  image: tuple[str, Program] | None = None, input_path: str | None = None, n: int | None = None,
+                  seed: int = 0, act_bits: int | None = None, sim: str = "verilator", waves: bool = False,
+                  t_inf: float | None = None, compare: str = "layers") -> int:
+    """Co-simulate one network: a user's image (`image` = (title, program); inputs from
+    `input_path` or random codes), the embedded TinyNet or a shipped AnalogNet (`model`), `n`
+    inputs (default 20) picked by `seed`; with `t_inf`, on simulated PCM chip `seed` read that long
+    after programming, compensated on the chip. Prints the run and its report; returns the exit
+    code. A chip that stops with an error or hangs raises CosimError (one line)."""
+    from .runner import CosimError, golden_outputs, run_cosim
+
+    bits = act_bits or 8
+    labels = None
+    t0 = time.perf_counter()
+    with CosimProgress(console) as pr:
+        if image is not None:
+            from .jobs import image_inputs
+
+            title, prog = image
+            inputs, seeds = image_inputs(prog, input_path, n, seed)
+            bits = prog.layers[0].in_bits
+        elif model == "tiny":
+            from .jobs import tiny_job
+
+            title = "TinyNet"
+            prog, inputs, seeds, labels = tiny_job(cfg, n or 20, seed, bits)
+        else:
+            from .jobs import analognet_job
+
+            pr.status(f"compiling the shipped {model.upper()} checkpoint for config {cfg.config_hash:#010x}")
+            job = analognet_job(model, cfg, n or 20, seed, bits)
+            title, prog, inputs, seeds, labels = job.title, job.prog, job.inputs, job.seeds, job.labels
+        n = len(inputs)
+        calibration, chip = None, prog
+        if t_inf is not None:
+            from aoncim.model.flows import drifted_chip
+
+            pr.status(f"programming simulated chip {seed} and reading it at t = {t_inf:g} s")
+            chip, calibration = drifted_chip(prog, cfg, seed, t_inf)
+        console.print(f"[bold]co-simulation[/] of {title} ({len(prog.layers)} layers, {prog.mvms} MVMs) on {sim}, "
+                      f"{n} inputs, {bits}-bit activations, read noise {cfg.read_noise_lsb} LSB, seed {seed}")
+        console.print("conductances: " + ("the compiled target codes" if t_inf is None else
+                      f"simulated PCM chip {seed} read at t = {t_inf:g} s, drift compensation run on the chip"))
+        r = run_cosim(cfg, chip, inputs, seeds, sim=sim, waves=waves, calibration=calibration, status=pr.status,
+                      progress=pr.progress, compare=compare)
+    case = r.case
+    if case.error is not None:
+        raise CosimError(case.error)
+    scored = case.prog  # what the inferences were scored against (compensated with --time)
+    acc = None
+    if labels is not None:
+        golden = golden_outputs(cfg, scored, inputs, seeds)
+        acc = float(np.mean([g[-1].reshape(-1).argmax() == y for g, y in zip(golden, labels)]))
+
+    console.print(layer_table(cfg, prog, scored, case.compared, case.layer_fail, compare, calibration is not None))
+    for mm in case.mismatches[:10]:
+        console.print(f"[red]mismatch[/] {mm}")
+    inf = case.inferences
+    per = [x["wall_s"] for x in inf]
+    build = "cached" if r.build.cached else f"{r.build.seconds:.1f} s"
+    console.print(f"cycles/inference {inf[0]['cycles']}  MVMs/inference {inf[0]['mvms']}  {sim} build {build}  "
+                  f"program load {case.load_s:.2f} s")
+    console.print(f"co-sim {np.mean(per):.3f} s/inference ({inf[0]['cycles'] / np.mean(per) / 1e3:.0f} k cycles/s)  "
+                  f"total {time.perf_counter() - t0:.1f} s")
+    same = True
+    if calibration:
+        same = case.calibration["alpha"] == scored.alphas(cfg).tolist() and \
+            case.calibration["bias"] == scored.pp_bias.tolist()
+        console.print(f"drift compensation on the chip: {case.calibration['wall_s']:.1f} s (alpha and offset reads), "
+                      "alphas and biases equal to the golden model's: "
+                      f"{'yes' if same else 'NO'}")
+    _waves_line(console, r)
+    if acc is not None:
+        console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
+    console.print(f"bit-exact: {case.n_ok}/{len(inf)} inferences")
+    return 0 if case.n_ok == len(inf) == n and same else 1
+
+
+def layer_table(cfg: AonCimConfig, prog: Program, scored: Program, compared: list[int], layer_fail: list[int],
+                compare: str, with_alpha: bool) -> Table:
+    """Per layer: shape, array rectangle, tiles, values compared, inferences mismatching (and the
+    alpha the inferences ran with, after a compensation on the chip)."""
+    what = "every integer of every layer" if compare == "layers" else "the last layer only (--compare final)"
+    t = Table(title=f"per-layer comparison ({what}; array rect: rows x cols @ (row0, col0))",
+              box=box.SIMPLE_HEAD)
+    cols = ["layer", "name", "out HxWxC", "array rect", "tiles", "values compared", "inferences mismatching"] + \
+        (["alpha"] if with_alpha else [])
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("layer", "tiles", "values compared", "inferences mismatching",
+                                                     "alpha") else "left")
+    alphas = scored.alphas(cfg)
+    for i, d in enumerate(prog.layers):
+        r0, nr, c0, nc = prog.used_rect(i)
+        rect = f"{nr} x {nc} @ ({r0}, {c0})" if d.is_mvm else "-"
+        t.add_row(str(i), prog.layer_name(i), f"{d.out_h}x{d.out_w}x{d.out_c}", rect,
+                  str(d.tiles(cfg.rows)) if d.is_mvm else "-", str(compared[i]), str(layer_fail[i]),
+                  *([f"{alphas[i] / cfg.alpha_one:.4f}"] if with_alpha else []))
+    return t
+
+
+# ------------------------------------------------------------------------------ random networks
+def cosim_random(console: Console, cfg: AonCimConfig, *, n: int = 20, seed: int = 0, act_bits: int | None = None,
+                 sim: str = "verilator", waves: bool = False, coverage_json: Path = Path("out/coverage_random.json"),
+                 config_path: str | None = None) -> int:
+    """Co-simulate `n` random networks (seeds `seed`..`seed + n - 1`, sim/random_nets.py) with the
+    sequencer's coverage, written to `coverage_json`. Prints the run and its report, and for each
+    failing case its replay command (`config_path`: the --config it was run with); returns the
+    exit code."""
+    from aoncim.outputs import write_atomic
+    from aoncim.perf.cycles import inference_cycles
+
+    from . import coverage as cov
+    from .cosim import CosimCase
+    from .random_nets import random_case, replay_command
+    from .runner import run_cases
+
+    t0 = time.perf_counter()
+    with CosimProgress(console) as pr:
+        cases = []
+        for k in range(n):
+            pr.status(f"drawing random networks ({k}/{n})")
+            cases.append(random_case(seed + k, cfg, act_bits))
+        console.print(f"[bold]randomised co-simulation[/]: {n} random networks (seeds {seed}..{seed + n - 1}) on "
+                      f"{sim}, config {cfg.config_hash:#010x} ({cfg.rows} x {cfg.cols} array, {cfg.n_adcs} ADCs), "
+                      f"{'%d-bit activations' % act_bits if act_bits else 'precisions 8/6/4 drawn per case'}")
+        if n <= 5:
+            for c in cases:
+                console.print(f"  {c.describe(cfg.rows)}")
+        r = run_cases(cfg, [CosimCase(c.name, c.prog, c.inputs, c.noise_seeds) for c in cases], sim=sim,
+                      waves=waves, coverage=True, status=pr.status, progress=pr.progress)
+
+    kinds: dict[str, list[int]] = {}
+    for c, res in zip(cases, r.cases):
+        for i, d in enumerate(c.prog.layers):
+            row = kinds.setdefault(cov.layer_kind(d), [0, 0, 0])
+            row[0] += 1
+            row[1] += res.compared[i]
+            row[2] += res.layer_fail[i]
+    t = Table(title="per layer kind (every integer of every layer)", box=box.SIMPLE_HEAD)
+    for col in ("kind", "layers", "values compared", "layers mismatching"):
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    for k in cov.KINDS:
+        if k in kinds:
+            t.add_row(k, *map(str, kinds[k]))
+    console.print(t)
+    for c, res in zip(cases, r.cases):
+        if not res.ok:
+            why = res.error or (res.mismatches[0] if res.mismatches else "failed")
+            console.print(f"[red]FAIL[/] seed {c.seed}: {why} -- replay: "
+                          f"{replay_command(c.seed, act_bits, config_path)}", soft_wrap=True)
+    cycles = [inference_cycles(cfg, res.prog) for res in r.cases]
+    per = [x["wall_s"] for x in r.inferences]
+    build = "cached" if r.build.cached else f"{r.build.seconds:.1f} s"
+    console.print(f"cycles/inference {np.mean(cycles):.0f} mean ({min(cycles)}..{max(cycles)})  {sim} build {build}  "
+                  f"program load {np.mean([res.load_s for res in r.cases]) * 1e3:.1f} ms/case  "
+                  f"co-sim {np.mean(per) * 1e3:.1f} ms/inference  total {time.perf_counter() - t0:.1f} s")
+    out = Path(coverage_json)
+    write_atomic(out, json.dumps(r.coverage, indent=1))
+    console.print(f"{cov.summary(r.coverage)}; bins: kind x stride x padding x tiling x precision; wrote {out}")
+    missing = cov.missing(r.coverage)
+    if missing:
+        console.print(f"bins not hit: {', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")
+    _waves_line(console, r)
+    if r.failed:
+        console.print(f"failing cases: {len(r.failed)}/{n}")
+    console.print(f"bit-exact: {r.n_ok}/{r.n_inferences} inferences")
+    return 0 if not r.failed else 1
