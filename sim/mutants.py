@@ -25,12 +25,65 @@ KILL_TESTS = [
 ]
 
 CATALOGUE = [
-    # AXI4-Lite subordinate (hw/axil.py)
-    Mutant("axil_b_no_wait", "host port", "hw/axil.py", "with m.If(ax.bready):", "with m.If(1):"),
-    Mutant("axil_strobe_ignored", "host port", "hw/axil.py", "bus.w_stb.eq(whole)", "bus.w_stb.eq(1)"),
-    Mutant("axil_addr_lsb", "host port", "hw/axil.py", "bus.addr.eq(ax.araddr[self._lsb:])",
+    # ---------------------------------------------------------------- host port: AXI4-Lite (hw/axil.py)
+    Mutant("axil_b_no_wait", "axi-lite", "hw/axil.py", "with m.If(ax.bready):", "with m.If(1):"),
+    Mutant("axil_strobe_ignored", "axi-lite", "hw/axil.py", "bus.w_stb.eq(whole)", "bus.w_stb.eq(1)"),
+    Mutant("axil_read_addr_lsb", "axi-lite", "hw/axil.py", "bus.addr.eq(ax.araddr[self._lsb:])",
            "bus.addr.eq(ax.araddr[self._lsb - 1:])"),
-    # Post-processing (hw/postproc.py)
+    Mutant("axil_rdata_stale", "axi-lite", "hw/axil.py", "m.d.sync += rdata.eq(bus.r_data)", "pass"),
+    # ---------------------------------------------------------------- host registers (hw/host.py)
+    Mutant("host_alpha_offset", "host regs", "hw/host.py", "alpha_off.eq(word - ALPHA_BASE)",
+           "alpha_off.eq(word - ALPHA_BASE - 1)"),
+    Mutant("host_alpha_last", "host regs", "hw/host.py", "(word < ALPHA_BASE + cfg.max_layers)",
+           "(word < ALPHA_BASE + cfg.max_layers - 1)"),
+    Mutant("host_irq_mask", "host regs", "hw/host.py", "self.irq.eq((irq_status & irq_enable).any())",
+           "self.irq.eq(irq_status.any())"),
+    Mutant("host_mvm_base", "host regs", "hw/host.py", "run.mvm_base.eq(bus.w_data)", "run.mvm_base.eq(bus.w_data + 1)"),
+    # ---------------------------------------------------------------- sequencer: layer FSM (hw/sequencer.py)
+    Mutant("seq_num_layers_limit", "layer fsm", "hw/sequencer.py", "run.num_layers > c.max_layers",
+           "run.num_layers > c.max_layers + 1"),
+    Mutant("seq_last_layer", "layer fsm", "hw/sequencer.py", "layer == n_layers - 1", "layer == n_layers - 2"),
+    Mutant("seq_noise_counter", "layer fsm", "hw/sequencer.py", "noise_mvm.eq(noise_mvm + 1)", "noise_mvm.eq(noise_mvm + 2)"),
+    Mutant("seq_cycles_paused", "layer fsm", "hw/sequencer.py", "with m.If(busy & ~paused):", "with m.If(busy):"),
+    Mutant("seq_padding_lanes", "stage L", "hw/sequencer.py", "Mux(lane_ok_q[j], self.act_rdata[j], 0)",
+           "self.act_rdata[j]"),
+    # ---------------------------------------------------------------- stage L/R: im2col walker (hw/im2col.py)
+    Mutant("im2col_stride", "stage L", "hw/im2col.py", "ix0.eq(ix0 + d.stride)", "ix0.eq(ix0 + 1)"),
+    Mutant("im2col_pad_edge", "stage L", "hw/im2col.py", "iy_in = (iy >= 0) & (iy < d.in_h)",
+           "iy_in = (iy >= 0) & (iy <= d.in_h)"),
+    Mutant("im2col_row_end", "stage L", "hw/im2col.py", "(seg_a + j < row_lo + row_len)", "(seg_a + j <= row_lo + row_len)"),
+    Mutant("im2col_tile_rows", "stage L", "hw/im2col.py", "tile_left.eq(c.rows - rl)", "tile_left.eq(c.rows - rl + 1)"),
+    Mutant("im2col_pool_channel", "stage R", "hw/im2col.py", "pool_a.eq(row_lo + (ix0 + kx) * d.in_c + self.c0)",
+           "pool_a.eq(row_lo + (ix0 + kx) * d.in_c)"),
+    # ---------------------------------------------------------------- stage A: array control (hw/array_control.py)
+    Mutant("arr_pwm_window", "stage A", "hw/array_control.py", "with m.If(pwm == (1 << d.in_bits) - 1):",
+           "with m.If(pwm == (1 << d.in_bits) - 2):"),
+    Mutant("arr_last_slot", "stage A", "hw/array_control.py", "tcol_end.eq(mvm.tcol0 + d.out_c - 1)",
+           "tcol_end.eq(mvm.tcol0 + d.out_c - 2)"),
+    Mutant("arr_code_half", "stage A", "hw/array_control.py", "cb_w.addr.eq(cq_par * n_slots + cq_slot)",
+           "cb_w.addr.eq(cq_slot)"),
+    # ---------------------------------------------------------------- stage P: tile accumulator (hw/tile_accumulator.py)
+    Mutant("tile_first_sum", "stage P", "hw/tile_accumulator.py",
+           "Mux(pq_first, 0, acc_r.data[q]) + self.code_rd.data[pq_lane0 + q]", "acc_r.data[q] + self.code_rd.data[pq_lane0 + q]"),
+    Mutant("tile_last_tile", "stage P", "hw/tile_accumulator.py", "pq_last.eq(mvm.tile == n_tiles - 1)",
+           "pq_last.eq(mvm.tile == n_tiles)"),
+    Mutant("tile_lane_mask", "stage P", "hw/tile_accumulator.py", "lanes_ok[q].eq(pc + q < d.out_c)",
+           "lanes_ok[q].eq(pc + q <= d.out_c)"),
+    # ---------------------------------------------------------------- stages R/S: pooling (hw/pool.py, pool_issue.py)
+    Mutant("pool_max_compare", "pooling", "hw/pool.py", "Mux(self.in_x > acc, self.in_x, acc)",
+           "Mux(self.in_x < acc, self.in_x, acc)"),
+    Mutant("pool_first", "pooling", "hw/pool.py", "value.eq(Mux(self.in_first, self.in_x, reduced))", "value.eq(reduced)"),
+    Mutant("pool_issue_mask", "pooling", "hw/pool_issue.py", "issue.valid[q].eq(lane + q < grp.n)",
+           "issue.valid[q].eq(lane + q <= grp.n)"),
+    Mutant("pool_issue_addr", "pooling", "hw/pool_issue.py", "issue.addr.eq(grp.out_base + grp.c0 + lane)",
+           "issue.addr.eq(grp.out_base + lane)"),
+    # ---------------------------------------------------------------- descriptor check (hw/desc_check.py)
+    Mutant("check_overlap", "desc check", "hw/desc_check.py", "(out_end > d.in_base) &", "(out_end > d.in_base + 1) &"),
+    Mutant("check_out_range", "desc check", "hw/desc_check.py", "out_end > Mux(d.to_out, c.out_depth, c.act_depth)",
+           "out_end > Mux(d.to_out, c.out_depth, c.act_depth) + 1"),
+    Mutant("check_pool_sum", "desc check", "hw/desc_check.py", "d.k_h * d.k_w * max_code >= (1 << c.pool_sum_bits)",
+           "d.k_h * d.k_w * max_code > (1 << c.pool_sum_bits)"),
+    # ---------------------------------------------------------------- post-processing (hw/postproc.py)
     Mutant("pp_round_half", "postproc", "hw/postproc.py", "rnd.eq((1 << total_shift) >> 1)",
            "rnd.eq(((1 << total_shift) >> 1) - 1)"),
     Mutant("pp_relu_lo", "postproc", "hw/postproc.py", "lo.eq(Mux(self.to_out & ~self.relu, -out_max - 1, 0))",
@@ -39,4 +92,25 @@ CATALOGUE = [
            "act_max.eq((1 << self.out_bits) - 2)"),
     Mutant("pp_bias_shift", "postproc", "hw/postproc.py", "(self.in_bias << f)", "(self.in_bias << (f - 1))"),
     Mutant("pp_clamp_hi", "postproc", "hw/postproc.py", "Mux(y > hi, hi,", "Mux(y > hi + 1, hi,"),
+    # ---------------------------------------------------------------- crossbar, Verilog twin (hw/pcm_array_model.v)
+    Mutant("xbar_v_adc_clamp", "crossbar (v)", "hw/pcm_array_model.v", "if (q > ADC_MAX) q = ADC_MAX;",
+           "if (q > ADC_MAX - 1) q = ADC_MAX - 1;"),
+    Mutant("xbar_v_adc_clamp_neg", "crossbar (v)", "hw/pcm_array_model.v", "else if (q < -ADC_MAX) q = -ADC_MAX;",
+           "else if (q < -ADC_MAX + 1) q = -ADC_MAX + 1;"),
+    Mutant("xbar_v_first_load", "crossbar (v)", "hw/pcm_array_model.v", "acc1[j] <= load_first_q ? s : old + s;",
+           "acc1[j] <= old + s;"),
+    Mutant("xbar_v_noise_mean", "crossbar (v)", "hw/pcm_array_model.v", "- NOISE_MEAN;", "- NOISE_MEAN + 1;"),
+    Mutant("xbar_v_rounding", "crossbar (v)", "hw/pcm_array_model.v", "<<< (GAIN_SHIFT - 1));", "<<< (GAIN_SHIFT - 2));"),
+    # ---------------------------------------------------------------- golden model (model/bittrue.py, aoncim/adc.py)
+    Mutant("gold_pp_round", "golden", "model/bittrue.py", "(1 << (d.shift + f - 1) if d.shift + f else 0)",
+           "(1 << (d.shift + f - 1) if d.shift + f > 1 else 0) - 1"),
+    Mutant("gold_out_lo", "golden", "model/bittrue.py", "lo = 0 if d.relu else -(1 << (self.cfg.out_bits - 1))",
+           "lo = 0 if d.relu else -(1 << (self.cfg.out_bits - 1)) + 1"),
+    Mutant("gold_im2col_order", "golden", "model/bittrue.py", "p = p[:, : d.out_h, : d.out_w].permute(0, 1, 2, 4, 5, 3)",
+           "p = p[:, : d.out_h, : d.out_w].permute(0, 1, 2, 5, 4, 3)"),
+    Mutant("gold_tile_noise", "golden", "model/bittrue.py", "mvm = mvm0 + t + len(tiles) * np.arange(",
+           "mvm = mvm0 + len(tiles) * np.arange("),
+    Mutant("gold_adc_clamp", "golden", "aoncim/adc.py", "return _clamp((v + self.rounding) >> self.gain_shift, -self.adc_max, self.adc_max)",
+           "return _clamp((v + self.rounding) >> self.gain_shift, -self.adc_max, self.adc_max - 1)"),
+    Mutant("gold_noise_mean", "golden", "aoncim/config.py", "NOISE_MEAN_RAW = 510", "NOISE_MEAN_RAW = 511"),
 ]
