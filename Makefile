@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # shared safely between workers through the build cache's per-design lock.
 PYTEST_JOBS ?= -n auto --maxprocesses 4
 
-.PHONY: demo test test-slow lint verilog synth clean venv
+.PHONY: demo test test-slow lint verilog synth clean venv mutate
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_JOBS) $(PYTEST_ARGS)
+
+# Mutation analysis: every mutant of sim/mutants.py against the default suite's fast checks; ends
+# with `mutants killed: K/N` (exit 1 on a survivor). MUTATE_ARGS="--only NAME" for one.
+MUTATE_ARGS ?=
+mutate: $(STAMP)
+	$(BIN)/python benchmarks/mutation.py $(MUTATE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m aoncim.hw.lint
