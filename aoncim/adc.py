@@ -99,6 +99,13 @@ class AdcTransfer:
         return self.read_noise_lsb * self.bound / self.adc_max
 
     # ------------------------------------------------------------------ the reference
+    def before_shift(self, col_sum, noise, in_bits: int):
+        """The value `transfer` rounds and shifts, `I * gain + n * noise_mult` (without the rounding
+        term): what the golden model's datapath coverage reads rounding ties and saturation from
+        (model/bittrue.py `DatapathEvents`). `transfer` is `clamp((before_shift + rounding) >>
+        gain_shift)`, which tests/test_datapath_coverage.py checks."""
+        return col_sum * self.gain(in_bits) + noise * self.noise_mult
+
     def transfer(self, col_sum, noise, in_bits: int):
         """ADC codes of exact column sums `col_sum` with raw noise samples `noise` (contract step 5).
 

@@ -45,6 +45,72 @@ class ReadNoise:
         return s.astype(np.int64) - self.cfg.NOISE_MEAN_RAW
 
 
+class DatapathEvents:
+    """Counts of the datapath's corner cases in the values a `BitTrueExecutor` computes: the events
+    where a wrong rail, rounding or clamp would change a result (datapath coverage, sim/coverage.py).
+
+    Off by default (`BitTrueExecutor(..., events=None)`): counting re-derives intermediate values,
+    and the golden model must stay as fast as the plain arithmetic. Each count is a number of
+    values (conversions, tile sums, post-processed outputs); the names are `bins(act_bits)`:
+
+    - ADC (contract step 5), with q = (v + rounding) >> shift the code before the clamp:
+      `adc +sat Nb` / `adc -sat Nb` q beyond +-adc_max (clamped), per input precision N (the gain
+      steps with it); `adc +max` / `adc -max` q exactly +-adc_max (the rail reached unclamped);
+      `adc tie` v exactly half an LSB, (v mod 2**shift) == 2**(shift-1), where the rounding picks
+      between two codes that are both in range (a tie the clamp hides decides nothing);
+    - row tiles (step 12): `tile-sum +max` / `tile-sum -max`, a code sum of T > 1 tiles at +-T*adc_max
+      (every tile on the same rail);
+    - post-processing (step 6), acc = code*alpha*scale + (bias << f): `pp tie` acc exactly half an
+      output LSB, between two outputs both within the clamp; `act >max Nb` an activation above
+      2**N - 1 (per output precision N), `act <0` below 0; for the output memory `out >max`,
+      `out <min` (no ReLU) and `out relu<0` (with ReLU).
+    """
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    @staticmethod
+    def bins(act_bits=(8, 6, 4)) -> list[str]:
+        """Every event name, in report order, for a chip with activation precisions `act_bits`."""
+        return ([f"adc +sat {b}b" for b in act_bits] + [f"adc -sat {b}b" for b in act_bits] +
+                ["adc +max", "adc -max", "adc tie", "tile-sum +max", "tile-sum -max", "pp tie"] +
+                [f"act >max {b}b" for b in act_bits] + ["act <0", "out >max", "out <min", "out relu<0"])
+
+    def add(self, name: str, n) -> None:
+        n = int(n)
+        if n:
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    def adc(self, v: torch.Tensor, transfer, in_bits: int) -> None:
+        """The conversions of `v`, the value before rounding and shift (`before_shift` of
+        `transfer`, the config's aoncim.adc.AdcTransfer, whose rounding, shift and rails apply)."""
+        shift, adc_max = transfer.gain_shift, transfer.adc_max
+        q = (v + transfer.rounding) >> shift
+        self.add(f"adc +sat {in_bits}b", (q > adc_max).sum())
+        self.add(f"adc -sat {in_bits}b", (q < -adc_max).sum())
+        self.add("adc +max", (q == adc_max).sum())
+        self.add("adc -max", (q == -adc_max).sum())
+        tie = (v & ((1 << shift) - 1)) == (1 << (shift - 1))  # & on two's complement: v mod 2**shift
+        self.add("adc tie", (tie & (q > -adc_max) & (q <= adc_max)).sum())
+
+    def tile_sum(self, codes: torch.Tensor, tiles: int, adc_max: int) -> None:
+        if tiles > 1:
+            self.add("tile-sum +max", (codes == tiles * adc_max).sum())
+            self.add("tile-sum -max", (codes == -tiles * adc_max).sum())
+
+    def postproc(self, acc: torch.Tensor, y: torch.Tensor, shift: int, lo: int, hi: int, d: LayerDescriptor) -> None:
+        """`acc` before rounding, `y` after the shift and before the clamp lo..hi; `shift` = shift_L + f."""
+        if shift:
+            tie = (acc & ((1 << shift) - 1)) == (1 << (shift - 1))
+            self.add("pp tie", (tie & (y - 1 >= lo) & (y <= hi)).sum())
+        if d.to_out:
+            self.add("out >max", (y > hi).sum())
+            self.add("out relu<0" if d.relu else "out <min", (y < lo).sum())
+        else:
+            self.add(f"act >max {d.out_bits}b", (y > hi).sum())
+            self.add("act <0", (y < lo).sum())
+
+
 class AdcTransfer:
     """Fixed-gain ADC: code = clip(floor((I*mult*2**(dac_bits-bits) + n*noise_mult + 2**(shift-1)) / 2**shift)).
 
@@ -58,7 +124,11 @@ class AdcTransfer:
         self.cfg = cfg
         self.transfer = cfg.adc_transfer
 
-    def __call__(self, col_sum: torch.Tensor, noise_raw: torch.Tensor, in_bits: int) -> torch.Tensor:
+    def __call__(self, col_sum: torch.Tensor, noise_raw: torch.Tensor, in_bits: int,
+                 events: DatapathEvents | None = None) -> torch.Tensor:
+        if events is not None:
+            t = self.transfer
+            events.adc(t.before_shift(col_sum, noise_raw, in_bits), t, in_bits)
         return self.transfer.transfer(col_sum, noise_raw, in_bits)
 
 
@@ -75,14 +145,18 @@ class PostProcessing:
         self.cfg = cfg
 
     def __call__(self, code: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, d: LayerDescriptor,
-                 alpha: int | None = None) -> torch.Tensor:
+                 alpha: int | None = None, events: DatapathEvents | None = None) -> torch.Tensor:
         f = self.cfg.alpha_frac_bits
         a = self.cfg.alpha_one if alpha is None else int(alpha)
-        y = (code * a * scale + (bias << f) + (1 << (d.shift + f - 1) if d.shift + f else 0)) >> (d.shift + f)
+        acc = code * a * scale + (bias << f)
+        y = (acc + (1 << (d.shift + f - 1) if d.shift + f else 0)) >> (d.shift + f)
         if d.to_out:
-            lo = 0 if d.relu else -(1 << (self.cfg.out_bits - 1))
-            return y.clamp(lo, (1 << (self.cfg.out_bits - 1)) - 1)
-        return y.clamp(0, (1 << d.out_bits) - 1)
+            lo, hi = (0 if d.relu else -(1 << (self.cfg.out_bits - 1))), (1 << (self.cfg.out_bits - 1)) - 1
+        else:
+            lo, hi = 0, (1 << d.out_bits) - 1
+        if events is not None:
+            events.postproc(acc, y, d.shift + f, lo, hi, d)
+        return y.clamp(lo, hi)
 
 
 def im2col(x_nhwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
@@ -119,7 +193,9 @@ class BitTrueExecutor:
     summation order, and BLAS makes batched evaluation of whole test sets practical.
     """
 
-    def __init__(self, cfg: AonCimConfig, program: Program):
+    def __init__(self, cfg: AonCimConfig, program: Program, events: DatapathEvents | None = None):
+        """`events`: count the datapath's corner cases of every run into it (DatapathEvents; off
+        by default, the plain arithmetic is faster)."""
         program.check(cfg)
         if cfg.rows * cfg.dac_max * cfg.gcode_max >= 2**53:
             raise ValueError("column sums could exceed 2**53: float64 evaluation would not be exact")
@@ -127,6 +203,7 @@ class BitTrueExecutor:
         self.program = program
         self.adc = AdcTransfer(cfg)
         self.pp = PostProcessing(cfg)
+        self.events = events
         self._alpha = program.alphas(cfg)
         self._g = torch.from_numpy((program.g_plus.astype(np.int64) - program.g_minus.astype(np.int64)).astype(np.float64))
 
@@ -182,11 +259,13 @@ class BitTrueExecutor:
                 noise = torch.from_numpy(np.stack([ReadNoise(cfg, int(s)).raw(mvm, col) for s in seeds]))
             else:
                 noise = torch.zeros_like(sums)
-            tile_codes = self.adc(sums, noise, d.in_bits)
+            tile_codes = self.adc(sums, noise, d.in_bits, self.events)
             codes = tile_codes if codes is None else codes + tile_codes
             col_sums.append(sums)
+        if self.events is not None:
+            self.events.tile_sum(codes, len(tiles), cfg.adc_max)
         scale, bias = self._params(d)
-        y = self.pp(codes, scale, bias, d, alpha).reshape(n, d.out_h, d.out_w, d.out_c)
+        y = self.pp(codes, scale, bias, d, alpha, self.events).reshape(n, d.out_h, d.out_w, d.out_c)
         return LayerTrace(y, codes, col_sums[0] if len(tiles) == 1 else torch.stack(col_sums, dim=2))
 
     def _pool(self, x: torch.Tensor, d: LayerDescriptor, alpha: int) -> LayerTrace:
@@ -194,4 +273,4 @@ class BitTrueExecutor:
         if d.op.keeps_bits:  # max pooling: the codes pass through
             return LayerTrace(win.amax(-1))
         scale, bias = self._params(d)
-        return LayerTrace(self.pp(win.sum(-1), scale, bias, d, alpha))
+        return LayerTrace(self.pp(win.sum(-1), scale, bias, d, alpha, self.events))

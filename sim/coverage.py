@@ -1,4 +1,4 @@
-"""Functional coverage of the layer sequencer, with cocotb-coverage.
+"""Functional coverage of the layer sequencer (with cocotb-coverage) and of the datapath.
 
 A layer that ran on the RTL and matched the golden model is one sample: its kind (from the
 descriptor), stride, padding, row tiling (T = 1 or T > 1) and activation precision. The bins are
@@ -9,6 +9,10 @@ and exclusions both follow from the op vocabulary (`Op.kinds` and the ops' prope
 
 The testbench (sim/tb_top.py) samples in the simulator's process and returns the hit counts in its
 results; `merge` adds up the counts of several runs; `summary` is the one-line report.
+
+The datapath bins (below: ADC rails and rounding ties, row-tile sums at their extreme, every clamp
+and the rounding tie of post-processing) are counted by the golden model on the host, for the
+inferences that ran bit-exact (`cosim_coverage`, under the report's "datapath" key).
 """
 from __future__ import annotations
 
@@ -122,11 +126,16 @@ def from_json(report: dict) -> dict[tuple, int]:
 
 
 def merge(reports: Iterable[dict]) -> dict:
+    """The sequencer bins summed; the datapath bins too where the reports carry them."""
+    reports = list(reports)
     total: dict[tuple, int] = {}
     for r in reports:
         for k, v in from_json(r).items():
             total[k] = total.get(k, 0) + v
-    return to_json(total)
+    merged = to_json(total)
+    if any("datapath" in r for r in reports):
+        merged["datapath"] = datapath_merge(r["datapath"] for r in reports if "datapath" in r)
+    return merged
 
 
 def summary(report: dict) -> str:
@@ -135,3 +144,69 @@ def summary(report: dict) -> str:
 
 def missing(report: dict) -> list[str]:
     return [" ".join(str(b[a]) for a in AXES) for b in report["bins"] if not b["hits"]]
+
+
+# ------------------------------------------------------------------------------ datapath
+# The corners of the datapath's arithmetic (contract steps 5, 6 and 12): ADC saturation on either
+# rail per input precision, the rail code reached without clamping, an exact ADC rounding tie, row
+# tiles all on one rail, an exact post-processing rounding tie and every clamp of post-processing
+# (`model.bittrue.DatapathEvents` names and counts them). They are sampled from the golden model on
+# the inferences the RTL ran bit-exact: the RTL did the same arithmetic on the same values. Random
+# weights rarely reach them; sim/random_nets.py's rails cases plant them.
+
+def datapath_bins(act_bits=BITS) -> list[str]:
+    from aoncim.model.bittrue import DatapathEvents
+
+    return DatapathEvents.bins(tuple(act_bits))
+
+
+def datapath_counts(cfg, cases, results) -> dict[str, int]:
+    """The golden model's datapath events over the inferences that matched: `cases` (CosimCase:
+    inputs and read-noise seeds) with their `results` (CaseResult: the program scored against and
+    each inference's ok)."""
+    import numpy as np
+
+    from aoncim.model.bittrue import BitTrueExecutor, DatapathEvents
+
+    events = DatapathEvents()
+    for c, res in zip(cases, results):
+        ok = [i for i, inf in enumerate(res.inferences) if inf["ok"]]
+        if ok:
+            BitTrueExecutor(cfg, res.prog, events=events).run_batch(
+                np.stack([np.asarray(c.inputs[i]) for i in ok]), [c.seeds[i] for i in ok])
+    return events.counts
+
+
+def datapath_to_json(counts: dict[str, int], act_bits=BITS) -> dict:
+    """Every datapath bin with its hit count (values: conversions, tile sums, outputs), and the totals."""
+    bins = [{"bin": b, "hits": int(counts.get(b, 0))} for b in datapath_bins(act_bits)]
+    return _datapath_totals(bins)
+
+
+def _datapath_totals(bins: list[dict]) -> dict:
+    hit = sum(b["hits"] > 0 for b in bins)
+    return {"bins": bins, "hit": hit, "total": len(bins), "percent": round(100.0 * hit / max(len(bins), 1), 2)}
+
+
+def datapath_merge(reports: Iterable[dict]) -> dict:
+    total: dict[str, int] = {}
+    for r in reports:
+        for b in r["bins"]:
+            total[b["bin"]] = total.get(b["bin"], 0) + b["hits"]
+    return _datapath_totals([{"bin": k, "hits": v} for k, v in total.items()])
+
+
+def datapath_summary(report: dict) -> str:
+    return f"datapath coverage: {report['hit']}/{report['total']} bins ({report['percent']:.1f} %)"
+
+
+def datapath_missing(report: dict) -> list[str]:
+    return [b["bin"] for b in report["bins"] if not b["hits"]]
+
+
+def cosim_coverage(cfg, sequencer_reports: Iterable[dict], cases, results) -> dict:
+    """The coverage of a co-simulation (`runner.run_job`): the sequencer's bins summed over the
+    simulator runs, and under "datapath" the datapath's bins of the inferences that matched."""
+    report = merge(sequencer_reports)
+    report["datapath"] = datapath_to_json(datapath_counts(cfg, cases, results), cfg.act_bits_supported)
+    return report

@@ -10,6 +10,12 @@ precision is forced, per-layer precision (8/6/4 bits, changing between layers). 
 and read-noise seeds come from the same seed. Everything is legal (`Program.check`); the golden
 model and the RTL must agree on every integer.
 
+Half the cases are "rails" cases (`_rails`, drawn from a stream of their own so the others stay
+as they were): the same network with columns driven past both ADC rails, row tiles all on one rail,
+exact ADC and post-processing rounding ties and post-processing clamps on both sides, with the
+rail codes on output steps of their own, so that a clamp one code short changes a layer's output
+(the datapath bins of sim/coverage.py).
+
 A case is replayed by its seed alone: `replay_command(seed)` is the one-line command
 (`aoncim cosim --model random --seed SEED --inputs 1`).
 """
@@ -23,7 +29,7 @@ import torch
 from torch import nn
 
 from aoncim.config import AonCimConfig
-from aoncim.program import Program, ProgramError
+from aoncim.program import LayerDescriptor, Program, ProgramError
 
 # Small rows so that row tiling (fan-in > rows) is the rule; one Verilator build serves every case:
 # programs, inputs and descriptors are loaded over the bus.
@@ -238,6 +244,235 @@ def _random_alpha(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) ->
     return dataclasses.replace(prog, alpha=alpha.astype(np.int64))
 
 
+# --------------------------------------------------------------------------------------- rails
+# Random weights and inputs keep the ADC well inside its range: over the default suite's networks
+# the largest |code| was 52-123 against a clamp of 127, so a wrong clamp, rounding or rail survived
+# the co-simulation. A "rails" case keeps its network and moves values onto the datapath's corners
+# (sim/coverage.py, datapath bins): columns driven past both ADC rails, row-tiled layers with every
+# tile on one rail, an exact ADC rounding tie, and per channel post-processing parameters that put
+# a rail's code on an output step of its own, an exact rounding tie, and clamps on both sides.
+RAILS_P = 0.5  # probability that a case is a rails case
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _v2(n: int) -> int:
+    """2-adic valuation; a large number for 0 (divisible by any power of two)."""
+    return (n & -n).bit_length() - 1 if n else 64
+
+
+def _column_for(x: np.ndarray, target: int, gmax: int, unit: int | None) -> np.ndarray | None:
+    """Conductance differences d (|d| <= gmax) with x . d == target: greedy from the largest input
+    down, the rest on row `unit` (whose input is 1), or None if it does not fit there. Without
+    `unit`, x . d is within half the smallest input of `target` where the range allows."""
+    d, rem = np.zeros(len(x), dtype=np.int64), int(target)
+    for r in sorted((r for r in range(len(x)) if x[r] > 0 and r != unit), key=lambda r: -x[r]):
+        d[r] = int(np.clip(round(rem / int(x[r])), -gmax, gmax))
+        rem -= int(x[r]) * int(d[r])
+    if unit is None:
+        return d
+    if abs(rem) > gmax:
+        return None
+    d[unit] = rem
+    return d
+
+
+def _set_column(prog: Program, rect: tuple[int, int, int, int], j: int, dg: np.ndarray) -> None:
+    """Tile `rect` (first im2col row, rows, array row, array column) of a layer: column j's
+    conductance differences `dg` as a G+/G- pair, the other of the pair 0."""
+    _, h, r0, c0 = rect
+    prog.g_plus[r0 : r0 + h, c0 + j] = np.maximum(dg, 0)
+    prog.g_minus[r0 : r0 + h, c0 + j] = np.maximum(-dg, 0)
+
+
+def _adc_exact(prog: Program, cfg: AonCimConfig, j: int, x0: np.ndarray, noise_seed: int, want: str,
+               rng: np.random.Generator) -> tuple[np.ndarray, tuple] | None:
+    """Channel j of layer 0 (an MVM layer reading the network input `x0`, H x W x C) with one
+    conversion exactly on an ADC corner, `want`: "tie" (the value before the shift, I*gain +
+    n*noise_mult, an odd multiple of half an LSB, rounding to a code in range), "+max" or "-max"
+    (the code +-adc_max reached without clamping).
+
+    The noise sample n of every conversion is known (it is a function of the seed, the MVM counter
+    and the column), so a tie fixes I modulo 2**shift / 2**v2(gain), which the column's
+    conductances realise exactly when one of its inputs is 1 (set here: the input changes only for
+    a tie, which is planted first); a rail code only needs I within 2**shift / gain (thousands).
+    Returns the input and the (tile rect, column differences) to write, or None when no conversion
+    of this noise seed reaches the corner."""
+    from aoncim.model.bittrue import ReadNoise, im2col
+
+    d, t_adc = prog.layers[0], cfg.adc_transfer
+    tiles = d.tile_rects(cfg.rows)
+    gain, sh, nm, adc_max, gmax = t_adc.gain(d.in_bits), t_adc.gain_shift, t_adc.noise_mult, t_adc.adc_max, cfg.gcode_max
+    k = _v2(gain)
+    mod = 1 << (sh - k)
+    inv = pow(gain >> k, -1, mod)
+    # Every input pixel a window row reads, per position: where the 1 goes.
+    index = np.arange(x0.size).reshape(x0.shape) + 1  # 0 marks padding after im2col
+    where = im2col(torch.from_numpy(index)[None], d)[0].numpy() - 1
+    cands = [(p, t) for p in range(d.positions) for t in range(len(tiles))]
+    for n_try in rng.permutation(len(cands))[:64]:
+        p, t = cands[int(n_try)]
+        lo, h, _, c0 = tiles[t]
+        rows = [r for r in range(lo, lo + h) if where[p, r] >= 0]
+        if not rows:
+            continue
+        unit = int(rng.choice(rows)) if want == "tie" else None
+        x = x0.copy()
+        if unit is not None:
+            x.reshape(-1)[where[p, unit]] = 1
+        xr = im2col(torch.from_numpy(x)[None], d)[0, p, lo : lo + h].numpy()
+        n = int(ReadNoise(cfg, noise_seed).raw(np.array([p * len(tiles) + t]), np.array([c0 + j]))[0])
+        if want == "tie":
+            t0 = ((1 << (sh - 1)) - n * nm) % (1 << sh)
+            if t0 % (1 << k):
+                continue  # the gain's power of two cannot reach this residue
+            i_sum = (t0 >> k) * inv % mod
+            i_sum -= mod if i_sum > mod // 2 else 0
+        else:
+            i_sum = round(((adc_max if want == "+max" else -adc_max) * (1 << sh) - n * nm) / gain)
+        q = (i_sum * gain + n * nm + (1 << (sh - 1))) >> sh
+        if not -adc_max < q <= adc_max if want == "tie" else q != (adc_max if want == "+max" else -adc_max):
+            continue
+        dg = _column_for(xr, i_sum, gmax, None if unit is None else unit - lo)
+        if dg is not None and (int(xr @ dg) * gain + n * nm + (1 << (sh - 1))) >> sh == q:
+            return x, (tiles[t], dg)
+    return None
+
+
+def _pp_bias(value_at: int, code: int, a_scale: int, d: LayerDescriptor, cfg: AonCimConfig, up: bool) -> int:
+    """The bias that puts the accumulator of `code` at `value_at` (in units of 2**-(shift+f) of an
+    output step, rounding term included): the smallest such bias if `up`, else the largest one
+    below it."""
+    f = cfg.alpha_frac_bits
+    sf = d.shift + f
+    rnd = 1 << (sf - 1) if sf else 0
+    num = value_at - rnd - code * a_scale
+    return _ceil_div(num, 1 << f) if up else (num - 1) // (1 << f)
+
+
+def _plant_pp(prog: Program, cfg: AonCimConfig, i: int, roles: dict[int, str], codes: np.ndarray,
+              rng: np.random.Generator) -> None:
+    """Post-processing parameters of layer i per channel role; `codes` (positions, out_c) are what
+    enters post-processing for input 0. Roles: "+rail"/"-rail" (the channel's most
+    positive/negative code on an output step of its own, in range: a code one LSB off changes the
+    output), "tie" (an exact rounding tie at one position, in range), "hi"/"lo" (the median
+    position clamped at the upper/lower limit), "pump" (three quarters of the positions at the
+    upper limit, for the next layer's rails). A role whose constants would not fit is skipped."""
+    d = prog.layers[i]
+    f, sf = cfg.alpha_frac_bits, prog.layers[i].shift + cfg.alpha_frac_bits
+    a = max(1, int(prog.alphas(cfg)[i]))  # alpha 0 zeroes every code: no role can be planted
+    lo, hi = ((0 if d.relu else -(1 << (cfg.out_bits - 1))), (1 << (cfg.out_bits - 1)) - 1) if d.to_out \
+        else (0, (1 << d.out_bits) - 1)
+    lim_s, lim_b = (1 << (cfg.pp_scale_bits - 1)) - 1, (1 << (cfg.pp_bias_bits - 1)) - 1
+    for ch, role in roles.items():
+        col = codes[:, ch].astype(np.int64)
+        pi = d.param_base + ch
+        scale = int(prog.pp_scale[pi])
+        target = int(rng.integers(lo + 1, hi + 1))
+        if role in ("+rail", "-rail"):
+            # One code step at least one output step (a*scale >= 2**f): the bias then puts the step
+            # between the extreme code and its neighbour (the code a clamp one LSB short gives).
+            scale = max(abs(scale), _ceil_div(1 << f, a))
+            c = int(col.max()) if role == "+rail" else int(col.min()) + 1
+            bias = _pp_bias(target << sf, c, a * scale, d, cfg, up=True)
+        elif role == "tie":
+            if d.shift == 0:
+                continue
+            # The tie needs code*alpha*scale = 0 mod 2**f: take the position whose code has the
+            # most factors of two and round the scale to the remaining power of two.
+            p = max(range(len(col)), key=lambda p: _v2(int(col[p]) * a))
+            c = int(col[p])
+            step = 1 << max(0, f - _v2(c * a))
+            scale = int(round(scale / step)) * step or step
+            if abs(scale) > lim_s:
+                continue
+            # acc + 2**(sf-1) = target * 2**sf exactly: acc is target - 1/2 output steps, and
+            # rounds up to target (target - 1 is in range too).
+            bias = _pp_bias(target << sf, c, a * scale, d, cfg, up=True)
+        elif role == "pump":
+            c = int(np.quantile(col, 0.1 if a * scale > 0 else 0.9, method="nearest"))
+            bias = _pp_bias(hi << sf, c, a * scale, d, cfg, up=True)
+        else:
+            c = int(np.median(col))
+            bias = _pp_bias((hi + 1) << sf, c, a * scale, d, cfg, up=True) if role == "hi" else \
+                _pp_bias(lo << sf, c, a * scale, d, cfg, up=False)
+        if abs(scale) <= lim_s and abs(bias) <= lim_b:
+            prog.pp_scale[pi], prog.pp_bias[pi] = scale, bias
+
+
+def _rails(prog: Program, cfg: AonCimConfig, inputs: list[np.ndarray], seeds: list[int],
+           rng: np.random.Generator) -> tuple[Program, list[np.ndarray], list[int]]:
+    """The rails variant of a case (see RAILS_P): layer by layer, each on the golden model's values
+    of the layers before it (as planted), input 0 and its read-noise seed.
+
+    - input 0: most pixels at full scale, so that a column of full conductances saturates;
+    - every MVM layer: one column with every G+ at gcode_max and G- at 0 (every tile of a tiled
+      layer), one the reverse: past the positive and the negative rail wherever the inputs are
+      large enough, every tile of a tiled layer on the same rail;
+    - layer 0, if it uses the array: one column with an exact ADC rounding tie (the read-noise
+      seed of input 0 is redrawn until one is reachable) and one each with a conversion at exactly
+      +adc_max and -adc_max, unclamped (`_adc_exact`);
+    - every layer with post-processing: the rail columns' codes on output steps of their own, a
+      rounding tie, the upper and the lower clamp, and before an MVM layer large activations in
+      the other channels (`_plant_pp`), on channels drawn at random.
+    """
+    from aoncim.model.bittrue import BitTrueExecutor, pool_windows
+
+    prog = dataclasses.replace(prog, g_plus=prog.g_plus.copy(), g_minus=prog.g_minus.copy(),
+                               pp_scale=np.array(prog.pp_scale, dtype=np.int64),
+                               pp_bias=np.array(prog.pp_bias, dtype=np.int64))
+    inputs, seeds = [x.copy() for x in inputs], list(seeds)
+    x0 = inputs[0]
+    full = rng.random(x0.shape[:2]) < 0.8
+    x0[full] = (1 << prog.layers[0].in_bits) - 1
+    gmax = cfg.gcode_max
+    for i, d in enumerate(prog.layers):
+        if not d.op.uses_params:
+            continue
+        roles: dict[int, str] = {}
+        chans = [int(c) for c in rng.permutation(d.out_c)]
+        if d.is_mvm:
+            tiles = d.tile_rects(cfg.rows)
+            for role in rng.permutation(["+rail", "-rail"]):
+                if chans:
+                    ch = chans.pop()
+                    roles[ch] = str(role)
+                    for rect in tiles:
+                        _set_column(prog, rect, ch, np.full(rect[1], gmax if role == "+rail" else -gmax))
+            for want in ("tie", "+max", "-max") if i == 0 else ():
+                if not chans:
+                    break
+                ch = chans.pop()
+                for _ in range(16):
+                    hit = _adc_exact(prog, cfg, ch, x0, seeds[0], want, rng)
+                    if hit is not None:
+                        x0[...] = hit[0]
+                        _set_column(prog, hit[1][0], ch, hit[1][1])
+                        break
+                    if want != "tie":
+                        break  # a rail code is reachable for any noise sample, or not at all
+                    seeds[0] = int(rng.integers(0, 2**32))
+        for role in ("tie", "hi", "lo"):
+            if chans:
+                roles[chans.pop()] = role
+        # Large activations into a next layer that uses the array, so that its rail columns reach
+        # the rails: its inputs are this layer's outputs.
+        nxt = prog.layers[i + 1] if i + 1 < len(prog.layers) else None
+        if nxt is not None and nxt.is_mvm:
+            roles.update((ch, "pump") for ch in chans)
+        trace = BitTrueExecutor(cfg, prog).run_batch(x0[None], seeds[:1])
+        x_in = x0[None] if i == 0 else trace[i - 1].output
+        if d.is_mvm:
+            codes = trace[i].adc_codes[0].numpy()
+        else:  # average pooling: the window sums enter post-processing
+            codes = pool_windows(torch.as_tensor(x_in), d).sum(-1)[0].reshape(d.positions, d.out_c).numpy()
+        _plant_pp(prog, cfg, i, roles, codes, rng)
+    prog.check(cfg)
+    return prog, inputs, seeds
+
+
 def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None = None, n_inputs: int = 1,
                 randomise: bool = True) -> RandomCase:
     """The case of `seed`: a legal program for `cfg`, `n_inputs` input codes and read-noise seeds.
@@ -277,5 +512,10 @@ def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None 
         d0 = prog.layers[0]
         inputs = [r.integers(0, 1 << d0.in_bits, (d0.in_h, d0.in_w, d0.in_c)) for _ in range(n_inputs)]
         seeds = [int(s) for s in r.integers(0, 2**32, n_inputs)]
+        # Its own stream, so that the other cases stay as they were drawn.
+        rails = np.random.default_rng([0xA0C1, seed, 0x7A11])
+        if randomise and rails.random() < RAILS_P:
+            prog, inputs, seeds = _rails(prog, cfg, inputs, seeds, rails)
+            notes.append("rails")
         return RandomCase(seed, prog, inputs, seeds, act_bits, notes)
     raise RuntimeError(f"seed {seed}: no network of {_ATTEMPTS} drawn fits {cfg}")

@@ -160,9 +160,9 @@ def cosim_random(console: Console, cfg: AonCimConfig, *, n: int = 20, seed: int 
                  sim: str = "verilator", waves: bool = False, coverage_json: Path = Path("out/coverage_random.json"),
                  config_path: str | None = None) -> int:
     """Co-simulate `n` random networks (seeds `seed`..`seed + n - 1`, sim/random_nets.py) with the
-    sequencer's coverage, written to `coverage_json`. Prints the run and its report, and for each
-    failing case its replay command (`config_path`: the --config it was run with); returns the
-    exit code."""
+    sequencer's and the datapath's coverage, written to `coverage_json`. Prints the run and its
+    report, and for each failing case its replay command (`config_path`: the --config it was run
+    with); returns the exit code."""
     from aoncim.outputs import write_atomic
     from aoncim.perf.cycles import inference_cycles
 
@@ -217,6 +217,11 @@ def cosim_random(console: Console, cfg: AonCimConfig, *, n: int = 20, seed: int 
     missing = cov.missing(r.coverage)
     if missing:
         console.print(f"bins not hit: {', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")
+    dp = r.coverage["datapath"]
+    console.print(f"{cov.datapath_summary(dp)}; bins: ADC rails and rounding ties, row-tile sums, "
+                  "post-processing ties and clamps (golden model, bit-exact inferences)")
+    if cov.datapath_missing(dp):
+        console.print(f"datapath bins not hit: {', '.join(cov.datapath_missing(dp))}")
     _waves_line(console, r)
     if r.failed:
         console.print(f"failing cases: {len(r.failed)}/{n}")

@@ -21,6 +21,11 @@ from aoncim.sim.runner import run_cases
 from aoncim.perf.cycles import inference_cycles, layer_cycles, postproc_cycle
 
 
+# The cases of the default suite's co-simulation (test_random_networks_bit_exact); the datapath
+# tests (tests/test_datapath_coverage.py) check the generator's bins on the same ones.
+SUITE_SEEDS = range(40)
+
+
 def cases_for(seeds, act_bits=None):
     return [random_case(s, act_bits=act_bits) for s in seeds]
 
@@ -66,7 +71,7 @@ def test_random_cases_cover_every_sequencer_bin():
         notes.update(c.randomised)
     report = cov.to_json(hits)
     assert report["total"] == 45 and report["hit"] == 45, cov.missing(report)
-    assert notes == {"placement", "parameter bases", "activation addresses", "alpha", "per-layer precision"}
+    assert notes == {"placement", "parameter bases", "activation addresses", "alpha", "per-layer precision", "rails"}
     assert max(tiles) >= 4
 
 
@@ -122,12 +127,17 @@ def test_postproc_cycle_follows_the_schedule():
 @pytest.mark.cosim
 def test_random_networks_bit_exact():
     """Forty random networks (row tiles, pooling, random placement, parameters, addresses, alpha
-    and precisions) in one simulator run, every layer bit-exact, cycles as the schedule says (~3 s)."""
-    cases = cases_for(range(40))
+    and precisions; half of them with columns on the ADC rails, rounding ties and post-processing
+    clamps) in one simulator run, every layer bit-exact, cycles as the schedule says (~3 s), and
+    every datapath bin hit by the bit-exact inferences: a wrong rail, rounding or clamp in the RTL
+    or the golden model fails here."""
+    cases = cases_for(SUITE_SEEDS)
     r = run_cases(RANDOM_CFG, cosim_cases(cases), coverage=True)
     check_all_bit_exact(r, cases)
     assert r.runs == 1 and r.n_ok == r.n_inferences == 40
     assert r.coverage["total"] == 45 and r.coverage["hit"] >= 30, cov.missing(r.coverage)
+    dp = r.coverage["datapath"]
+    assert dp["hit"] == dp["total"] == 19, cov.datapath_missing(dp)
 
 
 @pytest.mark.cosim
@@ -175,7 +185,9 @@ def test_failing_random_case_is_reported_with_its_replay_command(monkeypatch, tm
     assert fail[0].endswith("-- replay: aoncim cosim --model random --seed 101 --inputs 1")
     report = json.loads(path.read_text())
     assert report["total"] == 45 and report["hit"] > 0
+    assert report["datapath"]["total"] == 19
     assert any(ln.startswith("sequencer coverage: ") for ln in lines)
+    assert any(ln.startswith("datapath coverage: ") for ln in lines)
 
 
 @pytest.mark.cosim
