@@ -1,14 +1,13 @@
 """`aoncim` command line: generate Verilog, compile, co-simulate, demo."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
 
 import click
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from .config import DEFAULT_CONFIG, AonCimConfig, ConfigError
 
@@ -80,11 +79,15 @@ def main() -> None:
     """aoncim: PyTorch model -> AON-CiM program image -> Amaranth RTL -> bit-exact co-simulation."""
 
 
-def _run(fn):
-    try:
-        return fn()
-    except _user_errors() as e:
-        raise UserError(str(e).splitlines()[0]) from None
+def _one_line(command):
+    """A command body whose user errors are one line (`_user_errors`), never a traceback."""
+    @functools.wraps(command)
+    def body(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except _user_errors() as e:
+            raise UserError(str(e).splitlines()[0]) from None
+    return body
 
 
 @main.command()
@@ -93,43 +96,41 @@ def _run(fn):
                    "SystemRDL (aoncim.rdl) and IP-XACT (aoncim.xml).")
 @click.option("--config", "config_path", type=click.Path(),
               help="TOML or JSON file of AonCimConfig fields (start from `aoncim config --dump`).")
+@_one_line
 def verilog(outdir: str, config_path: str | None) -> None:
     """Write the top-level Verilog, its register map and port list for a config."""
-    def go():
-        from aoncim.hw.docgen import ports_markdown, regmap_ipxact, regmap_markdown
-        from aoncim.hw.verilog import TOP_NAME, write_verilog
-        from aoncim.regmap import systemrdl
+    from aoncim.hw.docgen import ports_markdown, regmap_ipxact, regmap_markdown
+    from aoncim.hw.verilog import TOP_NAME, write_verilog
+    from aoncim.regmap import systemrdl
 
-        from aoncim.outputs import check_output_dir, write_atomic
+    from aoncim.outputs import check_output_dir, write_atomic
 
-        cfg = _load_config(config_path)
-        out = check_output_dir(outdir)
-        with console.status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)"):
-            v = write_verilog(cfg, out / f"{TOP_NAME}.v")
-        text = v.read_text()
-        docs = {out / "regmap.md": regmap_markdown(cfg, TOP_NAME), out / "ports.md": ports_markdown(text, cfg, TOP_NAME),
-                out / "config.toml": cfg.to_toml(), out / "aoncim.rdl": systemrdl(cfg, TOP_NAME),
-                out / "aoncim.xml": regmap_ipxact(cfg, TOP_NAME)}
-        for p, body in docs.items():
-            write_atomic(p, body)
-        console.print(f"wrote {v} ({v.stat().st_size // 1024} KiB), "
-                      f"{', '.join(p.name for p in docs)} in {out} for config hash {cfg.config_hash:#010x}")
-    _run(go)
+    cfg = _load_config(config_path)
+    out = check_output_dir(outdir)
+    with console.status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)"):
+        v = write_verilog(cfg, out / f"{TOP_NAME}.v")
+    text = v.read_text()
+    docs = {out / "regmap.md": regmap_markdown(cfg, TOP_NAME), out / "ports.md": ports_markdown(text, cfg, TOP_NAME),
+            out / "config.toml": cfg.to_toml(), out / "aoncim.rdl": systemrdl(cfg, TOP_NAME),
+            out / "aoncim.xml": regmap_ipxact(cfg, TOP_NAME)}
+    for p, body in docs.items():
+        write_atomic(p, body)
+    console.print(f"wrote {v} ({v.stat().st_size // 1024} KiB), "
+                  f"{', '.join(p.name for p in docs)} in {out} for config hash {cfg.config_hash:#010x}")
 
 
 @main.command(name="config")
 @click.option("--dump", is_flag=True, help="Print the config as TOML (a starting file for --config).")
 @click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file to check (default: the embedded one).")
+@_one_line
 def config_cmd(dump: bool, config_path: str | None) -> None:
     """Check a config file, or print a config as TOML with --dump."""
-    def go():
-        cfg = _load_config(config_path)
-        if dump:
-            click.echo(cfg.to_toml(), nl=False)
-        else:
-            console.print(f"{config_path or 'embedded default'}: valid, config hash {cfg.config_hash:#010x}, "
-                          f"{cfg.rows} x {cfg.cols} pairs, {cfg.n_adcs} ADCs of {cfg.adc_bits} bits")
-    _run(go)
+    cfg = _load_config(config_path)
+    if dump:
+        click.echo(cfg.to_toml(), nl=False)
+    else:
+        console.print(f"{config_path or 'embedded default'}: valid, config hash {cfg.config_hash:#010x}, "
+                      f"{cfg.rows} x {cfg.cols} pairs, {cfg.n_adcs} ADCs of {cfg.adc_bits} bits")
 
 
 def _check_cosim_args(cfg: AonCimConfig, act_bits: int | None, sim: str) -> None:
@@ -143,7 +144,9 @@ def _check_cosim_args(cfg: AonCimConfig, act_bits: int | None, sim: str) -> None
 
 def _image_source(image: str, config_path: str | None, model: str | None, act_bits: int | None):
     """(bytes, Program, config) of `aoncim cosim --image`, refusing options the image overrides."""
-    blob, prog, cfg = _read_image_file(image)
+    from aoncim.firmware.image import read_image_file
+
+    blob, prog, cfg = read_image_file(image)
     if model is not None:
         raise ConfigError(f"--image and --model {model}: give one (the image is the network)")
     if act_bits is not None:
@@ -246,85 +249,41 @@ SECONDS = _Seconds()
 @click.option("--compare", type=click.Choice(["layers", "final"]), default="layers", show_default=True,
               help="Score every layer (step mode, each layer read back) or only the last layer of an "
               "uninterrupted inference, as a host would run it (not with --model random).")
+@_one_line
 def cosim(model: str | None, image: str | None, input_path: str | None, n: int | None, seed: int, sim: str,
           act_bits: int | None, t_inf: float | None, config_path: str | None, waves: bool, coverage_json: str,
           compare: str) -> None:
     """Co-simulate the RTL against the bit-true golden model, layer by layer."""
-    if model == "random":
-        def random_nets():
-            if image or input_path:
-                raise ConfigError("--model random draws its own networks: drop --image/--input")
-            return _cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json)
-        sys.exit(_run(random_nets))
-    sys.exit(_run(lambda: _cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare, image,
-                                 input_path)))
+    if model != "random":
+        sys.exit(_cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare, image, input_path))
+    if image or input_path:
+        raise ConfigError("--model random draws its own networks: drop --image/--input")
+    sys.exit(_cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json))
 
 
 @main.command()
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
 @click.option("--inputs", "n", type=COUNT, default=20, show_default=True)
+@_one_line
 def demo(outdir: str, n: int) -> None:
     """The whole path on the embedded default: model -> image -> Verilog -> co-simulation."""
-    def go():
-        from aoncim.firmware.image import write_image
-        from aoncim.hw.verilog import write_verilog
-        from aoncim.sim.jobs import tiny_job
+    from aoncim.firmware.image import write_image
+    from aoncim.hw.verilog import write_verilog
+    from aoncim.sim.jobs import tiny_job
 
-        from aoncim.outputs import check_output_dir, write_atomic
+    from aoncim.outputs import check_output_dir, write_atomic
 
-        cfg = DEFAULT_CONFIG
-        out = check_output_dir(outdir)
-        _check_cosim_args(cfg, 8, "verilator")
-        out.mkdir(parents=True, exist_ok=True)
-        prog, _, _, _ = tiny_job(cfg, 1, 0, 8)
-        img = out / "tiny.aonc"
-        write_atomic(img, write_image(prog, cfg))
-        with console.status("elaborating the RTL (cached after the first run)"):
-            v = write_verilog(cfg, out / "aoncim_top.v")
-        console.print(f"compiled TinyNet -> {img} ({img.stat().st_size} bytes); Verilog -> {v}")
-        return _cosim(n, 0, "verilator", 8, None, False)
-    sys.exit(_run(go))
-
-
-def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | None, hwa_epochs: int | None,
-           act_bits: int, seed: int) -> None:
-    import copy
-    import dataclasses
-
-    from aoncim.model.augment import AUGMENTS
-    from aoncim.model.hwa import accuracy, to_hwa, train_fp, train_hwa
-    from aoncim.model.tasks import CALIB_SAMPLES, default_checkpoint_out, get_task, save_checkpoint
-    from aoncim.outputs import check_output_file
-
-    task, cfg = get_task(task_name), DEFAULT_CONFIG
-    recipe = dataclasses.replace(task.recipe, act_bits=act_bits, seed=seed,
-                                 **({"fp_epochs": fp_epochs} if fp_epochs is not None else {}),
-                                 **({"hwa_epochs": hwa_epochs} if hwa_epochs is not None else {}))
-    if act_bits not in cfg.act_bits_supported:
-        raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
-    # The shipped checkpoints are read-only to every command: without -o the checkpoint goes to
-    # out/, and -o into the package is refused here, before minutes of data loading and training.
-    path = check_output_file(out if out else default_checkpoint_out(task), "-o" if out else "default output")
-    with console.status(f"loading {task.title} data ({'synthetic, offline' if data is None else data})"):
-        (x, y), (xv, yv) = task.load("train", data), task.load("val", data)
-    scaler = task.scaler_for(x)
-    x, xv = scaler(x), scaler(xv)
-    console.print(f"[bold]{task.title}[/]: {len(x)} train / {len(xv)} val samples, recipe {recipe.to_dict()}")
-    net = task.build()
-    augment = AUGMENTS[task.name]()
-    logs = train_fp(net, (x, y), (xv, yv), recipe, augment=augment)
-    fp_state = copy.deepcopy(net.state_dict())
-    fp_acc = accuracy(net, xv, yv)
-    console.print(f"FP pre-training: val accuracy {fp_acc:.2%}")
-    to_hwa(net, cfg, recipe, x[:CALIB_SAMPLES])
-    logs += train_hwa(net, (x, y), (xv, yv), cfg, recipe, augment=augment)
-    hwa_acc = logs[-1].val_acc if recipe.hwa_epochs else float("nan")
-    console.print(f"HWA retraining: val accuracy {hwa_acc:.2%} (analog forward with noise)")
-    info = {"fp_val_acc": fp_acc, "hwa_val_acc": hwa_acc, "data": data or "offline synthetic",
-            "augment": type(augment).__name__,
-            "log": [dataclasses.asdict(e) for e in logs]}
-    save_checkpoint(path, task, fp_state, net.state_dict(), scaler, recipe, info)
-    console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+    cfg = DEFAULT_CONFIG
+    out = check_output_dir(outdir)
+    _check_cosim_args(cfg, 8, "verilator")
+    out.mkdir(parents=True, exist_ok=True)
+    prog, _, _, _ = tiny_job(cfg, 1, 0, 8)
+    img = out / "tiny.aonc"
+    write_atomic(img, write_image(prog, cfg))
+    with console.status("elaborating the RTL (cached after the first run)"):
+        v = write_verilog(cfg, out / "aoncim_top.v")
+    console.print(f"compiled TinyNet -> {img} ({img.stat().st_size} bytes); Verilog -> {v}")
+    sys.exit(_cosim(n, 0, "verilator", 8, None, False))
 
 
 @main.command()
@@ -337,68 +296,26 @@ def _train(task_name: str, data: str | None, out: str | None, fp_epochs: int | N
 @click.option("--hwa-epochs", type=click.IntRange(min=0), help="Hardware-aware retraining epochs (default: the task's recipe).")
 @click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision during HWA training.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@_one_line
 def train(task, data, out, fp_epochs, hwa_epochs, act_bits, seed) -> None:
     """Train an AnalogNet: FP pre-training, then hardware-aware retraining; writes a checkpoint."""
-    _run(lambda: _train(task, data, out, fp_epochs, hwa_epochs, act_bits, seed))
+    import dataclasses
 
+    from aoncim.model.flows import train_analognet
+    from aoncim.model.tasks import default_checkpoint_out, get_task
+    from aoncim.outputs import check_output_file
 
-def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, bits: str, bit_true: bool,
-          bit_true_samples: int | None, samples: int | None, outdir: str, times: str) -> None:
-    from aoncim.model.evaluate import EVAL_TIMES_S, evaluate, plot_rows, save_rows
-    from aoncim.model.tasks import CALIB_SAMPLES, get_task, load_checkpoint
-    from aoncim.outputs import check_output_dir
-
-    task, cfg = get_task(task_name), DEFAULT_CONFIG
-    try:
-        bits_list = tuple(int(b) for b in bits.split(","))
-    except ValueError:
-        raise ConfigError(f"--bits {bits!r}: give a comma-separated list such as 8,6,4") from None
-    bad = [b for b in bits_list if b not in cfg.act_bits_supported]
-    if bad:
-        raise ConfigError(f"--bits {bad}: the chip supports {cfg.act_bits_supported}")
-    keys = [t.strip() for t in times.split(",") if t.strip()]
-    bad = [t for t in keys if t not in EVAL_TIMES_S]
-    if bad or not keys:
-        raise ConfigError(f"--times {times!r}: choose from {','.join(EVAL_TIMES_S)}")
-    # Everything that can fail fast does, before the data is decoded: the output folder, then the
-    # whole checkpoint.
-    out = check_output_dir(outdir, "-o")
-    fp, hwa, scaler, ck = load_checkpoint(task, checkpoint, cfg)
-    with console.status(f"loading {task.title} test data"):
-        # Only the samples used are decoded: on the real datasets the training split is tens of
-        # thousands of files, of which calibration needs CALIB_SAMPLES.
-        (x, y), (xc, _) = task.load("test", data, limit=samples), task.load("train", data, limit=CALIB_SAMPLES)
-    x, calib = scaler(x), scaler(xc)
-    console.print(f"[bold]{task.title}[/]: {len(x)} test samples ({ck['info'].get('data', '?')} training), "
-                  f"{seeds} seeds (chips), activation bits {bits_list}")
-    rows = evaluate(fp, hwa, cfg, x, y, calib, bits_list=bits_list, seeds=seeds, bit_true=bit_true,
-                    bit_true_samples=bit_true_samples, times={k: EVAL_TIMES_S[k] for k in keys})
-    t = Table(title=f"{task.title}: accuracy (%) after PCM drift, mean ± std over {seeds} seeds")
-    for c in ("mode", "bits", "compensation", *keys):
-        t.add_column(c)
-    fp_row = rows[0]
-    t.add_row("FP", "float", "-", *([f"{fp_row.mean * 100:.2f}"] + [""] * (len(keys) - 1)))
-    for mode in ("HWA float", "bit-true"):
-        for b in bits_list:
-            for comp in (True, False):
-                sel = [r for r in rows if r.mode == mode and r.bits == b and r.compensated == comp]
-                if sel:
-                    t.add_row(mode, str(b), "yes" if comp else "no",
-                              *[f"{r.mean * 100:.2f} ± {r.std * 100:.2f}" for r in sel])
-    console.print(t)
-    out.mkdir(parents=True, exist_ok=True)
-    save_rows(rows, out / f"accuracy_{task.name}.json")
-    plot_rows(rows, out / f"accuracy_{task.name}.png", f"{task.title}: accuracy under PCM drift")
-    by = {(r.mode, r.bits, r.time, r.compensated): r.mean for r in rows}
-    for mode in ("HWA float", "bit-true"):
-        if (mode, 8, "1s", True) in by and (mode, 8, "1d", True) in by:
-            console.print(f"{mode}, 8 bit, compensated: accuracy loss 1 s -> 24 h = "
-                          f"{(by[(mode, 8, '1s', True)] - by[(mode, 8, '1d', True)]) * 100:.2f} points "
-                          f"(paper: {'0.8' if task.name == 'kws' else '1.2'} %)")
-    if ("bit-true", 8, "1s", True) in by:
-        console.print(f"float <-> bit-true gap at 8 bit, 1 s: "
-                      f"{(by[('HWA float', 8, '1s', True)] - by[('bit-true', 8, '1s', True)]) * 100:+.2f} points")
-    console.print(f"wrote {out / f'accuracy_{task.name}.json'} and {out / f'accuracy_{task.name}.png'}")
+    task, cfg = get_task(task), DEFAULT_CONFIG
+    recipe = dataclasses.replace(task.recipe, act_bits=act_bits, seed=seed,
+                                 **({"fp_epochs": fp_epochs} if fp_epochs is not None else {}),
+                                 **({"hwa_epochs": hwa_epochs} if hwa_epochs is not None else {}))
+    if act_bits not in cfg.act_bits_supported:
+        raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
+    # The shipped checkpoints are read-only to every command: without -o the checkpoint goes to
+    # out/, and -o into the package is refused here, before minutes of data loading and training.
+    path = check_output_file(out if out else default_checkpoint_out(task), "-o" if out else "default output")
+    train_analognet(task, recipe, path, data, cfg, progress=console)
+    console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
 
 @main.command(name="eval")
@@ -413,78 +330,36 @@ def _eval(task_name: str, data: str | None, checkpoint: str | None, seeds: int, 
 @click.option("--times", default="1s,1h,1d,10d,1y", show_default=True,
               help="Inference times after programming to evaluate.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
+@_one_line
 def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, samples, outdir, times) -> None:
     """Accuracy of FP, HWA float and bit-true modes after 1 s .. 1 year of PCM drift (table + plot)."""
-    _run(lambda: _eval(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, samples, outdir, times))
+    from aoncim.model.evaluate import EVAL_TIMES_S, evaluate_checkpoint
+    from aoncim.model.tasks import get_task
+    from aoncim.outputs import check_output_dir
+
+    task, cfg = get_task(task), DEFAULT_CONFIG
+    try:
+        bits_list = tuple(int(b) for b in bits.split(","))
+    except ValueError:
+        raise ConfigError(f"--bits {bits!r}: give a comma-separated list such as 8,6,4") from None
+    bad = [b for b in bits_list if b not in cfg.act_bits_supported]
+    if bad:
+        raise ConfigError(f"--bits {bad}: the chip supports {cfg.act_bits_supported}")
+    keys = [t.strip() for t in times.split(",") if t.strip()]
+    bad = [t for t in keys if t not in EVAL_TIMES_S]
+    if bad or not keys:
+        raise ConfigError(f"--times {times!r}: choose from {','.join(EVAL_TIMES_S)}")
+    # Everything that can fail fast does, before the data is decoded: the output folder here, then
+    # the whole checkpoint (evaluate_checkpoint validates it first).
+    out = check_output_dir(outdir, "-o")
+    ev = evaluate_checkpoint(task, checkpoint, cfg, out, data, samples, bits_list, {k: EVAL_TIMES_S[k] for k in keys},
+                             seeds, bit_true, bit_true_samples, progress=console)
+    console.print(ev.table())
+    for line in ev.summary():
+        console.print(line)
 
 
 # ------------------------------------------------------------------------------------ images
-def _read_image_file(path: str):
-    """(bytes, Program, config) of an image file; every problem is one ImageError line."""
-    from aoncim.firmware.image import ImageError, read_image
-
-    p = Path(path)
-    try:
-        blob = p.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"image file {p} not found") from None
-    except OSError as e:
-        raise ImageError(f"cannot read image file {p}: {e.strerror or e}") from None
-    try:
-        prog, cfg = read_image(blob)
-    except ImageError as e:
-        raise ImageError(f"{p}: {e}") from None
-    return blob, prog, cfg
-
-
-def _checkpoint_task(path: str) -> str:
-    """The task a checkpoint was trained for, once the whole checkpoint is validated
-    (model/checkpoint.py): a damaged one is one line naming the entry, before any work."""
-    from aoncim.model.checkpoint import read_checkpoint
-
-    return read_checkpoint(path)[0].name
-
-
-def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, t_inf: float | None,
-             seed: int | None) -> None:
-    from aoncim.firmware.image import write_image
-    from aoncim.firmware.summary import utilisation
-    from aoncim.model.flows import compensated_chip, compile_trained
-    from aoncim.model.pcm import check_time
-    from aoncim.model.tasks import CALIB_SAMPLES, get_task, load_checkpoint
-    from aoncim.outputs import check_output_file
-
-    cfg = _load_config(config_path)
-    if act_bits not in cfg.act_bits_supported:
-        raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
-    if seed is not None and t_inf is None:
-        raise ConfigError("--seed picks the simulated chip of a drifted snapshot: give --time SECONDS as well")
-    if t_inf is not None:
-        check_time(t_inf)
-    image = check_output_file(out, "-o")
-    task = get_task(_checkpoint_task(checkpoint))
-    _, hwa, scaler, _ = load_checkpoint(task, checkpoint, cfg)
-    with console.status(f"loading {task.title} calibration inputs"):
-        x, _ = task.load("train")
-    calib = scaler(x[:CALIB_SAMPLES])
-    with console.status(f"compiling {task.title} for config {cfg.config_hash:#010x}"):
-        prog = compile_trained(hwa, cfg, calib, act_bits)
-    what = "target conductance codes"
-    if t_inf is not None:
-        seed = seed or 0
-        with console.status(f"programming chip {seed} and reading it at t = {t_inf:g} s"):
-            prog = compensated_chip(prog, cfg, seed, t_inf)
-        what = (f"conductance codes of simulated chip {seed} at t = {t_inf:g} s after programming, "
-                "with the host's compensation (alpha, offset-corrected biases)")
-    blob = write_image(prog, cfg)
-    image.parent.mkdir(parents=True, exist_ok=True)
-    image.write_bytes(blob)
-    u = utilisation(prog, cfg)
-    console.print(f"wrote {out} ({len(blob)} bytes): {task.title} ({checkpoint}), {len(prog.layers)} layers, "
-                  f"{prog.mvms} MVMs per inference, {act_bits}-bit activations, config hash {cfg.config_hash:#010x}")
-    console.print(f"{what}; array utilisation {u.cells} of {u.array} cells ({100 * u.fraction:.2f} %)")
-
-
 @main.command(name="compile")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file of AonCimConfig fields "
@@ -494,97 +369,55 @@ def _compile(checkpoint: str, config_path: str | None, out: str, act_bits: int, 
 @click.option("--time", "t_inf", type=SECONDS, help="Write the codes of a programmed PCM chip read this many "
               "seconds after programming, compensated by the host (default: the target codes).")
 @click.option("--seed", type=SEED, help="Simulated chip (programming noise, drift) for --time; default 0.")
+@_one_line
 def compile_(checkpoint, config_path, out, act_bits, t_inf, seed) -> None:
     """Compile an AnalogNet checkpoint into a program image for a config."""
-    _run(lambda: _compile(checkpoint, config_path, out, act_bits, t_inf, seed))
+    from aoncim.model.flows import compile_checkpoint
+    from aoncim.outputs import check_output_file
+
+    cfg = _load_config(config_path)
+    if act_bits not in cfg.act_bits_supported:
+        raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
+    if seed is not None and t_inf is None:
+        raise ConfigError("--seed picks the simulated chip of a drifted snapshot: give --time SECONDS as well")
+    image = check_output_file(out, "-o")  # --time was checked while parsing (SECONDS)
+    for line in compile_checkpoint(checkpoint, cfg, act_bits, t_inf, seed, image, progress=console).summary(out):
+        console.print(line)
 
 
-# Per-layer tables fit 120 columns (logs, CI) with separators of one space.
-_COMPACT = dict(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-
-
-def _range(v) -> str:
-    return "-" if v is None else f"{v[0]}..{v[1]}"
-
-
-def _inspect(image: str, png: str | None) -> None:
-    from aoncim.firmware.image import VERSION, section_table
-    from aoncim.firmware.summary import layer_summaries, real_scale, utilisation
-
+@main.command(name="inspect")
+@click.argument("image", type=click.Path())  # checked by read_image_file: one line, exit 1
+@click.option("--png", type=click.Path(dir_okay=False), help="Also draw the placement of every layer as a PNG.")
+@_one_line
+def inspect_(image, png) -> None:
+    """Show what a program image holds: header, layers, placement, utilisation, constants."""
+    from aoncim.firmware.image import read_image_file
+    from aoncim.firmware.summary import inspect_report, placement_png
     from aoncim.outputs import check_output_file
 
     if png:
         check_output_file(png, "--png")
-    blob, prog, cfg = _read_image_file(image)
-    sections = section_table(blob)  # read_image has validated the whole image
-    u = utilisation(prog, cfg)
-    head = Table(title=f"{image}", show_header=False)
-    head.add_column("field")
-    head.add_column("value")
-    for k, v in (("size", f"{len(blob)} bytes"), ("format version", str(VERSION)),
-                 ("config hash", f"{cfg.config_hash:#010x}"),
-                 ("array", f"{cfg.rows} rows x {cfg.cols} columns, {cfg.n_adcs} ADCs of {cfg.adc_bits} bits, "
-                           f"{cfg.gcode_bits}-bit conductance codes"),
-                 ("layers", f"{len(prog.layers)} ({len(prog.mvm_layers)} on the array), {prog.mvms} MVMs per inference"),
-                 ("sections", ", ".join(f"{sec.name} {n} B @ {o}" for sec, o, n in sections))):
-        head.add_row(k, v)
-    console.print(head)
-
-    layers = layer_summaries(prog, cfg)
-    t = Table(title="layers (rect: rows x cols @ (row0, col0), a row-tiled layer's bounding box)", **_COMPACT)
-    for c in ("#", "name", "op", "in -> out (HxWxC)", "kernel", "bits", "rect", "tiles", "MVMs", "cells", "util %"):
-        t.add_column(c, justify="right" if c in ("#", "tiles", "MVMs", "cells", "util %") else "left")
-    for L in layers:
-        rect = "-" if L.rect is None else f"{L.rect[1]}x{L.rect[3]}@({L.rect[0]},{L.rect[2]})"
-        t.add_row(str(L.index), L.name, L.op, L.shape, L.kernel, L.bits, rect, str(L.tiles or "-"), str(L.mvms),
-                  str(L.cells), f"{100 * L.utilisation(cfg):.2f}")
-    t.add_row("", "total", "", "", "", "", "", "", str(prog.mvms), str(u.cells), f"{100 * u.fraction:.2f}",
-              style="bold")
-    console.print(t)
-
-    pp = Table(title=f"post-processing per layer (alpha: 1.0 = {cfg.alpha_one}; effective scale = scale / 2**shift)",
-               **_COMPACT)
-    for c in ("#", "name", "params", "alpha", "shift", "scale min..max", "effective scale", "bias min..max"):
-        pp.add_column(c, justify="right" if c in ("#", "alpha", "shift") else "left")
-    for L in layers:
-        eff = real_scale(prog, L.index)
-        pp.add_row(str(L.index), L.name, _range(L.params), f"{L.alpha / cfg.alpha_one:.4f}", str(L.shift),
-                   _range(L.scale), "-" if eff is None else f"{eff[0]:.4g} .. {eff[1]:.4g}", _range(L.bias))
-    console.print(pp)
-    console.print(f"array utilisation: {u.cells} of {u.array} cells ({100 * u.fraction:.2f} %); "
-                  f"footprint {u.footprint} cells ({100 * u.footprint / u.array:.2f} %); "
-                  f"columns used {u.cols_used} of {cfg.cols}")
+    blob, prog, cfg = read_image_file(image)
+    for part in inspect_report(image, blob, prog, cfg):
+        console.print(part)
     if png:
-        from aoncim.firmware.placement_plot import plot_placement
-
-        path = plot_placement(prog, cfg, Path(png), title=f"{Path(image).name}: placement on the "
-                              f"{cfg.rows} x {cfg.cols} array ({100 * u.fraction:.1f} % of the cells)")
-        console.print(f"wrote {path}")
-
-
-@main.command(name="inspect")
-@click.argument("image", type=click.Path())  # checked by _read_image_file: one line, exit 1
-@click.option("--png", type=click.Path(dir_okay=False), help="Also draw the placement of every layer as a PNG.")
-def inspect_(image, png) -> None:
-    """Show what a program image holds: header, layers, placement, utilisation, constants."""
-    _run(lambda: _inspect(image, png))
+        console.print(f"wrote {placement_png(prog, cfg, png, Path(image).name)}")
 
 
 @main.command(name="export-c")
-@click.argument("image", type=click.Path())  # checked by _read_image_file: one line, exit 1
+@click.argument("image", type=click.Path())  # checked by read_image_file: one line, exit 1
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Header to write (default: IMAGE with .h).")
+@_one_line
 def export_c(image, out) -> None:
     """Write a C99 header: register map, error codes, config hash and the image bytes."""
-    def go():
-        from aoncim.firmware.cheader import c_header
+    from aoncim.firmware.cheader import c_header
+    from aoncim.firmware.image import read_image_file
+    from aoncim.outputs import check_output_file, write_atomic
 
-        from aoncim.outputs import check_output_file, write_atomic
-
-        path = check_output_file(out if out else Path(image).with_suffix(".h"), "-o" if out else "the header")
-        blob, prog, cfg = _read_image_file(image)
-        write_atomic(path, c_header(blob, path, source=Path(image).name))
-        console.print(f"wrote {path}: {len(blob)} image bytes, config hash {cfg.config_hash:#010x}")
-    _run(go)
+    path = check_output_file(out if out else Path(image).with_suffix(".h"), "-o" if out else "the header")
+    blob, _, cfg = read_image_file(image)
+    write_atomic(path, c_header(blob, path, source=Path(image).name))
+    console.print(f"wrote {path}: {len(blob)} image bytes, config hash {cfg.config_hash:#010x}")
 
 
 # ------------------------------------------------------------------------------------ performance
@@ -600,24 +433,23 @@ def export_c(image, out) -> None:
 @click.option("--times", default="1s,1h,1d,10d", show_default=True, help="Times after programming for the accuracy.")
 @click.option("--tech", "tech_path", type=click.Path(), help="TOML file of technology parameters (perf/tech.py).")
 @click.option("--synth", is_flag=True, help="Area from a Yosys synthesis of the config (cached) instead of the estimate.")
+@_one_line
 def report_cmd(task, config_path, act_bits, outdir, as_html, samples, chips, times, tech_path, synth) -> None:
     """One-page performance report: cycles, energy, TOPS/W beside the paper, placement, drift, area."""
-    def go():
-        from aoncim.perf.report import build_report
-        from aoncim.perf.tech import load_technology
+    from aoncim.perf.report import build_report
+    from aoncim.perf.tech import load_technology
 
-        from aoncim.outputs import check_output_dir
+    from aoncim.outputs import check_output_dir
 
-        check_output_dir(outdir)
-        cfg, tech = _load_config(config_path), load_technology(tech_path)
-        with console.status("report") as st:
-            r = build_report(task, cfg, act_bits, outdir, as_html, samples, chips,
-                             tuple(t.strip() for t in times.split(",") if t.strip()), tech, synth,
-                             status=lambda msg: st.update(msg))
-        e = r.energy
-        console.print(f"{e.cycles:,} cycles, {e.energy_j * 1e6:.3f} µJ and {e.tops_w:.2f} TOPS/W per inference "
-                      f"(dominant: {e.dominant}); wrote {r.path} and {len(r.pngs)} PNGs in {r.seconds:.0f} s")
-    _run(go)
+    check_output_dir(outdir)
+    cfg, tech = _load_config(config_path), load_technology(tech_path)
+    with console.status("report") as st:
+        r = build_report(task, cfg, act_bits, outdir, as_html, samples, chips,
+                         tuple(t.strip() for t in times.split(",") if t.strip()), tech, synth,
+                         status=lambda msg: st.update(msg))
+    e = r.energy
+    console.print(f"{e.cycles:,} cycles, {e.energy_j * 1e6:.3f} µJ and {e.tops_w:.2f} TOPS/W per inference "
+                  f"(dominant: {e.dominant}); wrote {r.path} and {len(r.pngs)} PNGs in {r.seconds:.0f} s")
 
 
 @main.command(name="sweep")
@@ -629,27 +461,26 @@ def report_cmd(task, config_path, act_bits, outdir, as_html, samples, chips, tim
 @click.option("--tech", "tech_path", type=click.Path(), help="TOML file of technology parameters (perf/tech.py).")
 @click.option("-o", "--outdir", type=click.Path(), default="out/sweep", show_default=True,
               help="Directory for sweep.csv and pareto.png.")
+@_one_line
 def sweep_cmd(grid_path, quick, workers, dask_addr, ray_addr, tech_path, outdir) -> None:
     """Design-space sweep: array size, ADCs, ADC bits, activation bits -> accuracy, cycles, energy, area."""
-    def go():
-        from aoncim.perf.sweep import QUICK_GRID, Grid, SweepError, load_grid, sweep
-        from aoncim.perf.tech import load_technology
+    from aoncim.perf.sweep import QUICK_GRID, Grid, SweepError, load_grid, sweep
+    from aoncim.perf.tech import load_technology
 
-        from aoncim.outputs import check_output_dir
+    from aoncim.outputs import check_output_dir
 
-        check_output_dir(outdir)
-        if grid_path and quick:
-            raise SweepError("give --grid FILE or --quick, not both")
-        grid = load_grid(grid_path) if grid_path else QUICK_GRID if quick else Grid()
-        tech = load_technology(tech_path)
-        where = f"Dask {dask_addr}" if dask_addr else f"Ray {ray_addr}" if ray_addr else \
-            f"{workers or os.cpu_count()} local worker(s)"
-        console.print(f"sweep: {grid.points} points in {len(grid.units(tech))} units on {where}")
-        r = sweep(grid, outdir, tech, workers, dask_addr, ray_addr)
-        feas = [x for x in r.rows if x["feasible"]]
-        console.print(f"{len(feas)} feasible, {len(r.rows) - len(feas)} infeasible points in {r.seconds:.0f} s; "
-                      f"wrote {r.csv} and {r.png}")
-    _run(go)
+    check_output_dir(outdir)
+    if grid_path and quick:
+        raise SweepError("give --grid FILE or --quick, not both")
+    grid = load_grid(grid_path) if grid_path else QUICK_GRID if quick else Grid()
+    tech = load_technology(tech_path)
+    where = f"Dask {dask_addr}" if dask_addr else f"Ray {ray_addr}" if ray_addr else \
+        f"{workers or os.cpu_count()} local worker(s)"
+    console.print(f"sweep: {grid.points} points in {len(grid.units(tech))} units on {where}")
+    r = sweep(grid, outdir, tech, workers, dask_addr, ray_addr)
+    feas = [x for x in r.rows if x["feasible"]]
+    console.print(f"{len(feas)} feasible, {len(r.rows) - len(feas)} infeasible points in {r.seconds:.0f} s; "
+                  f"wrote {r.csv} and {r.png}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import enum
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -219,6 +220,23 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
         raise ImageError(f"image differs from the canonical encoding of its content at byte {at} (in {sec}): "
                          "it was not written by this aoncim's write_image; recompile the model")
     return prog, c if cfg is None else cfg
+
+
+def read_image_file(path: str | Path, cfg: AonCimConfig | None = None) -> tuple[bytes, Program, AonCimConfig]:
+    """(bytes, Program, config) of an image file, validated by `read_image`; a missing or
+    unreadable file and every problem of its content is one ImageError line naming the file."""
+    p = Path(path)
+    try:
+        blob = p.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"image file {p} not found") from None
+    except OSError as e:
+        raise ImageError(f"cannot read image file {p}: {e.strerror or e}") from None
+    try:
+        prog, c = read_image(blob, cfg)
+    except ImageError as e:
+        raise ImageError(f"{p}: {e}") from None
+    return blob, prog, c
 
 
 def section_table(blob: bytes) -> list[tuple[Section, int, int]]:

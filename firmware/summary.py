@@ -1,14 +1,20 @@
 """What an image holds, in numbers a user checks: per-layer geometry and placement, array
 utilisation and the post-processing constants (`aoncim inspect`). Pure functions of the Program
-and its config; the command line formats them."""
+and its config, and the tables `aoncim inspect` prints (`inspect_report`), built here so the
+command line only prints them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from rich import box
+from rich.table import Table
 
 from aoncim.config import AonCimConfig
 from aoncim.program import Op, Program
+
+from .image import VERSION, section_table
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,63 @@ def real_scale(prog: Program, i: int) -> tuple[float, float] | None:
         return None
     s = np.asarray(prog.pp_scale[d.param_base : d.param_base + d.out_c], dtype=np.float64) / 2.0**d.shift
     return float(s.min()), float(s.max())
+
+
+# Per-layer tables fit 120 columns (logs, CI) with separators of one space.
+_COMPACT = dict(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
+def _range(v) -> str:
+    return "-" if v is None else f"{v[0]}..{v[1]}"
+
+
+def inspect_report(title: str, blob: bytes, prog: Program, cfg: AonCimConfig) -> list[Table | str]:
+    """What `aoncim inspect` prints for a validated image (`blob`, as `read_image` parsed it into
+    `prog` and `cfg`), in order: the header table (titled `title`), the per-layer geometry and
+    placement, the post-processing constants and the utilisation line."""
+    sections = section_table(blob)
+    u = utilisation(prog, cfg)
+    head = Table(title=title, show_header=False)
+    head.add_column("field")
+    head.add_column("value")
+    for k, v in (("size", f"{len(blob)} bytes"), ("format version", str(VERSION)),
+                 ("config hash", f"{cfg.config_hash:#010x}"),
+                 ("array", f"{cfg.rows} rows x {cfg.cols} columns, {cfg.n_adcs} ADCs of {cfg.adc_bits} bits, "
+                           f"{cfg.gcode_bits}-bit conductance codes"),
+                 ("layers", f"{len(prog.layers)} ({len(prog.mvm_layers)} on the array), {prog.mvms} MVMs per inference"),
+                 ("sections", ", ".join(f"{sec.name} {n} B @ {o}" for sec, o, n in sections))):
+        head.add_row(k, v)
+
+    layers = layer_summaries(prog, cfg)
+    t = Table(title="layers (rect: rows x cols @ (row0, col0), a row-tiled layer's bounding box)", **_COMPACT)
+    for c in ("#", "name", "op", "in -> out (HxWxC)", "kernel", "bits", "rect", "tiles", "MVMs", "cells", "util %"):
+        t.add_column(c, justify="right" if c in ("#", "tiles", "MVMs", "cells", "util %") else "left")
+    for L in layers:
+        rect = "-" if L.rect is None else f"{L.rect[1]}x{L.rect[3]}@({L.rect[0]},{L.rect[2]})"
+        t.add_row(str(L.index), L.name, L.op, L.shape, L.kernel, L.bits, rect, str(L.tiles or "-"), str(L.mvms),
+                  str(L.cells), f"{100 * L.utilisation(cfg):.2f}")
+    t.add_row("", "total", "", "", "", "", "", "", str(prog.mvms), str(u.cells), f"{100 * u.fraction:.2f}",
+              style="bold")
+
+    pp = Table(title=f"post-processing per layer (alpha: 1.0 = {cfg.alpha_one}; effective scale = scale / 2**shift)",
+               **_COMPACT)
+    for c in ("#", "name", "params", "alpha", "shift", "scale min..max", "effective scale", "bias min..max"):
+        pp.add_column(c, justify="right" if c in ("#", "alpha", "shift") else "left")
+    for L in layers:
+        eff = real_scale(prog, L.index)
+        pp.add_row(str(L.index), L.name, _range(L.params), f"{L.alpha / cfg.alpha_one:.4f}", str(L.shift),
+                   _range(L.scale), "-" if eff is None else f"{eff[0]:.4g} .. {eff[1]:.4g}", _range(L.bias))
+    return [head, t, pp,
+            f"array utilisation: {u.cells} of {u.array} cells ({100 * u.fraction:.2f} %); "
+            f"footprint {u.footprint} cells ({100 * u.footprint / u.array:.2f} %); "
+            f"columns used {u.cols_used} of {cfg.cols}"]
+
+
+def placement_png(prog: Program, cfg: AonCimConfig, path: str | Path, name: str) -> Path:
+    """The placement of every layer of image `name` drawn as a PNG at `path` (matplotlib, imported
+    here); returns the path written."""
+    from .placement_plot import plot_placement
+
+    u = utilisation(prog, cfg)
+    return plot_placement(prog, cfg, Path(path), title=f"{name}: placement on the {cfg.rows} x {cfg.cols} array "
+                          f"({100 * u.fraction:.1f} % of the cells)")

@@ -1,17 +1,28 @@
 """The recipes every front end shares, defined once: a trained network compiled to a Program, and
-that Program programmed on a simulated PCM chip, read after drift and compensated by the host.
+that Program programmed on a simulated PCM chip, read after drift and compensated by the host;
+the whole training recipe of an AnalogNet (`train_analognet`, `aoncim train`) and the compile
+flow of a checkpoint into an image (`compile_checkpoint`, `aoncim compile`).
 
-Used by the command line (`aoncim compile`, `aoncim cosim --time`), the co-simulation jobs
+Flows that take minutes report through `progress` (see `Progress`): the command line passes its
+rich console, a library caller nothing (`QUIET`).
+
+Used by the command line (`aoncim train`, `aoncim compile`, `aoncim cosim --time`), the co-simulation jobs
 (sim/jobs.py), the performance tools (perf/workload.py) and the accuracy evaluation (evaluate.py).
 It sits in model/ because it needs the analog layers and the compiler (firmware/compiler.py),
 which model/ already uses; nothing below the front ends imports it except evaluate.py.
 """
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ContextManager, Protocol
+
 from torch import nn
 
-from aoncim.config import AonCimConfig
+from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 from aoncim.firmware.compiler import compile_network
+from aoncim.firmware.summary import Utilisation
 from aoncim.program import Program
 
 from .analog import analog_layers, set_analog_mode
@@ -22,6 +33,26 @@ from .snapshot import ProgrammedArray, compensated
 # and offset calibration compare every later read with it).
 REFERENCE_T_S = 1.0
 REFERENCE_READ_SEED = 10_000
+
+
+class Progress(Protocol):
+    """Where a long flow reports: `status(msg)` wraps a long step (a spinner on a terminal),
+    `print(msg)` is one line of progress (rich markup allowed). A rich Console is one."""
+
+    def status(self, msg: str) -> ContextManager: ...
+
+    def print(self, msg: str) -> None: ...
+
+
+class _Quiet:
+    def status(self, msg: str) -> ContextManager:
+        return contextlib.nullcontext()
+
+    def print(self, msg: str) -> None:
+        pass
+
+
+QUIET: Progress = _Quiet()
 
 
 def compile_trained(hwa: nn.Module, cfg: AonCimConfig, calib, act_bits: int) -> Program:
@@ -54,3 +85,95 @@ def compensated_chip(prog: Program, cfg: AonCimConfig, chip_seed: int, t_inf: fl
     offset-calibrated biases): what the chip computes with at `t_inf`."""
     chip, cal = drifted_chip(prog, cfg, chip_seed, t_inf)
     return compensated(cal["reference"], chip, cfg, chip_seed, target=prog)
+
+
+def train_analognet(task, recipe, out: str | Path, data: str | None = None, cfg: AonCimConfig = DEFAULT_CONFIG,
+                    progress: Progress = QUIET) -> dict:
+    """Train `task`'s AnalogNet (model/tasks.py) with `recipe` (an HwaRecipe) on the data folder
+    `data` (None: the offline synthetic set): float pre-training, conversion to analog layers,
+    hardware-aware retraining; writes the checkpoint to `out` (tasks.save_checkpoint: validated,
+    written whole) and returns its info entry (validation accuracies, data, augmentation, log).
+    The caller checks `out` and the recipe first: this is minutes of work."""
+    import copy
+    import dataclasses
+
+    from .augment import AUGMENTS
+    from .hwa import accuracy, to_hwa, train_fp, train_hwa
+    from .tasks import CALIB_SAMPLES, save_checkpoint
+
+    with progress.status(f"loading {task.title} data ({'synthetic, offline' if data is None else data})"):
+        (x, y), (xv, yv) = task.load("train", data), task.load("val", data)
+    scaler = task.scaler_for(x)
+    x, xv = scaler(x), scaler(xv)
+    progress.print(f"[bold]{task.title}[/]: {len(x)} train / {len(xv)} val samples, recipe {recipe.to_dict()}")
+    net = task.build()
+    augment = AUGMENTS[task.name]()
+    logs = train_fp(net, (x, y), (xv, yv), recipe, augment=augment)
+    fp_state = copy.deepcopy(net.state_dict())
+    fp_acc = accuracy(net, xv, yv)
+    progress.print(f"FP pre-training: val accuracy {fp_acc:.2%}")
+    to_hwa(net, cfg, recipe, x[:CALIB_SAMPLES])
+    logs += train_hwa(net, (x, y), (xv, yv), cfg, recipe, augment=augment)
+    hwa_acc = logs[-1].val_acc if recipe.hwa_epochs else float("nan")
+    progress.print(f"HWA retraining: val accuracy {hwa_acc:.2%} (analog forward with noise)")
+    info = {"fp_val_acc": fp_acc, "hwa_val_acc": hwa_acc, "data": data or "offline synthetic",
+            "augment": type(augment).__name__, "log": [dataclasses.asdict(e) for e in logs]}
+    save_checkpoint(Path(out), task, fp_state, net.state_dict(), scaler, recipe, info)
+    return info
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What `compile_checkpoint` made: the program, its image bytes and what a user checks."""
+
+    prog: Program
+    blob: bytes
+    cfg: AonCimConfig
+    title: str          # the task's title
+    checkpoint: str     # as the caller named it
+    act_bits: int
+    codes: str          # what the image's conductance codes are
+    utilisation: Utilisation
+
+    def summary(self, image: str | Path) -> list[str]:
+        """The lines `aoncim compile` prints after writing the image to `image`."""
+        u, prog = self.utilisation, self.prog
+        return [f"wrote {image} ({len(self.blob)} bytes): {self.title} ({self.checkpoint}), {len(prog.layers)} "
+                f"layers, {prog.mvms} MVMs per inference, {self.act_bits}-bit activations, config hash "
+                f"{self.cfg.config_hash:#010x}",
+                f"{self.codes}; array utilisation {u.cells} of {u.array} cells ({100 * u.fraction:.2f} %)"]
+
+
+def compile_checkpoint(checkpoint: str | Path, cfg: AonCimConfig, act_bits: int, t_inf: float | None = None,
+                       seed: int | None = None, out: str | Path | None = None,
+                       progress: Progress = QUIET) -> Compiled:
+    """An AnalogNet checkpoint compiled for `cfg` with `act_bits` activations, calibrated on its
+    task's training inputs: the target conductance codes, or with `t_inf` those of simulated chip
+    `seed` (default 0) read `t_inf` seconds after programming with the host's compensation. The
+    checkpoint is validated whole first (one CheckpointError line); with `out` the image is
+    written there (atomically; the caller checks the path first)."""
+    from aoncim.firmware.image import write_image
+    from aoncim.firmware.summary import utilisation
+    from aoncim.outputs import write_atomic
+
+    from .checkpoint import read_checkpoint
+    from .tasks import CALIB_SAMPLES, load_checkpoint
+
+    task = read_checkpoint(checkpoint)[0]
+    _, hwa, scaler, _ = load_checkpoint(task, checkpoint, cfg)
+    with progress.status(f"loading {task.title} calibration inputs"):
+        x, _ = task.load("train")
+    calib = scaler(x[:CALIB_SAMPLES])
+    with progress.status(f"compiling {task.title} for config {cfg.config_hash:#010x}"):
+        prog = compile_trained(hwa, cfg, calib, act_bits)
+    codes = "target conductance codes"
+    if t_inf is not None:
+        seed = seed or 0
+        with progress.status(f"programming chip {seed} and reading it at t = {t_inf:g} s"):
+            prog = compensated_chip(prog, cfg, seed, t_inf)
+        codes = (f"conductance codes of simulated chip {seed} at t = {t_inf:g} s after programming, "
+                 "with the host's compensation (alpha, offset-corrected biases)")
+    blob = write_image(prog, cfg)
+    if out is not None:
+        write_atomic(out, blob)
+    return Compiled(prog, blob, cfg, task.title, str(checkpoint), act_bits, codes, utilisation(prog, cfg))

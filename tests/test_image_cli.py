@@ -87,3 +87,24 @@ def test_inspect_bad_files_are_one_line(kws_image, tmp_path):
     one_error_line(run("inspect", bad), "not an aoncim program image")
     one_error_line(run("inspect", tmp_path / "missing.aonc"), "not found")
     one_error_line(run("inspect", tmp_path), "cannot read image file")
+
+
+def test_read_image_file_and_inspect_report_are_library_calls(kws_image, tmp_path):
+    """What `aoncim inspect` prints comes from firmware/ (the CLI only prints it); every problem of
+    an image file is one ImageError naming the file."""
+    from rich.table import Table
+
+    from aoncim.firmware.image import ImageError, read_image_file
+    from aoncim.firmware.summary import inspect_report, utilisation
+
+    blob, prog, cfg = read_image_file(kws_image[0])
+    assert blob == kws_image[0].read_bytes() and cfg == CFG
+    *tables, line = inspect_report("kws.aonc", blob, prog, cfg)
+    assert len(tables) == 3 and all(isinstance(t, Table) for t in tables) and tables[0].title == "kws.aonc"
+    u = utilisation(prog, cfg)
+    assert line.startswith(f"array utilisation: {u.cells} of {u.array} cells")
+    with pytest.raises(ImageError, match=r"missing\.aonc not found"):
+        read_image_file(tmp_path / "missing.aonc")
+    (tmp_path / "short.aonc").write_bytes(blob[:1000])
+    with pytest.raises(ImageError, match=r"short\.aonc: CRC-32 mismatch"):
+        read_image_file(tmp_path / "short.aonc")

@@ -286,3 +286,22 @@ def test_eval_errors_are_one_line(tmp_path):
     one_error_line(run("eval", "kws", "--samples", 0), "'--samples': 0 is not in the range", code=2)
     one_error_line(run("train", "kws", "--act-bits", 5, "-o", tmp_path / "x.pt"), "--act-bits 5")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_accuracy_table_and_drift_summary_from_rows():
+    """What `aoncim eval` prints is built in model/evaluate.py from the rows alone."""
+    from aoncim.model.evaluate import AccuracyRow, accuracy_table, drift_summary
+
+    rows = [AccuracyRow("FP", 32, "-", False, 0.9, 0.0, 1)]
+    for mode, base in (("HWA float", 0.88), ("bit-true", 0.87)):
+        for comp in (True, False):
+            rows += [AccuracyRow(mode, 8, "1s", comp, base, 0.01, 2),
+                     AccuracyRow(mode, 8, "1d", comp, base - (0.01 if comp else 0.05), 0.01, 2)]
+    t = accuracy_table(rows, "AnalogNet-KWS")
+    assert t.title == "AnalogNet-KWS: accuracy (%) after PCM drift, mean ± std over 2 seeds"
+    assert [c.header for c in t.columns] == ["mode", "bits", "compensation", "1s", "1d"] and t.row_count == 5
+    lines = drift_summary(rows, "kws")
+    assert lines == ["HWA float, 8 bit, compensated: accuracy loss 1 s -> 24 h = 1.00 points (paper: 0.8 %)",
+                     "bit-true, 8 bit, compensated: accuracy loss 1 s -> 24 h = 1.00 points (paper: 0.8 %)",
+                     "float <-> bit-true gap at 8 bit, 1 s: +1.00 points"]
+    assert drift_summary(rows[:1], "vww") == []
