@@ -99,22 +99,13 @@ def _one_line(command):
 @_one_line
 def verilog(outdir: str, config_path: str | None) -> None:
     """Write the top-level Verilog, its register map and port list for a config."""
-    from aoncim.hw.docgen import ports_markdown, regmap_ipxact, regmap_markdown
-    from aoncim.hw.verilog import TOP_NAME, write_verilog
-    from aoncim.regmap import systemrdl
-
-    from aoncim.outputs import check_output_dir, write_atomic
+    from aoncim.hw.docgen import write_design
+    from aoncim.outputs import check_output_dir
 
     cfg = _load_config(config_path)
     out = check_output_dir(outdir)
     with console.status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)"):
-        v = write_verilog(cfg, out / f"{TOP_NAME}.v")
-    text = v.read_text()
-    docs = {out / "regmap.md": regmap_markdown(cfg, TOP_NAME), out / "ports.md": ports_markdown(text, cfg, TOP_NAME),
-            out / "config.toml": cfg.to_toml(), out / "aoncim.rdl": systemrdl(cfg, TOP_NAME),
-            out / "aoncim.xml": regmap_ipxact(cfg, TOP_NAME)}
-    for p, body in docs.items():
-        write_atomic(p, body)
+        v, *docs = write_design(cfg, out)
     console.print(f"wrote {v} ({v.stat().st_size // 1024} KiB), "
                   f"{', '.join(p.name for p in docs)} in {out} for config hash {cfg.config_hash:#010x}")
 

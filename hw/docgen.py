@@ -115,3 +115,25 @@ def ports_markdown(verilog: str, cfg: AonCimConfig, top: str = "aoncim_top") -> 
                       "The host port follows the AXI4-Lite names, so cocotbext-axi's `AxiLiteBus.from_prefix(dut, "
                       "\"s_axil\")` binds it; the register map is in `regmap.md`.", ""]
                      + _table(["port", "direction", "width", "function"], rows))
+
+
+def write_design(cfg: AonCimConfig, out) -> list:
+    """`aoncim verilog`: the top-level Verilog and every document generated from the design for
+    `cfg` (register map as Markdown, SystemRDL and IP-XACT, the port list, the config) into the
+    folder `out`, each written whole. Returns the paths, the Verilog first."""
+    from pathlib import Path
+
+    from aoncim.outputs import write_atomic
+    from aoncim.regmap import systemrdl
+
+    from .verilog import TOP_NAME, write_verilog
+
+    out = Path(out)
+    v = write_verilog(cfg, out / f"{TOP_NAME}.v")
+    text = v.read_text()
+    docs = {out / "regmap.md": regmap_markdown(cfg, TOP_NAME), out / "ports.md": ports_markdown(text, cfg, TOP_NAME),
+            out / "config.toml": cfg.to_toml(), out / "aoncim.rdl": systemrdl(cfg, TOP_NAME),
+            out / "aoncim.xml": regmap_ipxact(cfg, TOP_NAME)}
+    for p, body in docs.items():
+        write_atomic(p, body)
+    return [v, *docs]
