@@ -28,7 +28,7 @@ from aoncim import procgroup
 from aoncim.buildcache import cached_dir, private_dir
 from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import ChipError
-from aoncim.hw.verilog import TOP_NAME, WAIVERS, cached_verilog
+from aoncim.hw.verilog import TOP_NAME, WAIVERS, ArrayTwinError, cached_verilog
 from aoncim.model.bittrue import BitTrueExecutor
 from aoncim.program import Program
 from aoncim.toolchain import activate_simulator
@@ -129,7 +129,8 @@ def _runner(sim: str, waves: str | None = None):
 
 
 def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = None, waves: bool | str = False,
-          verbose: bool = False, status: Callable[[str], None] = lambda msg: None) -> Build:
+          verbose: bool = False, status: Callable[[str], None] = lambda msg: None,
+          array_twin: str = "verilog") -> Build:
     """Generate (or reuse) the Verilog for `cfg` and build it for `sim` (or reuse that build).
     `status` is told what is happening (the first elaboration and build take a minute).
     `waves`: True traces in FST when the toolchain can build it, else VCD (sim/waves.py);
@@ -140,13 +141,19 @@ def build(cfg: AonCimConfig, sim: str = "verilator", build_root: Path | None = N
     nothing run from the entry reads them: the simulator executable links cocotb's libraries by
     their own absolute path and finds its model by nothing but itself, and Icarus' `sim.vvp` is
     self-contained (its default dump path is overridden per run). A cached entry is never
-    rebuilt in place; a new design key gets a new build."""
+    rebuilt in place; a new design key gets a new build.
+
+    `array_twin`: the crossbar twin in the generated Verilog (`aoncim.hw.verilog.generate_verilog`):
+    "verilog", the hand-written model (default), or "amaranth", the Amaranth `PcmArray` converted,
+    for small configs only (on RANDOM_CFG 1.5x the build time and 2x the run time; the limit and
+    the figures are in docs/architecture.md). Its design key, and so its Verilog and simulator
+    build, is its own."""
     with procgroup.sigterm_raises():
-        return _build(cfg, sim, build_root, waves, verbose, status)
+        return _build(cfg, sim, build_root, waves, verbose, status, array_twin)
 
 
 def _build(cfg: AonCimConfig, sim: str, build_root: Path | None, waves: bool | str, verbose: bool,
-           status: Callable[[str], None]) -> Build:
+           status: Callable[[str], None], array_twin: str = "verilog") -> Build:
     activate_simulator(sim)
     root = Path(build_root or default_build_root())
     try:
@@ -154,7 +161,10 @@ def _build(cfg: AonCimConfig, sim: str, build_root: Path | None, waves: bool | s
     except ValueError as e:
         raise BuildError(str(e)) from None
     status(f"elaborating the RTL for config {cfg.config_hash:#010x} (cached after the first run)")
-    src, _ = cached_verilog(cfg, root / "verilog", status=status)
+    try:
+        src, _ = cached_verilog(cfg, root / "verilog", status=status, array=array_twin)
+    except ArrayTwinError as e:
+        raise BuildError(str(e)) from None
     args: list[str] = []
     if sim == "verilator":
         args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
@@ -348,7 +358,7 @@ def _simulate_once(b: Build, sim: str, job: CosimJob, waves: bool, verbose: bool
 def run_job(job: CosimJob, *, sim: str = "verilator", rtl_cfg: AonCimConfig | None = None,
             build_root: Path | None = None, waves: bool | str = False, verbose: bool = False,
             cases_per_run: int = 500, status: Callable[[str], None] = lambda msg: None,
-            progress: Callable[[int, int], None] | None = None) -> CosimResult:
+            progress: Callable[[int, int], None] | None = None, array_twin: str = "verilog") -> CosimResult:
     """Co-simulate `job` on RTL generated from `rtl_cfg` (default: the job's config) against the
     golden model computed with the job's config; the two differ only in tests that prove
     mismatches are caught.
@@ -361,11 +371,12 @@ def run_job(job: CosimJob, *, sim: str = "verilator", rtl_cfg: AonCimConfig | No
     `progress(done, total)` is called as inferences finish (polled, a few times a second).
     `waves` (True, or "fst"/"vcd" to force a format: `build`) keeps a waveform dump of the (last)
     simulator run and a GTKWave save file beside it (`waves`, `waves_gtkw` of the result), in a
-    fresh directory under `<build root>/waves/`."""
+    fresh directory under `<build root>/waves/`. `array_twin="amaranth"` co-simulates the Amaranth
+    crossbar twin instead of the hand-written Verilog one (`build`)."""
     from . import coverage as cov
 
     cfg = job.cfg
-    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status)
+    b = build(rtl_cfg or cfg, sim, build_root, waves, verbose, status, array_twin)
     single = len(job.cases) == 1
     unit = "inference(s)" if single else "program(s)"
     status(f"golden model: {job.n_inferences if single else len(job.cases)} {unit}")
@@ -391,25 +402,30 @@ def run_job(job: CosimJob, *, sim: str = "verilator", rtl_cfg: AonCimConfig | No
                 c.name, g, len(c.inputs), res["inferences"], res["compared"], res["layer_fail"],
                 mismatch_lines(cfg, g, [Mismatch.from_dict(m) for m in res["mismatches"]], c.name),
                 res["load_s"], res["error"], res.get("calibration"), res.get("error_cases", [])))
-    return CosimResult(b, results, wall, runs, cov.merge(reports) if job.coverage else None, log, dump, gtkw)
+    # Sequencer bins from the testbench; datapath bins from the golden model of the matching inferences.
+    coverage = cov.cosim_coverage(cfg, reports, job.cases, results) if job.coverage else None
+    return CosimResult(b, results, wall, runs, coverage, log, dump, gtkw)
 
 
 def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], *,
               calibration: Calibration | dict | None = None, error_cases: list[dict] | None = None,
               check_identity: bool = True, compare: str = "layers", host_bus: str | None = None,
-              **run: object) -> CosimResult:
+              array_twin: str = "verilog", **run: object) -> CosimResult:
     """Co-simulate one network: `run_job` on `CosimJob.single(...)` (sim/cosim.py for the
-    options); `run` are run_job's keywords (sim, rtl_cfg, build_root, waves, status, progress, ...).
+    options); `run` are run_job's keywords (sim, rtl_cfg, build_root, waves, status, progress, ...);
+    `array_twin` ("verilog" or "amaranth") picks the crossbar twin the RTL is built with (`build`).
 
     `calibration` = Calibration(reference, target, seed) or the dict of model.flows.drifted_chip:
     `prog` is a drifted snapshot loaded uncompensated; the driver runs the compensation routine on
     the chip and the inferences are scored against the golden model's compensated program."""
     job = CosimJob.single(cfg, prog, inputs, seeds, calibration=calibration, error_cases=error_cases or (),
                           check_identity=check_identity, compare=compare, host_bus=host_bus)
-    return run_job(job, **run)
+    return run_job(job, array_twin=array_twin, **run)
 
 
-def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, coverage: bool = False, **run: object) -> CosimResult:
+def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, coverage: bool = False, array_twin: str = "verilog",
+              **run: object) -> CosimResult:
     """Co-simulate many programs on one build of `cfg` (`run_job` on a job of these cases); with
-    `coverage`, the sequencer's functional coverage summed over the simulator runs."""
-    return run_job(CosimJob(cfg, tuple(cases), coverage=coverage), **run)
+    `coverage`, the sequencer's functional coverage summed over the simulator runs; `array_twin`
+    as for `run_cosim`."""
+    return run_job(CosimJob(cfg, tuple(cases), coverage=coverage), array_twin=array_twin, **run)
