@@ -136,6 +136,13 @@ class AonCimDriver:
         words = await self.bus.read_words(self.amap.base(Region.OUT) + 4 * base, n)
         return np.array(words, dtype=np.uint32).view(np.int32).astype(np.int64)
 
+    async def read_memories(self) -> dict[str, np.ndarray]:
+        """Every word of both activation banks (packed, four codes a bus read, where the chip can)
+        and of the output memory (signed), by window name: what a layer may have written."""
+        c = self.cfg
+        return {"ACT0": await self.read_act(0, 0, c.act_depth), "ACT1": await self.read_act(1, 0, c.act_depth),
+                "OUT": await self.read_out(0, c.out_depth)}
+
     @staticmethod
     def error_message(status: int, prog: Program | None = None) -> str:
         """One line for a STATUS word with ERROR set: the layer and what is wrong with it."""

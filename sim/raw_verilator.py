@@ -19,7 +19,10 @@ flow's `CosimResult`, with the harness's own measurements in `CosimResult.harnes
 4. The host code runs again over `ReplayHostBus`, fed the chip's read data: the driver decodes the
    layer outputs (and raises `ChipError` on an error status), the scoreboard compares them with the
    golden model (`sim.runner.golden_outputs`, or the case's `expected`), and any departure from the
-   recorded operations is reported as a divergence.
+   recorded operations is reported as a divergence. In step mode, on the inferences the
+   scoreboard checks in full (`scoreboard.full_check_due`), the script also reads every word of
+   both activation banks and the output memory before the input and after every layer, and the
+   replay scores them against the golden memory image, as the cocotb testbench does.
 
 Times: per inference, the harness's wall time from before `write_input` to after the last read of
 the inference (the scope of the cocotb testbench's per-inference time); the load is timed the
@@ -52,6 +55,7 @@ from aoncim.toolchain import build_root as default_build_root
 
 from .cosim import CaseResult, CosimJob, CosimResult, HarnessStats
 from .recording_bus import RecordingHostBus, ReplayDiverged, ReplayHostBus, run_sync
+from .scoreboard import FullStateCheck
 from .waves import TRACE_VLT, write_gtkw
 
 HARNESS = Path(__file__).with_name("raw") / "harness.cpp"
@@ -212,11 +216,14 @@ def run_harness(b: RawBuild, ops: Sequence[tuple], workdir: Path, vcd: Path | No
 async def host_session(drv: AonCimDriver, bus, prog: Program, inputs: Sequence[np.ndarray], seeds: Sequence[int],
                        step: bool, on_layer: Callable[[int, int, np.ndarray], object], check_identity: bool = True,
                        on_begin: Callable[[], object] = lambda: None,
-                       on_end: Callable[[], object] = lambda: None, counters: list | None = None) -> list[dict]:
+                       on_end: Callable[[], object] = lambda: None, counters: list | None = None,
+                       state: FullStateCheck | None = None) -> list[dict]:
     """What the host does: identity check, program load, per inference write the input, run (in
     step mode every layer read back, else only the last) and hand each layer output read to
-    `on_layer(inference, layer, output)`; `on_begin`/`on_end` bracket each inference. Timing marks
-    bracket the load and each inference. Returns the run counters (cycles, MVMs) per inference."""
+    `on_layer(inference, layer, output)`; `on_begin`/`on_end` bracket each inference. With
+    `state` (step mode), the whole-memory reads of the scoreboard's `FullStateCheck` before the
+    input and after every layer of the inferences it checks. Timing marks bracket the load and each
+    inference. Returns the run counters (cycles, MVMs) per inference."""
     if check_identity:
         await drv.check_identity()
     bus.mark("load_begin")
@@ -224,12 +231,22 @@ async def host_session(drv: AonCimDriver, bus, prog: Program, inputs: Sequence[n
     bus.mark("load_end")
     counters = [] if counters is None else counters
     last = len(prog.layers) - 1
+    state = state if step else None
     for i, (x, seed) in enumerate(zip(inputs, seeds)):
         on_begin()
         bus.mark(f"inf{i}_begin")
+        if state is not None:
+            await state.begin(drv, i)
         await drv.write_input(prog, np.asarray(x))
-        cb = (lambda layer, got, i=i: on_layer(i, layer, got)) if step else None
-        counters.append(await drv.run(prog, int(seed), on_layer=cb))
+        if state is not None:
+            state.write_input(np.asarray(x))
+
+        async def layer_done(layer, got, i=i):
+            on_layer(i, layer, got)
+            if state is not None:
+                await state.after_layer(drv, i, layer)
+
+        counters.append(await drv.run(prog, int(seed), on_layer=layer_done if step else None))
         if not step:
             on_layer(i, last, await drv.read_layer_output(prog.layers[last]))
         bus.mark(f"inf{i}_end")
@@ -238,10 +255,13 @@ async def host_session(drv: AonCimDriver, bus, prog: Program, inputs: Sequence[n
 
 
 def record(cfg: AonCimConfig, prog: Program, inputs: Sequence[np.ndarray], seeds: Sequence[int], step: bool = True,
-           check_identity: bool = True, irq_timeout: int = 50_000_000) -> RecordingHostBus:
-    """The bus operations of `host_session`, recorded (reads answered by the register model)."""
+           check_identity: bool = True, irq_timeout: int = 50_000_000, full_check: bool = False) -> RecordingHostBus:
+    """The bus operations of `host_session`, recorded (reads answered by the register model); with
+    `full_check`, the whole-memory reads of the inferences the scoreboard checks in full (read,
+    not scored: the replay passes `host_session` a scoring `FullStateCheck`)."""
     bus = RecordingHostBus(cfg, irq_timeout)
-    run_sync(host_session(AonCimDriver(bus, cfg), bus, prog, inputs, seeds, step, lambda *a: None, check_identity))
+    run_sync(host_session(AonCimDriver(bus, cfg), bus, prog, inputs, seeds, step, lambda *a: None, check_identity,
+                          state=FullStateCheck(prog, None, None) if full_check else None))
     return bus
 
 
@@ -274,7 +294,8 @@ def run_raw_job(job: CosimJob, *, build_root: Path | None = None, waves: bool = 
     prog, inputs, seeds, step = case.prog, case.inputs, case.seeds, job.compare == "layers"
     b = build_raw(cfg, build_root, waves, status=status)
     t0 = time.perf_counter()
-    rec = record(cfg, prog, inputs, seeds, step, job.check_identity, irq_timeout or _irq_timeout(cfg, prog))
+    rec = record(cfg, prog, inputs, seeds, step, job.check_identity, irq_timeout or _irq_timeout(cfg, prog),
+                 full_check=True)
     record_s = time.perf_counter() - t0
     expected = case.expected
     if expected is None:
@@ -307,14 +328,20 @@ def run_raw_job(job: CosimJob, *, build_root: Path | None = None, waves: bool = 
     bus = ReplayHostBus(rec.ops, out.reads, echo_addr=rec.amap.reg(Reg.IRQ_STATUS))
     oks: list[bool] = []
 
+    checked: list[int] = []  # layers checked in full per inference
+
     def on_layer(i, layer, got):
         sb.compare(i, layer, expected[i][layer], got)
+
+    def on_end():
+        oks.append(sb.end())
+        checked.append(sb.memory_layers - sum(checked))
 
     error = out.error
     counters: list[dict] = []
     try:
         run_sync(host_session(AonCimDriver(bus, cfg), bus, prog, inputs, seeds, step, on_layer, job.check_identity,
-                              sb.begin, lambda: oks.append(sb.end()), counters))
+                              sb.begin, on_end, counters, FullStateCheck(prog, expected, sb)))
         if error is None:
             bus.finish()
     except (ChipError, ReplayDiverged) as e:
@@ -330,7 +357,7 @@ def run_raw_job(job: CosimJob, *, build_root: Path | None = None, waves: bool = 
         c = counters[i] if i < len(counters) else {}
         infs.append({"ok": ok, "seed": int(seeds[i]), "wall_s": (b1[0] - b0[0]) * 1e-9,
                      "cpu_s": (b1[1] - b0[1]) * 1e-9, "clocks": b1[2] - b0[2],
-                     "cycles": c.get("cycles", 0), "mvms": c.get("mvms", 0)})
+                     "cycles": c.get("cycles", 0), "mvms": c.get("mvms", 0), "memory_layers": checked[i]})
     l0, l1 = out.marks.get("load_begin", (0, 0, 0)), out.marks.get("load_end", (0, 0, 0))
     load_words = sum(len(op[2]) for op in _between(rec.ops, "load_begin", "load_end") if op[0] == "W")
     scored = CaseResult(case.name, prog, len(inputs), infs, sb.compared, sb.layer_fail,

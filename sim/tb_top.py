@@ -24,6 +24,12 @@ reported, not waited for), and STATUS, the driver's message and the activation a
 memories before and after are recorded; afterwards the case's program is restored for the scored
 inferences, which so also prove that the chip recovers from an error.
 
+Every layer is scored on its output slice; on the inferences `scoreboard.full_check_due` picks (the
+first of each case by default), also on the whole state a layer may touch: every word of both
+activation banks and the output memory against the golden memory image (`FullStateCheck`: the
+memories as read before the input, with the input and each layer's golden output written in), so
+a write outside the layer's output is caught.
+
 The RTL runs on its own between host transactions: Python wakes only for the bus and the
 interrupt. Each finished inference appends a byte to the progress file beside the job
 (`cosim.progress_path`), which the runner polls for its progress bar.
@@ -39,6 +45,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
 from aoncim.config import AonCimConfig
@@ -49,7 +56,7 @@ from aoncim.regmap import Reg, Region
 from aoncim.sim.cosim import JOB_ENV, Calibration, CosimCase, CosimJob, progress_path, results_path
 from aoncim.sim.coverage import SequencerCoverage
 from aoncim.sim.host_bus import make_host_bus
-from aoncim.sim.scoreboard import Scoreboard
+from aoncim.sim.scoreboard import FullStateCheck, Scoreboard
 
 
 async def reset(dut) -> None:
@@ -132,36 +139,74 @@ async def prepare(drv: AonCimDriver, cfg: AonCimConfig, prog: Program, cal: Cali
 
 async def infer(drv: AonCimDriver, prog: Program, inputs, seeds, expected, sb: Scoreboard, progress: Progress,
                 cov: SequencerCoverage | None = None, timeout_us: float | None = None,
-                compare: str = "layers") -> list[dict]:
+                compare: str = "layers", state: FullStateCheck | None = None) -> list[dict]:
     """Run each input in step mode, scoring every layer (`compare="final"`: without pauses,
-    scoring the last layer); layers that match are coverage samples."""
+    scoring the last layer); layers that match are coverage samples. On the inferences
+    `full_check_due` picks, every layer is also scored on the whole state it may touch: every word
+    of both activation banks and the output memory against the golden memory image."""
     out = []
+    if state is None:
+        state = FullStateCheck(prog, expected, sb)
+    else:
+        state.next_case(prog, expected, sb)
     for i, (x, seed, exp) in enumerate(zip(inputs, seeds, expected)):
-        def on_layer(layer, got, i=i, exp=exp):
-            if sb.compare(i, layer, exp[layer], got) and cov is not None:
+        reading = [0.0]  # simulated time of this inference's whole-memory reads, us
+
+        async def on_layer(layer, got, i=i, exp=exp, reading=reading):
+            ok = sb.compare(i, layer, exp[layer], got)
+            t = get_sim_time("us")
+            ok = await state.after_layer(drv, i, layer) and ok
+            reading[0] += get_sim_time("us") - t
+            if ok and cov is not None:
                 cov.sample(prog.layers[layer])
 
         t0, c0 = time.perf_counter(), time.process_time()
         sb.begin()
+        checked = sb.memory_layers
+        if compare == "layers":
+            await state.begin(drv, i)
         await drv.write_input(prog, x)
+        state.write_input(x)
         run = drv.run(prog, seed, on_layer=on_layer if compare == "layers" else None)
-        counters = await (with_timeout(run, timeout_us, "us") if timeout_us else run)
+        counters = await (within(run, timeout_us, reading) if timeout_us else run)
         if compare == "final":
             last = len(prog.layers) - 1
-            on_layer(last, await drv.read_layer_output(prog.layers[last]))
+            await on_layer(last, await drv.read_layer_output(prog.layers[last]))
         ok = sb.end()
         # CPU time too: on a shared machine wall time also counts other processes' turns.
         out.append({"ok": ok, "seed": seed, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-                    **counters})
+                    "memory_layers": sb.memory_layers - checked, **counters})
         progress.step()
     return out
 
 
+async def within(run, timeout_us: float, excluded: list[float]):
+    """Await `run` under a limit of `timeout_us` of simulated time, not counting `excluded[0]` us:
+    the whole-memory reads at the run's pauses, which the case's limit (from the schedule, or the
+    case's own) does not foresee. Raises SimTimeoutError and stops the run when it is used up."""
+    task = cocotb.start_soon(run)
+    start = get_sim_time("us")
+    while True:
+        left = timeout_us - (get_sim_time("us") - start - excluded[0])
+        if left <= 0:
+            task.cancel()
+            raise SimTimeoutError
+        try:
+            return await with_timeout(task, left, "us", round_mode="ceil")
+        except SimTimeoutError:
+            pass  # reads during the wait moved the deadline: look again
+
+
 async def run_case(drv: AonCimDriver, cfg: AonCimConfig, case: CosimCase, refs: dict, progress: Progress,
-                   cov: SequencerCoverage | None, compare: str) -> dict:
+                   cov: SequencerCoverage | None, compare: str, state: FullStateCheck) -> dict:
+    """Load, calibrate, run the error cases of and score one case. `state` carries the golden
+    memory image from the previous case, unless this one writes the memories before its
+    inferences (calibration and error-case runs) or stops early."""
     prog = case.prog
     res = {"name": case.name, "inferences": [], "error": None, "load_s": 0.0}
     sb = Scoreboard(len(prog.layers), list(prog.names))
+    if case.calibration is not None or case.error_cases:
+        state.forget()
     try:
         prog, res["load_s"], cal = await prepare(drv, cfg, prog, case.calibration, refs)
         if cal is not None:
@@ -170,11 +215,13 @@ async def run_case(drv: AonCimDriver, cfg: AonCimConfig, case: CosimCase, refs: 
             res["error_cases"] = [await run_error_case(drv, prog, e) for e in case.error_cases]
             await drv.load_descriptors(prog.layers)
         res["inferences"] = await infer(drv, prog, case.inputs, case.seeds, case.expected, sb, progress, cov,
-                                        case.timeout_us, compare)
+                                        case.timeout_us, compare, state)
     except ChipError as e:
         res["error"] = str(e)
     except SimTimeoutError:
         res["error"] = f"timeout: no interrupt within {case.timeout_us} us of simulated time"
+    if res["error"]:
+        state.forget()  # the run stopped part-way (and the chip is reset): the image is stale
     res["compared"] = sb.compared
     res["layer_fail"] = sb.layer_fail
     res["mismatches"] = [mm.to_dict() for mm in sb.mismatches]
@@ -204,8 +251,9 @@ async def run_job(dut):
             return
     cov = SequencerCoverage(cfg.rows) if job.coverage else None
     refs: dict = {}
+    state = FullStateCheck(None, None, None)  # the golden memory image, carried from case to case
     for case in job.cases:
-        res = await run_case(drv, cfg, case, refs, progress, cov, job.compare)
+        res = await run_case(drv, cfg, case, refs, progress, cov, job.compare, state)
         results["cases"].append(res)
         if res["error"]:
             # A hung or failed case must not leave the chip busy (or a cancelled burst on the bus).
