@@ -149,7 +149,7 @@ class PostProcessing:
         f = self.cfg.alpha_frac_bits
         a = self.cfg.alpha_one if alpha is None else int(alpha)
         acc = code * a * scale + (bias << f)
-        y = (acc + (1 << (d.shift + f - 1) if d.shift + f else 0)) >> (d.shift + f)
+        y = (acc + ((1 << (d.shift + f - 1)) if d.shift + f else 0)) >> (d.shift + f)
         if d.to_out:
             lo, hi = (0 if d.relu else -(1 << (self.cfg.out_bits - 1))), (1 << (self.cfg.out_bits - 1)) - 1
         else:

@@ -221,3 +221,22 @@ def test_offset_calibration_removes_per_column_offsets():
         import dataclasses
 
         offset_bias(dataclasses.replace(prog, calib_codes=None), prog, cfg)
+
+
+def test_postproc_without_fraction_or_shift_is_the_identity_step():
+    """shift + alpha_frac_bits = 0: no rounding term, y = code * scale + bias (then the clamp).
+    (The rounding term's conditional once swallowed the whole sum and gave 0.)"""
+    import dataclasses
+
+    import torch
+
+    from aoncim.config import AonCimConfig
+    from aoncim.model.bittrue import PostProcessing
+    from aoncim.program import LayerDescriptor, Op
+
+    cfg = dataclasses.replace(AonCimConfig(), alpha_frac_bits=0)
+    d = LayerDescriptor(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0,
+                        out_bank=1, shift=0, in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=3,
+                        k_rows=1, row0=0, col0=0, param_base=0, in_base=0, out_base=0)
+    y = PostProcessing(cfg)(torch.tensor([3, 5, 200]), torch.tensor([2, 1, 2]), torch.tensor([1, -2, 0]), d, alpha=1)
+    assert y.tolist() == [7, 3, 255]
