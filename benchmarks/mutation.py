@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from aoncim.sim.mutants import CATALOGUE, KILL_TESTS
+from aoncim.toolchain import build_root
 from aoncim.sim.mutation import ROOT, MutantError, run_mutant
 
 
@@ -95,7 +96,9 @@ def main() -> None:
     print(f"kill tests pass unmutated in {base:.0f} s; {len(mutants)} mutants, {args.jobs} at a time", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="aoncim-mutants-") as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_mutant, m, KILL_TESTS, Path(tmp)): m for m in mutants}
+        # One shared build cache: it is keyed by the generated Verilog's sources, so an RTL mutant
+        # gets builds of its own and every other mutant reuses the unmutated ones.
+        futures = {pool.submit(run_mutant, m, KILL_TESTS, Path(tmp), build_root=build_root()): m for m in mutants}
         for i, f in enumerate(as_completed(futures), 1):
             r = f.result()
             results.append(r)
