@@ -92,8 +92,9 @@ CATALOGUE = [
     Mutant("check_overlap", "desc check", "hw/desc_check.py", "(out_end > d.in_base) &", "(out_end > d.in_base + 1) &"),
     Mutant("check_out_range", "desc check", "hw/desc_check.py", "out_end > Mux(d.to_out, c.out_depth, c.act_depth)",
            "out_end > Mux(d.to_out, c.out_depth, c.act_depth) + 1"),
+    # (`>=` -> `>` here is equivalent: k_h*k_w*(2**bits - 1) is never a power of two for bits >= 2.)
     Mutant("check_pool_sum", "desc check", "hw/desc_check.py", "d.k_h * d.k_w * max_code >= (1 << c.pool_sum_bits)",
-           "d.k_h * d.k_w * max_code > (1 << c.pool_sum_bits)"),
+           "d.k_h * max_code >= (1 << c.pool_sum_bits)"),
     # ---------------------------------------------------------------- post-processing (hw/postproc.py)
     Mutant("pp_round_half", "postproc", "hw/postproc.py", "rnd.eq((1 << total_shift) >> 1)",
            "rnd.eq(((1 << total_shift) >> 1) - 1)"),

@@ -90,7 +90,11 @@ TARGETED = {
     E.BAD_SHIFT: [R(CONV, shift=CFG.pp_shift_max + 1), R(CONV, shift=63)],
     E.IN_RANGE: [R(CONV, in_base=413), R(CONV, in_base=2**16 - 1)],
     E.OUT_RANGE: [R(CONV, out_base=363), R(CONV, to_out=1, out_base=0), R(POOL, out_base=500)],
-    E.ACT_OVERLAP: [R(CONV, out_bank=0), R(POOL, in_base=30)],
+    # Overlaps of one word, at the input's start and at its end (adjacent regions are legal: see
+    # test_descriptors_at_the_limits_are_accepted).
+    E.ACT_OVERLAP: [R(CONV, out_bank=0), R(POOL, in_base=30),
+                    R(CONV, out_bank=0, in_base=CONV.positions * CONV.out_c - 1),
+                    R(CONV, out_bank=0, in_base=0, out_base=CONV.in_h * CONV.in_w * CONV.in_c - 1)],
 }
 
 
