@@ -45,7 +45,7 @@ def _plot(results, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     blocks = sorted({r.mutant.block for r in results})
-    colours = {b: plt.cm.tab10(i % 10) for i, b in enumerate(blocks)}
+    colours = {b: plt.cm.tab20(i % 20) for i, b in enumerate(blocks)}  # a colour per block
     fig, ax = plt.subplots(figsize=(8, 0.22 * len(results) + 1.2))
     names = [r.mutant.name for r in results]
     ax.barh(names, [r.seconds for r in results], color=[colours[r.mutant.block] for r in results],
