@@ -12,11 +12,11 @@ from amaranth.sim import Simulator
 from aoncim.config import AonCimConfig
 from aoncim.hw.pool_issue import PoolResultIssue
 
+from stage_bench import beat, stage_config
+
 CONFIGS = {
-    "lanes1": AonCimConfig(rows=16, cols=64, n_adcs=8, load_lanes=1, pp_lanes=1, act_depth=512, out_depth=64,
-                           param_depth=128),
-    "lanes8-pp4": AonCimConfig(rows=16, cols=64, n_adcs=8, load_lanes=8, pp_lanes=4, act_depth=512, out_depth=64,
-                               param_depth=128),
+    "lanes1": stage_config(load_lanes=1, pp_lanes=1),
+    "lanes8-pp4": stage_config(load_lanes=8, pp_lanes=4),
     "default": AonCimConfig(),
 }
 
@@ -74,15 +74,7 @@ def test_pool_issue_matches_model(name):
                     prev = dict(valid=1, c0=g["c0"], n=g["n"], out_base=g["out_base"], parity=k % 2)
                 else:
                     prev = dict(valid=0, c0=0, n=0, out_base=0, parity=k % 2)
-                for f, v in prev.items():
-                    ctx.set(getattr(dut.prev, f), v)
-                ctx.set(dut.next, 1)
-                await step()
-                ctx.set(dut.next, 0)
-                cycles = 1
-                while not ctx.get(dut.done):
-                    await step()
-                    cycles += 1
+                cycles = await beat(ctx, dut, prev, step)
                 # 1 + ceil(n / pp_lanes) cycles a beat; done at once without a group.
                 assert cycles == (1 + -(-g["n"] // q) if g else 1)
                 for _ in range(int(rng.integers(0, 3))):    # stage R's part of the beat is longer

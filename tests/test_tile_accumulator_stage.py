@@ -13,15 +13,14 @@ from aoncim.config import AonCimConfig
 from aoncim.hw.tile_accumulator import TileAccumulator
 from aoncim.program import DESCRIPTOR_FIELDS
 
+from stage_bench import beat, stage_config
+
 FIELD_BITS = dict(DESCRIPTOR_FIELDS)
 
 CONFIGS = {
-    "lanes1": AonCimConfig(rows=16, cols=64, n_adcs=8, load_lanes=1, pp_lanes=1, act_depth=512, out_depth=64,
-                           param_depth=128),
-    "lanes4": AonCimConfig(rows=16, cols=64, n_adcs=8, load_lanes=4, pp_lanes=4, act_depth=512, out_depth=64,
-                           param_depth=128),
-    "lanes8-one-slot": AonCimConfig(rows=16, cols=32, n_adcs=32, load_lanes=8, pp_lanes=8, act_depth=512,
-                                    out_depth=64, param_depth=128),
+    "lanes1": stage_config(load_lanes=1, pp_lanes=1),
+    "lanes4": stage_config(load_lanes=4, pp_lanes=4),
+    "lanes8-one-slot": stage_config(cols=32, n_adcs=32, load_lanes=8, pp_lanes=8),
     "default": AonCimConfig(),
 }
 
@@ -108,16 +107,7 @@ def test_tile_accumulator_matches_model(name):
                     prev = dict(valid=1, tcol0=tcol0, parity=k % 2, tile=t, out_base=100 + p * d["out_c"])
                 else:
                     prev = dict(valid=0, tcol0=0, parity=k % 2, tile=0, out_base=0)
-                for f, v in prev.items():
-                    ctx.set(getattr(dut.prev, f), v)
-                # The beat's end: the stage takes the MVM over.
-                ctx.set(dut.next, 1)
-                await step()
-                ctx.set(dut.next, 0)
-                cycles = 1
-                while not ctx.get(dut.done):
-                    await step()
-                    cycles += 1
+                cycles = await beat(ctx, dut, prev, step)
                 # ceil(out_c / pp_lanes) cycles a beat; done at once without an MVM.
                 assert cycles == (-(-d["out_c"] // q) if mvm else 1)
                 for _ in range(int(rng.integers(0, 3))):    # another stage's part of the beat is longer
