@@ -20,7 +20,7 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
     ("in_bits", 4),      # activation bits of the input (PWM duration 2**in_bits)
     ("out_bits", 4),     # activation bits written for the next layer
     ("stride", 4),
-    ("pad", 4),
+    ("pad_h", 4),        # zero padding above and below the input map
     ("relu", 1),         # only meaningful for to_out layers; activations are always clamped >= 0
     ("to_out", 1),       # write signed results to the output memory instead of an activation bank
     ("in_bank", 1),
@@ -33,6 +33,8 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
     ("row0", 16), ("col0", 16),
     ("param_base", 16),
     ("in_base", 16), ("out_base", 16),
+    ("pad_w", 4),        # padding left and right (Conv1d: 0 above and below, pad_w beside)
+    ("pad_code", 8),     # the code padded positions load: the input's zero point (0 for unsigned maps)
 )
 DESC_WORDS = 8
 DESC_BITS = 32 * DESC_WORDS
@@ -51,7 +53,8 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
     MVM = 1      # convolution / fully connected: im2col rows x a column window of the crossbar
     MAXPOOL = 2  # digital: max of each k_h x k_w window of activation codes (no array access)
     AVGPOOL = 3  # digital: window sum of codes through post-processing (scale, bias, shift, clamp)
-
+    ADD = 4      # digital: residual add, the sum of two equal-size operands stored one after the other
+                 # (a 2x1 sum window over the 2 x positions x C view) through post-processing
     @property
     def label(self) -> str:
         """Short lower-case name for reports: "mvm", "maxpool", "avgpool"."""
@@ -64,8 +67,9 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
 
     @property
     def is_pool(self) -> bool:
-        """A digital window over the input codes: no array, no padding, channel count kept."""
-        return self in (Op.MAXPOOL, Op.AVGPOOL)
+        """A digital window over the input codes: no array, no padding, channel count kept (the
+        residual add is one: its window is the two operands of each element)."""
+        return self in (Op.MAXPOOL, Op.AVGPOOL, Op.ADD)
 
     @property
     def uses_params(self) -> bool:
@@ -83,7 +87,7 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
         whole input), e.g. MVM: ("conv", "linear"); one name twice when the two are not told apart.
         A whole-input window has one position, so no stride and no padding."""
         return {Op.MVM: ("conv", "linear"), Op.MAXPOOL: ("maxpool", "maxpool"),
-                Op.AVGPOOL: ("avgpool", "global-avgpool")}[self]
+                Op.AVGPOOL: ("avgpool", "global-avgpool"), Op.ADD: ("add", "add")}[self]
 
     @classmethod
     def known(cls) -> dict[int, str]:
@@ -93,6 +97,28 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
 
 _OPS = {o.value: o for o in Op}
 
+
+
+@dataclass(frozen=True)
+class IoQuant:
+    """How real values map to codes at the network's edges, for the host and for comparisons with
+    a float reference: an input value v is the code `clamp(round(v / in_scale) + in_zero, 0,
+    2**in_bits - 1)` (HWC order), an output-memory value o is the real `o * out_scale`. The
+    AnalogNets take [0, 1] images: in_scale = 1 / (2**bits - 1), in_zero = 0."""
+
+    in_scale: float
+    in_zero: int
+    out_scale: float
+
+    def quantise(self, x: np.ndarray, bits: int) -> np.ndarray:
+        """Float inputs (C, H, W) or (N, C, H, W) -> HWC integer codes of `bits`."""
+        x = np.asarray(x, dtype=np.float64)
+        q = np.clip(np.rint(x / self.in_scale) + self.in_zero, 0, (1 << bits) - 1).astype(np.int64)
+        return np.moveaxis(q, -3, -1)
+
+    def dequantise(self, out: np.ndarray) -> np.ndarray:
+        """Output-memory values -> real outputs of the network."""
+        return np.asarray(out, dtype=np.float64) * self.out_scale
 
 
 class ProgramError(ValueError):
@@ -105,7 +131,7 @@ class LayerDescriptor:
     in_bits: int
     out_bits: int
     stride: int
-    pad: int
+    pad_h: int
     relu: int
     to_out: int
     in_bank: int
@@ -125,6 +151,8 @@ class LayerDescriptor:
     param_base: int
     in_base: int
     out_base: int
+    pad_w: int
+    pad_code: int = 0
 
     @property
     def positions(self) -> int:
@@ -145,7 +173,7 @@ class LayerDescriptor:
     @property
     def whole_window(self) -> bool:
         """The window is the whole input (a fully connected layer, global pooling): one position."""
-        return (self.k_h, self.k_w) == (self.in_h, self.in_w) and self.pad == 0
+        return (self.k_h, self.k_w) == (self.in_h, self.in_w) and self.pad_h == self.pad_w == 0
 
     @property
     def kind(self) -> str:
@@ -201,8 +229,8 @@ class LayerDescriptor:
         need(min(self.in_h, self.in_w, self.in_c, self.out_h, self.out_w, self.out_c) >= 1,
              f"zero-size geometry: input {self.in_h}x{self.in_w}x{self.in_c}, "
              f"output {self.out_h}x{self.out_w}x{self.out_c}")
-        need(self.out_h == (self.in_h + 2 * self.pad - self.k_h) // self.stride + 1 and
-             self.out_w == (self.in_w + 2 * self.pad - self.k_w) // self.stride + 1,
+        need(self.out_h == (self.in_h + 2 * self.pad_h - self.k_h) // self.stride + 1 and
+             self.out_w == (self.in_w + 2 * self.pad_w - self.k_w) // self.stride + 1,
              "output size inconsistent with input, kernel, stride and padding")
         if self.is_mvm:
             need(self.k_rows == self.k_h * self.k_w * self.in_c, "k_rows != k_h*k_w*in_c")
@@ -218,12 +246,16 @@ class LayerDescriptor:
         else:
             need(self.k_rows == 0 and self.row0 == 0 and self.col0 == 0, "a pooling layer uses no array rows/columns")
             need(self.out_c == self.in_c, "a pooling layer keeps the channel count")
-            need(self.pad == 0, "pooling layers take no padding")
+            need(self.pad_h == self.pad_w == 0, "pooling layers take no padding")
+            if self.op is Op.ADD:
+                need(self.in_h == self.k_h == 2 and self.k_w == 1 and self.stride == 1 and self.out_h == 1,
+                     "a residual add reads its two operands as a 2 x positions x channels map with a 2x1 window")
             need(self.k_h * self.k_w * ((1 << self.in_bits) - 1) < 1 << cfg.pool_sum_bits,
                  f"pooling window {self.k_h}x{self.k_w} sum exceeds pool_sum_bits={cfg.pool_sum_bits}")
         if self.op.keeps_bits:
             need(self.out_bits == self.in_bits and not self.to_out,
                  "max pooling keeps activation bits and writes an activation bank")
+        need(self.pad_code < 1 << self.in_bits, f"pad code {self.pad_code} is not a {self.in_bits}-bit code")
         need(self.param_base + self.out_c <= cfg.param_depth, "post-processing parameters exceed param_depth")
         need(self.shift <= cfg.pp_shift_max, f"shift {self.shift} > pp_shift_max {cfg.pp_shift_max}")
         need(self.in_base + self.in_h * self.in_w * self.in_c <= cfg.act_depth, "input exceeds act_depth")
@@ -254,6 +286,9 @@ class Program:
     # order) on the compiler's calibration set; the host reads each column with it to correct that
     # column's bias (model/snapshot.py). Empty arrays for pooling layers; None: not calibrated.
     calib_codes: list[np.ndarray] | None = None
+    # Real-value scales of the input codes and the output memory; None: not recorded (the input
+    # is then an unsigned code of a [0, 1] value, and outputs are compared as codes).
+    io: IoQuant | None = None
 
     def alphas(self, cfg: AonCimConfig) -> np.ndarray:
         """Per-layer alpha, with the default (1.0) filled in."""
@@ -269,21 +304,7 @@ class Program:
                 d.check(cfg)
             except ProgramError as e:
                 raise ProgramError(f"layer {i} ({self.layer_name(i)}): {e}") from None
-        # The golden model hands each layer the previous one's output; the chip reads it back from
-        # memory at the descriptor's address. They agree only when every layer reads exactly what
-        # the one before wrote (a flattening Linear sees the same words under another shape).
-        for i in range(1, len(self.layers)):
-            d, prev = self.layers[i], self.layers[i - 1]
-            where = f"layer {i} ({self.layer_name(i)})"
-            if prev.to_out:
-                raise ProgramError(f"layer {i - 1} ({self.layer_name(i - 1)}) writes the output memory, so it must "
-                                   "be the last layer")
-            if (d.in_bank, d.in_base) != (prev.out_bank, prev.out_base):
-                raise ProgramError(f"{where} reads bank {d.in_bank} at {d.in_base}, but layer {i - 1} wrote bank "
-                                   f"{prev.out_bank} at {prev.out_base}")
-            if d.in_h * d.in_w * d.in_c != prev.positions * prev.out_c or d.in_bits != prev.out_bits:
-                raise ProgramError(f"{where} reads {d.in_h}x{d.in_w}x{d.in_c} {d.in_bits}-bit codes, but layer "
-                                   f"{i - 1} wrote {prev.out_h}x{prev.out_w}x{prev.out_c} {prev.out_bits}-bit codes")
+        self._check_dataflow(cfg)
         if self.g_plus.shape != (cfg.rows, cfg.cols) or self.g_minus.shape != (cfg.rows, cfg.cols):
             raise ProgramError(f"conductance arrays must be {cfg.rows}x{cfg.cols}")
         for g in (self.g_plus, self.g_minus):
@@ -302,6 +323,43 @@ class Program:
         lim_s, lim_b = 1 << (cfg.pp_scale_bits - 1), 1 << (cfg.pp_bias_bits - 1)
         if np.any(np.abs(self.pp_scale) >= lim_s) or np.any(np.abs(self.pp_bias) >= lim_b):
             raise ProgramError("post-processing constants exceed pp_scale_bits/pp_bias_bits")
+
+    def _check_dataflow(self, cfg: AonCimConfig) -> None:
+        """Every layer reads only words that the input or an earlier layer wrote, at the bits it
+        expects. Layers communicate through the two activation banks, as on the chip: a layer may
+        read the output of any earlier layer that is still in memory (a residual add reads its
+        skip operand long after it was written), and the golden model reads from the same memory."""
+        owner = {b: np.full(cfg.act_depth, -2, dtype=np.int64) for b in (0, 1)}  # -2 unwritten, -1 input
+        bits = {b: np.zeros(cfg.act_depth, dtype=np.int64) for b in (0, 1)}
+        d0 = self.layers[0]
+        lo0, n0 = d0.in_base, d0.in_h * d0.in_w * d0.in_c
+        owner[d0.in_bank][lo0 : lo0 + n0], bits[d0.in_bank][lo0 : lo0 + n0] = -1, d0.in_bits
+        for i, d in enumerate(self.layers):
+            where = f"layer {i} ({self.layer_name(i)})"
+            if i and self.layers[i - 1].to_out:
+                raise ProgramError(f"layer {i - 1} ({self.layer_name(i - 1)}) writes the output memory, so it must "
+                                   "be the last layer")
+            lo, n = d.in_base, d.in_h * d.in_w * d.in_c
+            who, b = owner[d.in_bank][lo : lo + n], bits[d.in_bank][lo : lo + n]
+            if (who == -2).any():
+                at = lo + int(np.argmax(who == -2))
+                raise ProgramError(f"{where} reads bank {d.in_bank} word {at}, which neither the input nor an earlier "
+                                   "layer wrote")
+            if (b != d.in_bits).any():
+                k = int(np.argmax(b != d.in_bits))
+                src = "the input" if who[k] == -1 else f"layer {who[k]} ({self.layer_name(int(who[k]))})"
+                raise ProgramError(f"{where} reads {d.in_bits}-bit codes at bank {d.in_bank} word {lo + k}, but "
+                                   f"{src} wrote {b[k]}-bit codes there")
+            if not d.to_out:
+                m = d.positions * d.out_c
+                owner[d.out_bank][d.out_base : d.out_base + m] = i
+                bits[d.out_bank][d.out_base : d.out_base + m] = d.out_bits
+
+    @property
+    def input_region(self) -> tuple[int, int, int]:
+        """(bank, base, words) where the host writes an inference's input codes: layer 0's input."""
+        d = self.layers[0]
+        return d.in_bank, d.in_base, d.in_h * d.in_w * d.in_c
 
     def layer_name(self, i: int) -> str:
         return self.names[i] if i < len(self.names) else f"L{i}"
@@ -352,6 +410,6 @@ class Program:
             return (a is None and b is None) or (a is not None and b is not None and len(a) == len(b)
                                                  and all(np.array_equal(x, y) for x, y in zip(a, b)))
 
-        return self.layers == other.layers and self.names == other.names and all(
+        return self.layers == other.layers and self.names == other.names and self.io == other.io and all(
             same(getattr(self, f), getattr(other, f)) for f in ("g_plus", "g_minus", "pp_scale", "pp_bias", "alpha")
         ) and same_list(self.calib_codes, other.calib_codes)

@@ -194,14 +194,16 @@ class ErrorCode(enum.IntEnum):
                        "or (MVM) k_rows != k_h*k_w*in_c")
     ARRAY_ROWS = 7, "rows row0..row0+min(k_rows, rows)-1 outside the array (a row-tiled layer starts at row 0)"
     ARRAY_COLS = 8, "columns col0..col0+tiles*out_c-1 outside the array (tiles = ceil(k_rows / rows))"
-    BAD_POOL = 9, ("pooling layer with padding, array rows/columns, a channel count change, or "
-                   "(max pooling) changed activation bits or a to_out destination")
+    BAD_POOL = 9, ("pooling layer with padding, array rows/columns, a channel count change, "
+                   "(max pooling) changed activation bits or a to_out destination, or (residual add) "
+                   "not a 2 x positions map with a 2x1 window and stride 1")
     POOL_SUM = 10, "pooling window sum can exceed pool_sum_bits"
     PARAM_RANGE = 11, "param_base+out_c exceeds param_depth"
     BAD_SHIFT = 12, "shift exceeds pp_shift_max"
     IN_RANGE = 13, "input map in_base+in_h*in_w*in_c exceeds act_depth"
     OUT_RANGE = 14, "output map out_base+out_h*out_w*out_c exceeds act_depth (out_depth for to_out)"
     ACT_OVERLAP = 15, "output overlaps the input in the same activation bank"
+    BAD_PAD_CODE = 16, "pad_code is not an in_bits code"
 
     @classmethod
     def describe(cls, code: int) -> str:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from aoncim.config import AonCimConfig
-from aoncim.program import DESC_WORDS, LayerDescriptor, Program, ProgramError
+from aoncim.program import DESC_WORDS, IoQuant, LayerDescriptor, Program, ProgramError
 
 MAGIC = b"AONCIMG\0"
-VERSION = 3  # 2: ALPHA section; 3: optional CALIB section
+VERSION = 4  # 2: ALPHA section; 3: optional CALIB section; 4: pad_w and pad_code descriptor fields, optional IO
 _HEADER = struct.Struct("<8sHHII")
 _ENTRY = struct.Struct("<III")
 
@@ -37,9 +37,11 @@ class Section(enum.IntEnum):
     GCODE = 6
     ALPHA = 7        # u32 per layer: drift-compensation constant, cfg.alpha_frac_bits fractional bits
     CALIB = 8        # optional: u16 offset-calibration input codes, k_rows per layer, layers in order
+    IO = 9           # optional: JSON {"in_scale", "in_zero", "out_scale"} (Program.io)
 
 
-OPTIONAL = {Section.CALIB}
+OPTIONAL = {Section.CALIB, Section.IO}
+_IO_KEYS = ("in_scale", "in_zero", "out_scale")
 
 
 class ImageError(ValueError):
@@ -68,6 +70,8 @@ def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
     if prog.calib_codes is not None:
         sections[Section.CALIB] = np.concatenate(
             [np.asarray(v, dtype="<u2") for v in prog.calib_codes] + [np.zeros(0, "<u2")]).tobytes()
+    if prog.io is not None:
+        sections[Section.IO] = json.dumps({k: getattr(prog.io, k) for k in _IO_KEYS}).encode()
     offset = _HEADER.size + _ENTRY.size * len(sections)
     table, payload = [], []
     for sid, blob in sections.items():
@@ -193,7 +197,19 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
             raise ImageError(f"CALIB section holds {len(codes)} codes; the layers have {need} rows")
         ends = np.cumsum([d.k_rows for d in layers])
         calib = [codes[e - d.k_rows : e].copy() for d, e in zip(layers, ends)]
-    prog = Program(layers, g_plus, g_minus, scale, bias, names, alpha=alpha, calib_codes=calib)
+    io = None
+    if Section.IO in secs:
+        try:
+            v = json.loads(secs[Section.IO].rstrip(b"\0"))
+            io = IoQuant(float(v["in_scale"]), int(v["in_zero"]), float(v["out_scale"]))
+            ok = set(v) == set(_IO_KEYS) and isinstance(v["in_zero"], int) and \
+                all(np.isfinite(x) and x > 0 for x in (io.in_scale, io.out_scale))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            ok = False
+        if not ok or not 0 <= io.in_zero < 1 << layers[0].in_bits:
+            raise ImageError(f"IO section must be JSON with {', '.join(_IO_KEYS)}: positive finite scales and an input "
+                             f"zero point that is a {layers[0].in_bits}-bit code")
+    prog = Program(layers, g_plus, g_minus, scale, bias, names, alpha=alpha, calib_codes=calib, io=io)
     try:
         prog.check(c)
     except ProgramError as e:

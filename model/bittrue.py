@@ -160,8 +160,10 @@ class PostProcessing:
 
 
 def im2col(x_nhwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
-    """(N, H, W, C) activation codes -> (N, positions, k_h*k_w*C) rows in (ky, kx, c) order, zero padded."""
-    x = torch.nn.functional.pad(x_nhwc, (0, 0, d.pad, d.pad, d.pad, d.pad))
+    """(N, H, W, C) activation codes -> (N, positions, k_h*k_w*C) rows in (ky, kx, c) order, padded
+    with `pad_code` (the input's zero point: 0 for an unsigned map) pad_h rows above and below and
+    pad_w columns beside."""
+    x = torch.nn.functional.pad(x_nhwc, (0, 0, d.pad_w, d.pad_w, d.pad_h, d.pad_h), value=d.pad_code)
     p = x.unfold(1, d.k_h, d.stride).unfold(2, d.k_w, d.stride)  # (N, oh, ow, C, kh, kw)
     p = p[:, : d.out_h, : d.out_w].permute(0, 1, 2, 4, 5, 3)     # (N, oh, ow, kh, kw, C)
     return p.reshape(x.shape[0], d.out_h * d.out_w, d.k_h * d.k_w * d.in_c)
