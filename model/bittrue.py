@@ -229,15 +229,27 @@ class BitTrueExecutor:
         seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
         if len(seeds) != x.shape[0]:
             raise ValueError(f"{len(seeds)} seeds for {x.shape[0]} inputs: give one read-noise seed per input")
+        # The two activation banks, as on the chip: each layer reads its input where the descriptor
+        # says and writes its output there, so a layer may read any earlier output still in memory
+        # (a residual add's skip operand). Only the words the program touches are held.
+        n, mem = x.shape[0], {}
+        for b in (0, 1):
+            ends = [d.in_base + d.in_h * d.in_w * d.in_c for d in self.program.layers if d.in_bank == b] + \
+                   [d.out_base + d.positions * d.out_c for d in self.program.layers if d.out_bank == b and not d.to_out]
+            mem[b] = torch.zeros((n, max(ends, default=0)), dtype=torch.int64)
+        bank, base, words = self.program.input_region
+        mem[bank][:, base : base + words] = x.reshape(n, -1)
         traces, mvm0 = [], int(mvm_base)
         for i, d in enumerate(self.program.layers):
+            xin = mem[d.in_bank][:, d.in_base : d.in_base + d.in_h * d.in_w * d.in_c].reshape(n, d.in_h, d.in_w, d.in_c)
             if d.is_mvm:
-                trace = self._mvm(x, d, seeds, mvm0, int(self._alpha[i]))
+                trace = self._mvm(xin, d, seeds, mvm0, int(self._alpha[i]))
                 mvm0 += d.mvms(self.cfg.rows)
             else:
-                trace = self._pool(x, d, int(self._alpha[i]))
+                trace = self._pool(xin, d, int(self._alpha[i]))
             traces.append(trace)
-            x = trace.output
+            if not d.to_out:
+                mem[d.out_bank][:, d.out_base : d.out_base + d.positions * d.out_c] = trace.output.reshape(n, -1)
         return traces
 
     def _params(self, d: LayerDescriptor) -> tuple[torch.Tensor, torch.Tensor]:
