@@ -164,7 +164,8 @@ def _eval(n: Node, ins: list[torch.Tensor]) -> torch.Tensor:
     if n.op == "batchnorm":
         return F.batch_norm(x, t(a["mean"]), t(a["var"]), t(a["gamma"]), t(a["beta"]), False, 0.0, a["eps"])
     if n.op == "clamp":
-        return x.clamp(min=None if a["lo"] == -np.inf else a["lo"], max=None if a["hi"] == np.inf else a["hi"])
+        lo, hi = (None if a["lo"] == -np.inf else a["lo"]), (None if a["hi"] == np.inf else a["hi"])
+        return x if lo is None and hi is None else x.clamp(min=lo, max=hi)  # torch refuses a clamp without bounds
     if n.op == "add":
         return x + ins[1]
     if n.op == "maxpool":

@@ -177,3 +177,64 @@ def compile_checkpoint(checkpoint: str | Path, cfg: AonCimConfig, act_bits: int,
     if out is not None:
         write_atomic(out, blob)
     return Compiled(prog, blob, cfg, task.title, str(checkpoint), act_bits, codes, utilisation(prog, cfg))
+
+
+# Calibration inputs when the user gives none: this many standard-normal inputs in the model's
+# layout (docs/byo-model.md). Activation ranges then describe unit-variance data, not the user's:
+# `aoncim compile` says so, and --calib with real inputs is the way to calibrate.
+FALLBACK_CALIB_SAMPLES = 64
+FALLBACK_CALIB_SEED = 0
+
+
+def calibration_inputs(path: str | Path | None, shape: tuple[int, int, int]) -> tuple["torch.Tensor", str]:
+    """(inputs (N, C, H, W) float64, where they came from) for a model whose graph input is
+    `shape` (C, H, W): a `.npy` batch in the model's own layout ((N, C, H, W), (N, C, L) for a 1-D
+    model, (N, F) for a vector model), or without `path` the documented fallback. A file that
+    is missing, not an array, of another shape or not finite is one ValueError line."""
+    import numpy as np
+    import torch
+
+    c, h, w = shape
+    if path is None:
+        g = torch.Generator().manual_seed(FALLBACK_CALIB_SEED)
+        x = torch.randn(FALLBACK_CALIB_SAMPLES, c, h, w, generator=g, dtype=torch.float64)
+        return x, (f"no --calib given: calibrating on {FALLBACK_CALIB_SAMPLES} standard-normal inputs; activation "
+                   "ranges describe unit-variance data, pass --calib X.npy with real inputs for yours")
+    p = Path(path)
+    try:
+        a = np.load(p, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"--calib {p}: file not found") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--calib {p}: not a .npy array ({e})") from None
+    layouts = {(c, h, w)} | ({(c, w)} if h == 1 else set()) | ({(c,)} if h == w == 1 else set())
+    if a.ndim < 2 or tuple(a.shape[1:]) not in layouts or a.shape[0] < 1:
+        want = " or ".join(f"(N, {', '.join(map(str, s))})" for s in sorted(layouts, key=len, reverse=True))
+        raise ValueError(f"--calib {p}: shape {a.shape}, the model takes {want}")
+    if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+        raise ValueError(f"--calib {p}: holds non-numeric, NaN or infinite values")
+    return torch.from_numpy(a.astype(np.float64).reshape(-1, c, h, w)), f"calibrated on {a.shape[0]} inputs of {p}"
+
+
+def compile_model_file(model: str | Path, cfg: AonCimConfig, act_bits: int, calib: str | Path | None = None,
+                       out: str | Path | None = None, progress: Progress = QUIET) -> Compiled:
+    """An ONNX file or a saved torch.export program (`.pt2`) compiled for `cfg` with `act_bits`
+    activations, calibrated on `calib` (see `calibration_inputs`); with `out` the image is written
+    there atomically. Every unsupported node is one GraphError line before anything is written."""
+    from aoncim.firmware.compiler import compile_graph
+    from aoncim.firmware.frontends import load_model
+    from aoncim.firmware.image import write_image
+    from aoncim.firmware.summary import utilisation
+    from aoncim.outputs import write_atomic
+
+    with progress.status(f"reading {model}"):
+        graph = load_model(model)
+    x, where = calibration_inputs(calib, graph.input_shape)
+    progress.print(where)
+    with progress.status(f"compiling {Path(model).name} for config {cfg.config_hash:#010x}"):
+        prog = compile_graph(graph, cfg, x, act_bits)
+    blob = write_image(prog, cfg)
+    if out is not None:
+        write_atomic(out, blob)
+    return Compiled(prog, blob, cfg, Path(model).name, str(model), act_bits, "target conductance codes",
+                    utilisation(prog, cfg))
