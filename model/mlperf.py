@@ -63,12 +63,15 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 
 __all__ = ["MlperfModel", "MODELS", "get", "summary", "ResNet8", "CALIBRATION_SEED"]
 
@@ -314,12 +317,20 @@ class MlperfModel:
     input_note: str                    # layout and value range of `inputs`
     class_names: tuple[str, ...] = ()
     n_calibration: int = 128           # synthetic samples the batch-norm statistics come from
+    # Config fields that differ from the default chip so the model fits (empty: it fits as is);
+    # the compiler's error on the default chip names the resource (docs/performance.md).
+    chip: tuple[tuple[str, int], ...] = ()
     _make: Callable[[], nn.Module] = field(default=None, repr=False, compare=False)
     _inputs: Callable[[int, int], torch.Tensor] = field(default=None, repr=False, compare=False)
 
     def inputs(self, n: int, seed: int = 0) -> torch.Tensor:
         """n deterministic synthetic inputs (n, *input_shape), float32, in the real layout and range."""
         return self._inputs(n, seed)
+
+    def config(self, base: AonCimConfig = DEFAULT_CONFIG) -> AonCimConfig:
+        """`base` with the fields this model needs to fit (`chip`) raised to at least their values."""
+        kw = {k: max(v, getattr(base, k)) for k, v in self.chip}
+        return dataclasses.replace(base, **kw) if kw else base
 
     def build(self, seed: int = 0) -> nn.Module:
         """The model with seeded random weights and calibrated batch norm, in eval mode.
@@ -354,6 +365,9 @@ MODELS: dict[str, MlperfModel] = {m.name: m for m in (
         reference_params=221_794, reference_trainable=216_322,
         input_note="(3, 96, 96) RGB in [0, 1], smooth random fields",
         class_names=VWW_CLASS_NAMES, n_calibration=48,
+        # 29 chip layers; a 96x96x3 input and a 48x48x16 map; the 13 depthwise layers take k^2*C x C
+        # block-diagonal rectangles (docs/architecture.md): 2.65M pairs in all.
+        chip=(("rows", 2048), ("cols", 2048), ("act_depth", 65536), ("max_layers", 32), ("param_depth", 4096)),
         _make=mobilenet_v1_vww, _inputs=lambda n, seed: image_inputs(n, seed, 96)),
     MlperfModel(
         name="mlperf-ic", title="Image classification: ResNet-8, CIFAR-10 32 x 32 RGB, 10 classes",
@@ -364,6 +378,8 @@ MODELS: dict[str, MlperfModel] = {m.name: m for m in (
         reference_params=78_666, reference_trainable=78_186,
         input_note="(3, 32, 32) RGB in [0, 1], smooth random fields",
         class_names=CIFAR10_CLASS_NAMES, n_calibration=128,
+        # The first block's skip (32x32x16) and its main branch sit side by side in one bank.
+        chip=(("act_depth", 32768),),
         _make=ResNet8, _inputs=lambda n, seed: image_inputs(n, seed, 32)),
     MlperfModel(
         name="mlperf-ad", title="Anomaly detection: FC autoencoder, ToyADMOS ToyCar, 5 x 128 log-mel",
@@ -373,6 +389,8 @@ MODELS: dict[str, MlperfModel] = {m.name: m for m in (
         reference_params=269_992, reference_trainable=267_928,
         input_note="(640,) = 5 frames x 128 log-mel dB, frame-major, signed",
         n_calibration=512,
+        # The last layer has 640 output columns (and 640 outputs to hold).
+        chip=(("cols", 1024), ("out_depth", 1024)),
         _make=fc_autoencoder_ad, _inputs=ad_inputs),
 )}
 
