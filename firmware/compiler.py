@@ -665,8 +665,11 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
         raise CompileError("calibration inputs hold NaN or infinite values: give inputs in [0, 1] (check the input "
                            "scaler)")
     c, h, w = graph.input_shape
-    if calib.dim() != 4 or tuple(calib.shape[1:]) != (c, h, w):
-        raise CompileError(f"calibration inputs have shape {tuple(calib.shape)}; the model takes (N, {c}, {h}, {w})")
+    layouts = {(c, h, w)} | ({(c, w)} if h == 1 else set()) | ({(c,)} if h == w == 1 else set())
+    if calib.dim() < 2 or tuple(calib.shape[1:]) not in layouts:
+        raise CompileError(f"calibration inputs have shape {tuple(calib.shape)}; the model takes (N, {c}, {h}, {w})"
+                           + (f" or (N, {c}, {w})" if h == 1 else ""))
+    calib = calib.reshape(-1, c, h, w)
     layers, tensors = lower_graph(graph)
     if len(layers) > cfg.max_layers:
         raise CompileError(f"network has {len(layers)} chip layers > max_layers {cfg.max_layers}; merge layers "
