@@ -217,8 +217,8 @@ class AonCimDriver:
         `width` entries (`measure` writes them), so each output is the ADC code (summed over tiles)."""
         c = self.cfg
         return LayerDescriptor(
-            opcode=Op.MVM.value, in_bits=d.in_bits, out_bits=d.out_bits, stride=d.k_w if reads > 1 else 1, pad=0,
-            relu=0, to_out=1, in_bank=0, out_bank=0, shift=0, in_h=d.k_h, in_w=reads * d.k_w, in_c=d.in_c,
+            opcode=Op.MVM.value, in_bits=d.in_bits, out_bits=d.out_bits, stride=d.k_w if reads > 1 else 1, pad_h=0,
+            pad_w=0, relu=0, to_out=1, in_bank=0, out_bank=0, shift=0, in_h=d.k_h, in_w=reads * d.k_w, in_c=d.in_c,
             k_h=d.k_h, k_w=d.k_w, out_h=1, out_w=reads, out_c=width, k_rows=d.k_rows, row0=d.row0,
             col0=d.col0 + col_lo, param_base=c.param_depth - width, in_base=0, out_base=0)
 

@@ -23,7 +23,7 @@ class LayerSummary:
     name: str
     op: str
     shape: str              # "HxWxC->HxWxC", input -> output
-    kernel: str             # "KhxKw s<stride> p<pad>"
+    kernel: str             # "KhxKw s<stride> p<pad>", "p<pad_h>x<pad_w>" when they differ, "/z<code>" a pad code
     bits: str               # "in->out"
     rect: tuple[int, int, int, int] | None  # (row0, rows, col0, cols) bounding box; None: no array use
     tiles: int
@@ -39,6 +39,13 @@ class LayerSummary:
         return self.cells / (cfg.rows * cfg.cols)
 
 
+def _pad(d) -> str:
+    """Padding as the kernel column shows it: "1" (pad_h = pad_w), "1x2" (pad_h x pad_w), with
+    "/z<code>" when padded positions load a non-zero code (the input's zero point)."""
+    pad = f"{d.pad_h}" if d.pad_h == d.pad_w else f"{d.pad_h}x{d.pad_w}"
+    return pad + (f"/z{d.pad_code}" if d.pad_code and (d.pad_h or d.pad_w) else "")
+
+
 def layer_summaries(prog: Program, cfg: AonCimConfig) -> list[LayerSummary]:
     alphas = prog.alphas(cfg)
     out = []
@@ -50,7 +57,7 @@ def layer_summaries(prog: Program, cfg: AonCimConfig) -> list[LayerSummary]:
         out.append(LayerSummary(
             index=i, name=prog.layer_name(i), op=op or f"?{d.opcode}",
             shape=f"{d.in_h}x{d.in_w}x{d.in_c}->{d.out_h}x{d.out_w}x{d.out_c}",
-            kernel=f"{d.k_h}x{d.k_w} s{d.stride} p{d.pad}",
+            kernel=f"{d.k_h}x{d.k_w} s{d.stride} p{_pad(d)}",
             bits=f"{d.in_bits}->{d.out_bits}" + (" out" if d.to_out else ""),
             rect=prog.used_rect(i) if d.is_mvm else None,
             tiles=d.tiles(cfg.rows), mvms=d.mvms(cfg.rows),

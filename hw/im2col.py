@@ -25,8 +25,9 @@ class ActReadSignature(wiring.Signature):
       addr   first code of the read (`load_lanes` consecutive codes from here; modulo act_depth,
              so that a run starting in the padding above/left of the map still hits lanes j with
              in-map codes at addr + j)
-      lanes  MVM: lane j is inside the map and the run (it loads code addr + j; the other lanes
-             load code 0 -- zero padding, or past the run)
+      lanes  MVM: lane j is inside the map and the run (it loads code addr + j)
+      pads   MVM: lane j is inside the run but in the padding around the map (it loads the
+             layer's pad_code); lanes past the run (in neither) load code 0
       row    MVM: the array row of lane 0 (row0 + row within the row tile)
       first  MVM: first run of the MVM (row 0 of the tile); pooling: first window element
       last   MVM: last run of the MVM (end of the tile or of the position's im2col rows);
@@ -36,7 +37,8 @@ class ActReadSignature(wiring.Signature):
     def __init__(self, cfg: AonCimConfig):
         super().__init__({
             "valid": Out(1), "take": In(1),
-            "addr": Out(cfg.act_addr_bits), "lanes": Out(cfg.load_lanes), "row": Out(cfg.row_bits),
+            "addr": Out(cfg.act_addr_bits), "lanes": Out(cfg.load_lanes), "pads": Out(cfg.load_lanes),
+            "row": Out(cfg.row_bits),
             "first": Out(1), "last": Out(1),
         })
 
@@ -99,7 +101,7 @@ class Im2colWalker(wiring.Component):
         def next_position():
             m.d.sync += self.out_base.eq(self.out_base + d.out_c)
             with m.If(ox == d.out_w - 1):
-                m.d.sync += [ox.eq(0), ix0.eq(-d.pad)]
+                m.d.sync += [ox.eq(0), ix0.eq(-d.pad_w)]
                 with m.If(oy != d.out_h - 1):
                     m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.stride)]
             with m.Else():
@@ -131,7 +133,8 @@ class Im2colWalker(wiring.Component):
         ]
         iy_in = (iy >= 0) & (iy < d.in_h)
         for j in range(W):
-            m.d.comb += self.read.lanes[j].eq((n > j) & iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len))
+            in_map = iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len)
+            m.d.comb += [self.read.lanes[j].eq((n > j) & in_map), self.read.pads[j].eq((n > j) & ~in_map)]
         seg_end, pos_end, mvm_end, win_last = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             seg_end.eq(seg_left == n),
@@ -152,7 +155,7 @@ class Im2colWalker(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [
-                oy.eq(0), ox.eq(0), iy0.eq(-d.pad), ix0.eq(-d.pad), self.out_base.eq(d.out_base),
+                oy.eq(0), ox.eq(0), iy0.eq(-d.pad_h), ix0.eq(-d.pad_w), self.out_base.eq(d.out_base),
                 ky.eq(0), kx.eq(0), off.eq(0), r.eq(0), rl.eq(0), self.c0.eq(0),
                 self.tile.eq(0), self.tcol0.eq(d.col0), active.eq(1), loaded.eq(0),
             ]

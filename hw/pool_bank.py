@@ -25,7 +25,7 @@ class PoolBank(wiring.Component):
     """Twin of the window reduction of `model.bittrue` pooling (`pool_windows(x, d).amax(-1)`, or
     `.sum(-1)` for average pooling) for a group of `load_lanes` channels.
 
-    `sum` selects the window sum (AVGPOOL) over the max (MAXPOOL) for the layer. Lane j reduces
+    `sum` selects the window sum (AVGPOOL, ADD) over the max (MAXPOOL) for the layer. Lane j reduces
     lane j of `win.x` over the elements from `win.first` to `win.last`; at the last, the results of
     all lanes are stored in half `win.half`, where they stay until the next group for that half
     ends. `result` is half `rd_half` (lane j: channel c0 + j of the group stored there).

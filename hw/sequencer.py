@@ -20,7 +20,8 @@ when loading and post-processing keep up (perf/cycles.py has the exact count).
 A pooling layer uses the same beats with two stages over (position, group of load_lanes channels):
 R reads the group's window, one wide read per window element, into load_lanes pooling units; S
 feeds the previous group's results, pp_lanes per cycle, to post-processing (max pooling passes
-through).
+through). A residual add (Op.ADD) runs as average pooling: its 2x1 window over the 2 x positions x C
+view of its operands sums operand A and B of each element.
 
 Composition: this block keeps the layer FSM, the beat control (when a beat ends, what each stage
 takes over) and stage L/R's few wires to the array and the pooling units; the stages are
@@ -197,7 +198,10 @@ class LayerSequencer(wiring.Component):
         descriptor `d`; returns the walker, stage A and the beat's end for the layer FSM."""
         c = self.cfg
         W = c.load_lanes
-        is_mvm, is_max, is_avg = d.opcode == Op.MVM, d.opcode == Op.MAXPOOL, d.opcode == Op.AVGPOOL
+        is_mvm, is_max = d.opcode == Op.MVM, d.opcode == Op.MAXPOOL
+        # Opcode decode: a residual add runs as average pooling (its 2x1 window sums operand A and B
+        # through post-processing); DescriptorCheck has refused any other opcode.
+        win_sum = (d.opcode == Op.AVGPOOL) | (d.opcode == Op.ADD)
         m.submodules.walk = walk = Im2colWalker(c)
         m.submodules.array_ctl = arr = ArrayControl(c)
         m.submodules.tile_sum = acc = TileAccumulator(c)
@@ -228,12 +232,13 @@ class LayerSequencer(wiring.Component):
         wiring.connect(m, arr.mvm, acc.prev)
 
         # ---------------------------------------------------------------- stage L: load
-        # The read data of a run arrive a cycle after its address; so do its lanes' in-map flags.
-        # Lanes outside the map (zero padding) or past the run load code 0.
-        lane_ok_q = Signal(W)
-        m.d.sync += lane_ok_q.eq(walk.read.lanes)
+        # The read data of a run arrive a cycle after its address; so do its lanes' flags. Lanes in
+        # the padding load the layer's pad_code (the input's zero point), lanes past the run code 0:
+        # their array rows may hold another layer's conductances.
+        lane_ok_q, lane_pad_q = Signal(W), Signal(W)
+        m.d.sync += [lane_ok_q.eq(walk.read.lanes), lane_pad_q.eq(walk.read.pads)]
         for j in range(W):
-            m.d.comb += self.load.x[j].eq(Mux(lane_ok_q[j], self.act_rdata[j], 0))
+            m.d.comb += self.load.x[j].eq(Mux(lane_ok_q[j], self.act_rdata[j], Mux(lane_pad_q[j], d.pad_code, 0)))
         m.d.comb += [
             self.load.valid.eq(is_mvm & walk.read.take),
             self.load.row.eq(walk.read.row), self.load.first.eq(walk.read.first), self.load.bank.eq(l_par),
@@ -244,7 +249,7 @@ class LayerSequencer(wiring.Component):
         pool_win = PoolWindowSignature(c).create(path=("pool_win",))
         wiring.connect(m, pool_win, pool.win)
         m.d.sync += pool_win.valid.eq(0)
-        m.d.comb += [pool.sum.eq(is_avg), pool_win.x.eq(self.act_rdata)]
+        m.d.comb += [pool.sum.eq(win_sum), pool_win.x.eq(self.act_rdata)]
         with m.If(~is_mvm & walk.read.take):
             # One window element of W channels per cycle, (ky, kx) innermost.
             m.d.sync += [pool_win.valid.eq(1), pool_win.first.eq(walk.read.first),

@@ -38,7 +38,7 @@ class LayerFootprint:
     op: Op
     kernel: tuple[int, int]
     stride: int
-    pad: int
+    pad: tuple[int, int]             # (pad_h, pad_w): above and below, beside
     in_shape: tuple[int, int, int]   # H, W, C (activations are stored HWC)
     out_shape: tuple[int, int, int]
     rows: int = 0                    # array rows k_h*k_w*C_in; 0 for pooling
@@ -120,7 +120,8 @@ class Footprint:
         lines = [head]
         for L in self.layers:
             typ = L.kind + "".join(f" +{f}" for f in L.fused)
-            k = f"{L.kernel[0]}x{L.kernel[1]} / {L.stride} / {L.pad}"
+            pad = f"{L.pad[0]}" if L.pad[0] == L.pad[1] else f"{L.pad[0]}x{L.pad[1]}"
+            k = f"{L.kernel[0]}x{L.kernel[1]} / {L.stride} / {pad}"
             shp = f"{'x'.join(map(str, L.in_shape))} -> {'x'.join(map(str, L.out_shape))}"
             rect = f"{L.rows} x {L.cols}" if L.is_mvm else "-"
             place = f"({L.place[0]}, {L.place[1]})" if L.place else "-"
@@ -191,6 +192,6 @@ def _layers(net: nn.Module, input_shape: tuple[int, int, int]) -> list[LayerFoot
     for L in lowered:
         (oh, ow), oc = L.out_hw, L.out_c
         rows, cols = L.weight.shape if L.op.uses_array else (0, 0)
-        out.append(LayerFootprint(L.name, L.label, L.op, L.k, L.stride, L.pad, L.in_shape, (oh, ow, oc),
+        out.append(LayerFootprint(L.name, L.label, L.op, L.k, L.stride, tuple(L.pad), L.in_shape, (oh, ow, oc),
                                   rows=rows, cols=cols, params=L.params, fused=L.fused))
     return out

@@ -180,7 +180,7 @@ def _pool_energy(cfg: AonCimConfig, prog: Program, i: int, tech: Technology) -> 
                  + DESC_BITS * tech.sram_read_j_per_bit)
     acc_bits = d.in_bits if d.op.keeps_bits else cfg.pool_sum_bits
     e["digital"] = n_out * window * tech.add_j_per_bit * (acc_bits + cfg.act_addr_bits)
-    if d.op.uses_params:  # average pooling: the window sum goes through post-processing
+    if d.op.uses_params:  # average pooling, residual add: the window sum goes through post-processing
         e["sram"] += n_out * (cfg.pp_scale_bits + cfg.pp_bias_bits) * tech.sram_read_j_per_bit
         e["digital"] += n_out * _postproc_j(cfg, tech, cfg.pool_sum_bits + 1)
     return e

@@ -1,11 +1,14 @@
 """Functional coverage of the layer sequencer (with cocotb-coverage) and of the datapath.
 
 A layer that ran on the RTL and matched the golden model is one sample: its kind (from the
-descriptor), stride, padding, row tiling (T = 1 or T > 1) and activation precision. The bins are
-the cross of the five, less the combinations the chip cannot run (docs/architecture.md,
-"Co-simulation"): pooling has no padding and no row tiles, a linear layer (a convolution whose
-kernel is its whole input) has stride 1 and no padding, global average pooling stride 1. Kinds
-and exclusions both follow from the op vocabulary (`Op.kinds` and the ops' properties).
+descriptor), stride, padding (none, pad_h = pad_w, or pad_h != pad_w), pad code (the code padded
+positions load: 0, or a non-zero zero point; only a padded layer loads it), row tiling (T = 1 or
+T > 1) and activation precision. The bins are the cross of the six, less the combinations the chip
+cannot run (docs/architecture.md, "Co-simulation"): pooling and the residual add have no padding
+and no row tiles, a linear layer (a convolution whose kernel is its whole input) has stride 1 and
+no padding, global average pooling and the residual add stride 1, and an unpadded layer loads no
+pad code. Kinds and exclusions both follow from the op vocabulary (`Op.kinds` and the ops'
+properties; the residual add's fixed window is the one rule written out).
 
 The testbench (sim/tb_top.py) samples in the simulator's process and returns the hit counts in its
 results; `merge` adds up the counts of several runs; `summary` is the one-line report.
@@ -26,31 +29,46 @@ def _kinds() -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for op in Op for k in op.kinds))
 
 
+KINDS = _kinds()
+STRIDES = (1, 2)
+PADS = ("pad=0", "pad h=w", "pad h!=w")
+PAD_CODES = ("code=0", "code>0")
+TILINGS = ("T=1", "T>1")
+BITS = (8, 6, 4)
+AXES = ("kind", "stride", "pad", "pad_code", "tiling", "bits")
+VALUES = (KINDS, STRIDES, PADS, PAD_CODES, TILINGS, BITS)
+
+
+def _rule(**axes) -> tuple:
+    """An ignore bin: the named axes' values, None (any value) on the others."""
+    assert set(axes) <= set(AXES)
+    return tuple(axes.get(a) for a in AXES)
+
+
 def _illegal() -> list[tuple]:
     """The combinations the chip cannot run, from the ops' properties: only an op that uses the
-    array has row tiles, a pooling op has no padding, and a whole-input window (one position) has
-    neither stride nor padding. In cocotb-coverage's ignore-bin form (None: any value)."""
-    rules = []
+    array has row tiles, a pooling op (the residual add is one) has no padding, a whole-input
+    window (one position) has neither stride nor padding, a residual add's window is its operand
+    pair at stride 1, and an unpadded layer loads no pad code. In cocotb-coverage's ignore-bin form
+    (None: any value)."""
+    padded = [p for p in PADS if p != "pad=0"]
+    rules = [_rule(pad="pad=0", pad_code="code>0")]
     for op in Op:
         sliding, whole = op.kinds
         if not op.uses_array:
-            rules.append((sliding, None, None, "T>1", None))
+            rules.append(_rule(kind=sliding, tiling="T>1"))
         if op.is_pool:
-            rules.append((sliding, None, "pad>0", None, None))
+            rules += [_rule(kind=sliding, pad=p) for p in padded]
+        if op is Op.ADD:   # LayerDescriptor.check: a 2x1 window over the 2 x positions x C view, stride 1
+            rules.append(_rule(kind=sliding, stride=2))
         if whole != sliding:
-            rules += [(whole, None, "pad>0", None, None), (whole, 2, None, None, None)]
+            rules += [_rule(kind=whole, pad=p) for p in padded] + [_rule(kind=whole, stride=2)]
             if not op.uses_array:
-                rules.append((whole, None, None, "T>1", None))
+                rules.append(_rule(kind=whole, tiling="T>1"))
     return list(dict.fromkeys(rules))
 
 
 # A new op brings its bins through `Op.kinds` and its properties; nothing here changes.
-KINDS = _kinds()
-STRIDES = (1, 2)
-PADS = ("pad=0", "pad>0")
-TILINGS = ("T=1", "T>1")
-BITS = (8, 6, 4)
-AXES = ("kind", "stride", "pad", "tiling", "bits")
 ILLEGAL = _illegal()
 
 _instances = itertools.count()
@@ -63,11 +81,14 @@ def layer_kind(d: LayerDescriptor) -> str:
 
 
 def layer_point(d: LayerDescriptor, rows: int) -> tuple:
-    """The bin a layer falls in: (kind, stride, pad, tiling, bits); strides above 2 count as 2, and
-    a window over the whole input (linear, global average pooling) has one position, so stride 1."""
+    """The bin a layer falls in: (kind, stride, pad, pad code, tiling, bits); strides above 2 count
+    as 2, and a window over the whole input (linear, global average pooling) has one position, so
+    stride 1; the pad code counts only on a padded layer (no other loads it)."""
     kind = layer_kind(d)
     stride = 1 if d.whole_window else min(d.stride, 2)
-    return (kind, stride, "pad>0" if d.pad else "pad=0",
+    padded = bool(d.pad_h or d.pad_w)
+    pad = "pad=0" if not padded else "pad h=w" if d.pad_h == d.pad_w else "pad h!=w"
+    return (kind, stride, pad, "code>0" if padded and d.pad_code else "code=0",
             "T>1" if d.is_mvm and d.tiles(rows) > 1 else "T=1", d.in_bits)
 
 
@@ -76,7 +97,7 @@ def legal(point: tuple) -> bool:
 
 
 def all_bins() -> list[tuple]:
-    return [p for p in itertools.product(KINDS, STRIDES, PADS, TILINGS, BITS) if legal(p)]
+    return [p for p in itertools.product(*VALUES) if legal(p)]
 
 
 class SequencerCoverage:
@@ -91,7 +112,7 @@ class SequencerCoverage:
         self._db = coverage_db
         n = self.name
         decorators = [CoverPoint(f"{n}.{axis}", xf=lambda p, i=i: p[i], bins=list(values))
-                      for i, (axis, values) in enumerate(zip(AXES, (KINDS, STRIDES, PADS, TILINGS, BITS)))]
+                      for i, (axis, values) in enumerate(zip(AXES, VALUES))]
         decorators.append(CoverCross(f"{n}.cross", items=[f"{n}.{a}" for a in AXES], ign_bins=ILLEGAL))
 
         def sample(point):

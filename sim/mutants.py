@@ -32,6 +32,7 @@ KILL_TESTS = [
     "tests/test_datapath_coverage.py",
     "tests/test_cosim_random.py::test_random_networks_bit_exact",
     "tests/test_cosim_array_twins.py::test_amaranth_twin_bit_exact_on_small_nets",
+    "tests/test_cosim_add_pad.py::test_pad_code_asymmetric_padding_and_residual_add_bit_exact",
     "tests/test_formal_sequencer.py::test_sequencer_never_hangs",
 ]
 
@@ -56,14 +57,22 @@ CATALOGUE = [
     Mutant("seq_last_layer", "layer fsm", "hw/sequencer.py", "layer == n_layers - 1", "layer == n_layers - 2"),
     Mutant("seq_noise_counter", "layer fsm", "hw/sequencer.py", "noise_mvm.eq(noise_mvm + 1)", "noise_mvm.eq(noise_mvm + 2)"),
     Mutant("seq_cycles_paused", "layer fsm", "hw/sequencer.py", "with m.If(busy & ~paused):", "with m.If(busy):"),
-    Mutant("seq_padding_lanes", "stage L", "hw/sequencer.py", "Mux(lane_ok_q[j], self.act_rdata[j], 0)",
-           "self.act_rdata[j]"),
+    Mutant("seq_padding_lanes", "stage L", "hw/sequencer.py",
+           "Mux(lane_ok_q[j], self.act_rdata[j], Mux(lane_pad_q[j], d.pad_code, 0))", "self.act_rdata[j]"),
+    # Padded lanes load 0 instead of the layer's pad code (the contract before pad_code).
+    Mutant("seq_pad_code_zero", "stage L", "hw/sequencer.py", "Mux(lane_pad_q[j], d.pad_code, 0)", "0"),
+    # Lanes past the run load the pad code too: onto array rows that may hold another layer.
+    Mutant("seq_pad_code_past_run", "stage L", "hw/sequencer.py", "Mux(lane_pad_q[j], d.pad_code, 0)", "d.pad_code"),
+    # A residual add reduces its window by max (as max pooling) instead of summing it.
+    Mutant("seq_add_as_max", "stage R", "hw/sequencer.py", "win_sum = (d.opcode == Op.AVGPOOL) | (d.opcode == Op.ADD)",
+           "win_sum = d.opcode == Op.AVGPOOL"),
     # ---------------------------------------------------------------- stage L/R: im2col walker (hw/im2col.py)
     Mutant("im2col_stride", "stage L", "hw/im2col.py", "ix0.eq(ix0 + d.stride)", "ix0.eq(ix0 + 1)"),
     Mutant("im2col_pad_edge", "stage L", "hw/im2col.py", "iy_in = (iy >= 0) & (iy < d.in_h)",
            "iy_in = (iy >= 0) & (iy <= d.in_h)"),
     Mutant("im2col_row_end", "stage L", "hw/im2col.py", "(seg_a + j < row_lo + row_len)", "(seg_a + j <= row_lo + row_len)"),
     Mutant("im2col_tile_rows", "stage L", "hw/im2col.py", "tile_left.eq(c.rows - rl)", "tile_left.eq(c.rows - rl + 1)"),
+    Mutant("im2col_pad_w_rows", "stage L", "hw/im2col.py", "iy0.eq(-d.pad_h)", "iy0.eq(-d.pad_w)"),
     Mutant("im2col_pool_channel", "stage R", "hw/im2col.py", "pool_a.eq(row_lo + (ix0 + kx) * d.in_c + self.c0)",
            "pool_a.eq(row_lo + (ix0 + kx) * d.in_c)"),
     # ---------------------------------------------------------------- stage A: array control (hw/array_control.py)
@@ -89,6 +98,11 @@ CATALOGUE = [
     Mutant("pool_issue_addr", "pooling", "hw/pool_issue.py", "issue.addr.eq(grp.out_base + grp.c0 + lane)",
            "issue.addr.eq(grp.out_base + lane)"),
     # ---------------------------------------------------------------- descriptor check (hw/desc_check.py)
+    Mutant("check_pad_w_rows", "desc check", "hw/desc_check.py", "~dim_ok(d.out_h, d.in_h, d.k_h, d.pad_h)",
+           "~dim_ok(d.out_h, d.in_h, d.k_h, d.pad_w)"),
+    Mutant("check_add_rejected", "desc check", "hw/desc_check.py", "~(is_mvm | is_max | is_avg | is_add)",
+           "~(is_mvm | is_max | is_avg)"),
+    Mutant("check_pad_code_bound", "desc check", "hw/desc_check.py", "d.pad_code > max_code", "d.pad_code > max_code + 1"),
     Mutant("check_overlap", "desc check", "hw/desc_check.py", "(out_end > d.in_base) &", "(out_end > d.in_base + 1) &"),
     Mutant("check_out_range", "desc check", "hw/desc_check.py", "out_end > Mux(d.to_out, c.out_depth, c.act_depth)",
            "out_end > Mux(d.to_out, c.out_depth, c.act_depth) + 1"),

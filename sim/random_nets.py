@@ -6,9 +6,12 @@ it for a small-rows config (`RANDOM_CFG`: 32 rows, so about a quarter of the MVM
 im2col rows than the array and are row-tiled), and then randomises what the compiler would keep regular: the array
 placement of every layer's rectangle, the post-processing parameter blocks (with junk between
 them), the activation banks and base addresses, per-layer drift-compensation alpha and, unless a
-precision is forced, per-layer precision (8/6/4 bits, changing between layers). The input codes
-and read-noise seeds come from the same seed. Everything is legal (`Program.check`); the golden
-model and the RTL must agree on every integer.
+precision is forced, per-layer precision (8/6/4 bits, changing between layers). From a stream of
+its own (so that the other draws stay as they were): one MVM layer padded differently above and
+beside (pad_h != pad_w, the later layers' geometry re-derived, `_asymmetric_pad`) and the pad code
+of padded MVM layers (any code of the layer's input bits: padded positions load it, as the golden
+model pads with it; `_pad_codes`). The input codes and read-noise seeds come from the same seed.
+Everything is legal (`Program.check`); the golden model and the RTL must agree on every integer.
 
 Half the cases are "rails" cases (`_rails`, drawn from a stream of their own so the others stay
 as they were): the same network with columns driven past both ADC rails, row tiles all on one rail,
@@ -36,6 +39,8 @@ from aoncim.program import LayerDescriptor, Program, ProgramError
 RANDOM_CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8)
 BITS = (8, 6, 4)
 _ATTEMPTS = 200
+ASYMMETRIC_PAD_P = 0.5  # probability that a case has a layer with pad_h != pad_w (where one can)
+PAD_CODE_P = 0.6        # probability that a case's padded MVM layers may load non-zero pad codes
 
 
 @dataclass
@@ -58,7 +63,7 @@ class RandomCase:
         p, parts = self.prog, []
         for d in p.layers:
             kind = layer_kind(d)
-            geo = "" if kind in ("linear", "global-avgpool") else f"{d.k_h}x{d.k_w}/s{d.stride}" + (f"/p{d.pad}" if d.pad else "")
+            geo = "" if kind in ("linear", "global-avgpool") else f"{d.k_h}x{d.k_w}/s{d.stride}" + _pad_text(d)
             ch = f" {d.in_c}->{d.out_c}" if d.is_mvm else f" {d.in_c}"
             tiles = f" T{d.tiles(rows)}" if d.is_mvm and d.tiles(rows) > 1 else ""
             bits = f" {d.in_bits}b" if d.in_bits == d.out_bits else f" {d.in_bits}->{d.out_bits}b"
@@ -66,6 +71,14 @@ class RandomCase:
         d0 = p.layers[0]
         extra = f"; random {', '.join(self.randomised)}" if self.randomised else ""
         return f"seed {self.seed}: input {d0.in_h}x{d0.in_w}x{d0.in_c}: " + " | ".join(parts) + extra
+
+
+def _pad_text(d: LayerDescriptor) -> str:
+    """"/p1" (pad_h = pad_w), "/p1x2" (pad_h x pad_w), "/z<code>" for a non-zero pad code; "" unpadded."""
+    if not (d.pad_h or d.pad_w):
+        return ""
+    pad = f"/p{d.pad_h}" if d.pad_h == d.pad_w else f"/p{d.pad_h}x{d.pad_w}"
+    return pad + (f"/z{d.pad_code}" if d.pad_code else "")
 
 
 def replay_command(seed: int, act_bits: int | None = None, config_path: str | None = None) -> str:
@@ -224,7 +237,7 @@ def _relocate_acts(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -
 def _mixed_precision(prog: Program, cfg: AonCimConfig, rng: np.random.Generator, compiled_bits: int) -> Program:
     """Per-layer precision: every layer but max pooling may change bits at its output; its shift
     moves with it so that the codes keep their range (the next layer's ADC gain steps with its
-    input bits, contract step 5)."""
+    input bits, contract step 5), and so does the next layer's pad code."""
     layers = list(prog.layers)
     bits = int(rng.choice(BITS))
     for i, d in enumerate(layers):
@@ -232,9 +245,63 @@ def _mixed_precision(prog: Program, cfg: AonCimConfig, rng: np.random.Generator,
         shift = d.shift
         if not d.op.keeps_bits and not d.to_out:
             shift = int(np.clip(shift + compiled_bits - out, 0, cfg.pp_shift_max))
-        layers[i] = dataclasses.replace(d, in_bits=bits, out_bits=out if not d.to_out else d.out_bits, shift=shift)
+        # A padded layer's pad code (the compiler's zero point of its input) moves with the input's bits.
+        pad_code = min(d.pad_code >> max(0, d.in_bits - bits) << max(0, bits - d.in_bits), (1 << bits) - 1)
+        layers[i] = dataclasses.replace(d, in_bits=bits, out_bits=out if not d.to_out else d.out_bits, shift=shift,
+                                        pad_code=pad_code)
         bits = out
     return dataclasses.replace(prog, layers=layers, calib_codes=None)
+
+
+def _asymmetric_pad(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Program | None:
+    """One MVM layer padded differently above and below than beside (a row-tiled or strided one
+    if there is one, most of the time): the padding of one axis redrawn (0 .. min(kernel side, 2),
+    a value that differs from the other axis's). Its output map changes size, so every later layer
+    keeps its kernel, stride and padding and takes the new map as its input (a layer whose kernel
+    was the whole input may slide now), and the activations are laid out anew (`_relocate_acts`:
+    each layer reads what the previous one wrote; random nets are sequential). None if no layer can
+    take it or the result does not fit the chip."""
+    layers = list(prog.layers)
+    # Row-tiled and strided layers first, most of the time: their crosses with padding are the rarest.
+    order = sorted(rng.permutation(prog.mvm_layers), key=lambda i: -(layers[i].tiles(cfg.rows) > 1) -
+                   (layers[i].stride > 1)) if rng.random() < 0.7 else rng.permutation(prog.mvm_layers)
+    for i in order:
+        i, d = int(i), layers[int(i)]
+        for axis in rng.permutation(["h", "w"]):
+            k, other = (d.k_h, d.pad_w) if axis == "h" else (d.k_w, d.pad_h)
+            cur = d.pad_h if axis == "h" else d.pad_w
+            choices = [p for p in range(min(k, 2) + 1) if p not in (cur, other)]
+            if choices:
+                break
+        else:
+            continue
+        p = int(rng.choice(choices))
+        layers[i] = dataclasses.replace(d, **({"pad_h": p} if axis == "h" else {"pad_w": p}))
+        for j in range(i, len(layers)):
+            e = layers[j]
+            if j > i:
+                e = dataclasses.replace(e, in_h=layers[j - 1].out_h, in_w=layers[j - 1].out_w)
+            out_h, out_w = _out(e.in_h, e.k_h, e.stride, e.pad_h), _out(e.in_w, e.k_w, e.stride, e.pad_w)
+            depth = cfg.out_depth if e.to_out else cfg.act_depth
+            if min(out_h, out_w) < 1 or e.in_h * e.in_w * e.in_c > cfg.act_depth or out_h * out_w * e.out_c > depth:
+                return None
+            layers[j] = dataclasses.replace(e, out_h=out_h, out_w=out_w)
+        moved = _relocate_acts(dataclasses.replace(prog, layers=layers), cfg, rng)
+        try:
+            if moved is not None:
+                moved.check(cfg)
+        except ProgramError:
+            return None
+        return moved
+    return None
+
+
+def _pad_codes(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Program:
+    """Padded MVM layers load a random non-zero pad code (the input's zero point of a signed map
+    stored offset-binary), any code of the layer's input bits, three in four of them."""
+    layers = [dataclasses.replace(d, pad_code=int(rng.integers(1, 1 << d.in_bits)))
+              if d.is_mvm and (d.pad_h or d.pad_w) and rng.random() < 0.75 else d for d in prog.layers]
+    return dataclasses.replace(prog, layers=layers)
 
 
 def _random_alpha(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Program:
@@ -309,8 +376,8 @@ def _adc_exact(prog: Program, cfg: AonCimConfig, j: int, x0: np.ndarray, noise_s
     mod = 1 << (sh - k)
     inv = pow(gain >> k, -1, mod)
     # Every input pixel a window row reads, per position: where the 1 goes.
-    index = np.arange(x0.size).reshape(x0.shape) + 1  # 0 marks padding after im2col
-    where = im2col(torch.from_numpy(index)[None], d)[0].numpy() - 1
+    index = np.arange(x0.size).reshape(x0.shape) + 1  # 0 marks padding after im2col (pad code 0 here)
+    where = im2col(torch.from_numpy(index)[None], dataclasses.replace(d, pad_code=0))[0].numpy() - 1
     cands = [(p, t) for p in range(d.positions) for t in range(len(tiles))]
     for n_try in rng.permutation(len(cands))[:64]:
         p, t = cands[int(n_try)]
@@ -508,6 +575,14 @@ def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None 
                 prog, notes = _random_alpha(prog, cfg, r), notes + ["alpha"]
             if act_bits is None and r.random() < 0.35:
                 prog, notes = _mixed_precision(prog, cfg, r, bits), notes + ["per-layer precision"]
+            # Its own stream, so that the draws above (and the inputs below) stay as they were.
+            pads = np.random.default_rng([0xA0C1, seed, 0x9AD])
+            if pads.random() < ASYMMETRIC_PAD_P:
+                moved = _asymmetric_pad(prog, cfg, pads)
+                if moved is not None:
+                    prog, notes = moved, notes + ["asymmetric padding"]
+            if pads.random() < PAD_CODE_P and any(d.is_mvm and (d.pad_h or d.pad_w) for d in prog.layers):
+                prog, notes = _pad_codes(prog, cfg, pads), notes + ["pad codes"]
         prog.check(cfg)
         d0 = prog.layers[0]
         inputs = [r.integers(0, 1 << d0.in_bits, (d0.in_h, d0.in_w, d0.in_c)) for _ in range(n_inputs)]

@@ -103,8 +103,8 @@ def test_alpha_is_an_exact_fixed_point_gain():
     code = torch.as_tensor(rng.integers(-127, 128, 500))
     scale = torch.as_tensor(rng.integers(-2**15, 2**15, 500))
     bias = torch.as_tensor(rng.integers(-2**20, 2**20, 500))
-    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=1, in_bank=0, out_bank=1,
-                in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=1, row0=0, col0=0,
+    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad_h=0, pad_w=0, relu=0, to_out=1, in_bank=0,
+                out_bank=1, in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=1, row0=0, col0=0,
                 param_base=0, in_base=0, out_base=0)
     for shift in (0, 1, 9, 20):
         d = LayerDescriptor(shift=shift, **base)
@@ -235,8 +235,8 @@ def test_postproc_without_fraction_or_shift_is_the_identity_step():
     from aoncim.program import LayerDescriptor, Op
 
     cfg = dataclasses.replace(AonCimConfig(), alpha_frac_bits=0)
-    d = LayerDescriptor(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0,
-                        out_bank=1, shift=0, in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=3,
+    d = LayerDescriptor(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad_h=0, pad_w=0, relu=0, to_out=0,
+                        in_bank=0, out_bank=1, shift=0, in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=3,
                         k_rows=1, row0=0, col0=0, param_base=0, in_base=0, out_base=0)
     y = PostProcessing(cfg)(torch.tensor([3, 5, 200]), torch.tensor([2, 1, 2]), torch.tensor([1, -2, 0]), d, alpha=1)
     assert y.tolist() == [7, 3, 255]

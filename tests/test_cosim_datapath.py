@@ -130,7 +130,11 @@ def error_cases(prog):
     L, R = prog.layers, dataclasses.replace
     conv, mp, conv2, avg, fc = L[0], L[1], L[3], L[4], L[7]
     c, E = CFG, ErrorCode
-    pad_mp = R(mp, pad=1, out_h=(mp.in_h + 2 - mp.k_h) // mp.stride + 1, out_w=(mp.in_w + 2 - mp.k_w) // mp.stride + 1)
+    pad_mp = R(mp, pad_h=1, pad_w=1, out_h=(mp.in_h + 2 - mp.k_h) // mp.stride + 1,
+               out_w=(mp.in_w + 2 - mp.k_w) // mp.stride + 1)
+    # A residual add must be the 2 x positions x C view with a 2x1 window at stride 1: the average
+    # pool's 2x2 window at stride 1, as an add, is not.
+    add_2x2 = R(avg, opcode=Op.ADD.value)
     big_gap = R(avg, in_h=17, in_w=16, in_c=1, k_h=17, k_w=16, out_h=1, out_w=1, out_c=1, stride=1)
     # A valid conv of 144 rows: two row tiles of 6 columns, side by side from column 0.
     tiled = R(conv, in_h=4, in_w=4, in_c=16, k_rows=144, out_h=4, out_w=4)
@@ -156,6 +160,7 @@ def error_cases(prog):
         ("max pool to the output memory", [R(mp, to_out=1)], None, E.BAD_POOL, 0),
         ("max pool changes bits", [R(mp, out_bits=4)], None, E.BAD_POOL, 0),
         ("average pool changes channels", [R(avg, out_c=avg.out_c - 1)], None, E.BAD_POOL, 0),
+        ("residual add with a 2x2 window", [add_2x2], None, E.BAD_POOL, 0),
         ("pool sum too wide", [big_gap], None, E.POOL_SUM, 0),
         ("parameters beyond param_depth", [R(conv, param_base=c.param_depth - conv.out_c + 1)], None, E.PARAM_RANGE, 0),
         ("shift", [R(conv, shift=c.pp_shift_max + 1)], None, E.BAD_SHIFT, 0),
@@ -166,6 +171,7 @@ def error_cases(prog):
         ("output beyond out_depth", [R(fc, out_base=c.out_depth - fc.out_c + 1)], None, E.OUT_RANGE, 0),
         ("output over its own input", [R(conv, out_bank=conv.in_bank, out_base=conv.in_base + 1)], None,
          E.ACT_OVERLAP, 0),
+        ("pad code not a 4-bit code", [conv, R(conv2, in_bits=4, pad_code=16)], None, E.BAD_PAD_CODE, 1),
     ]
 
 

@@ -76,8 +76,8 @@ def test_adc_lane_matches_model(cfg, bits):
 
 
 def _desc(**kw):
-    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0, out_bank=1,
-                shift=8, in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=1, row0=0,
+    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad_h=0, pad_w=0, relu=0, to_out=0, in_bank=0,
+                out_bank=1, shift=8, in_h=1, in_w=1, in_c=1, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=1, row0=0,
                 col0=0, param_base=0, in_base=0, out_base=0)
     base.update(kw)
     return LayerDescriptor(**base)

@@ -73,8 +73,8 @@ def test_adc_events_on_chosen_values():
 
 
 def desc(**kw):
-    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=4, stride=1, pad=0, relu=0, to_out=0, in_bank=0, out_bank=1,
-                shift=2, in_h=1, in_w=1, in_c=4, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=4, row0=0,
+    base = dict(opcode=Op.MVM.value, in_bits=8, out_bits=4, stride=1, pad_h=0, pad_w=0, relu=0, to_out=0, in_bank=0,
+                out_bank=1, shift=2, in_h=1, in_w=1, in_c=4, k_h=1, k_w=1, out_h=1, out_w=1, out_c=1, k_rows=4, row0=0,
                 col0=0, param_base=0, in_base=0, out_base=0)
     return LayerDescriptor(**{**base, **kw})
 
@@ -131,7 +131,7 @@ def test_datapath_report_merge_summary_missing():
     # A co-simulation's report carries the datapath under "datapath"; merging keeps it.
     seq = cov.to_json({})
     both = cov.merge([dict(seq, datapath=r), dict(seq, datapath=r)])
-    assert both["total"] == 45 and both["datapath"]["hit"] == 2
+    assert both["total"] == 84 and both["datapath"]["hit"] == 2
     assert next(b["hits"] for b in both["datapath"]["bins"] if b["bin"] == "act <0") == 14
     assert "datapath" not in cov.merge([seq])
 

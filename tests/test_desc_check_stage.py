@@ -1,7 +1,9 @@
 """The CHECK state's descriptor validation (hw/desc_check.py `DescriptorCheck`) on its own, in the
-Amaranth simulator: every ErrorCode it can raise, on targeted and random corrupted descriptors,
-against per-code Python predicates written like `LayerDescriptor.check` (and consistent with it:
-a descriptor is accepted exactly when `LayerDescriptor.check` accepts it).
+Amaranth simulator: every ErrorCode it can raise (BAD_PAD_CODE and the residual add's BAD_POOL
+rules included), on targeted and random corrupted descriptors of a conv padded pad_h != pad_w with
+a pad code, a max pool and a residual add, against per-code Python predicates written like
+`LayerDescriptor.check` (and consistent with it: a descriptor is accepted exactly when
+`LayerDescriptor.check` accepts it).
 """
 import dataclasses
 
@@ -22,7 +24,7 @@ RUN_CODES = {E.NONE, E.NO_LAYERS, E.TOO_MANY_LAYERS}
 
 def want_code(cfg: AonCimConfig, d: LayerDescriptor) -> E:
     """The lowest ErrorCode whose condition (regmap.ErrorCode's docstrings) `d` violates."""
-    mvm, mx = d.opcode == Op.MVM.value, d.opcode == Op.MAXPOOL.value
+    mvm, mx, add = d.opcode == Op.MVM.value, d.opcode == Op.MAXPOOL.value, d.opcode == Op.ADD.value
     tiles = -(-d.k_rows // cfg.rows)
     in_end = d.in_base + d.in_h * d.in_w * d.in_c
     out_end = d.out_base + d.out_h * d.out_w * d.out_c
@@ -30,19 +32,22 @@ def want_code(cfg: AonCimConfig, d: LayerDescriptor) -> E:
         (E.BAD_OPCODE, d.opcode not in {o.value for o in Op}),
         (E.BAD_BITS, d.in_bits not in cfg.act_bits_supported or d.out_bits not in cfg.act_bits_supported),
         (E.ZERO_SIZE, min(d.stride, d.k_h, d.k_w, d.in_h, d.in_w, d.in_c, d.out_h, d.out_w, d.out_c) == 0),
-        (E.BAD_GEOMETRY, lambda: d.out_h != (d.in_h + 2 * d.pad - d.k_h) // d.stride + 1 or
-                                 d.out_w != (d.in_w + 2 * d.pad - d.k_w) // d.stride + 1 or
+        (E.BAD_GEOMETRY, lambda: d.out_h != (d.in_h + 2 * d.pad_h - d.k_h) // d.stride + 1 or
+                                 d.out_w != (d.in_w + 2 * d.pad_w - d.k_w) // d.stride + 1 or
                                  (mvm and d.k_rows != d.k_h * d.k_w * d.in_c)),
         (E.ARRAY_ROWS, mvm and d.row0 + min(d.k_rows, cfg.rows) > cfg.rows),
         (E.ARRAY_COLS, mvm and d.col0 + tiles * d.out_c > cfg.cols),
-        (E.BAD_POOL, not mvm and (d.k_rows != 0 or d.row0 != 0 or d.col0 != 0 or d.out_c != d.in_c or d.pad != 0 or
-                                  (mx and (d.out_bits != d.in_bits or d.to_out)))),
+        (E.BAD_POOL, not mvm and (d.k_rows != 0 or d.row0 != 0 or d.col0 != 0 or d.out_c != d.in_c or d.pad_h != 0 or
+                                  d.pad_w != 0 or (mx and (d.out_bits != d.in_bits or d.to_out)) or
+                                  (add and not (d.in_h == d.k_h == 2 and d.k_w == 1 and d.stride == 1 and
+                                                d.out_h == 1)))),
         (E.POOL_SUM, not mvm and d.k_h * d.k_w * ((1 << d.in_bits) - 1) >= 1 << cfg.pool_sum_bits),
         (E.PARAM_RANGE, d.param_base + d.out_c > cfg.param_depth),
         (E.BAD_SHIFT, d.shift > cfg.pp_shift_max),
         (E.IN_RANGE, in_end > cfg.act_depth),
         (E.OUT_RANGE, out_end > (cfg.out_depth if d.to_out else cfg.act_depth)),
         (E.ACT_OVERLAP, not d.to_out and d.in_bank == d.out_bank and out_end > d.in_base and in_end > d.out_base),
+        (E.BAD_PAD_CODE, d.pad_code >= 1 << d.in_bits),
     ]
     assert {code for code, _ in pred} == set(E) - RUN_CODES
     for code, bad in pred:
@@ -66,42 +71,60 @@ def run_check(cfg: AonCimConfig, descs: list[LayerDescriptor]) -> list[tuple[int
     return got
 
 
-CONV = LayerDescriptor(opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=1, relu=0, to_out=0, in_bank=0,
-                       out_bank=1, shift=4, in_h=5, in_w=5, in_c=4, k_h=3, k_w=3, out_h=5, out_w=5, out_c=6,
-                       k_rows=36, row0=0, col0=3, param_base=10, in_base=7, out_base=0)
-POOL = LayerDescriptor(opcode=Op.MAXPOOL.value, in_bits=6, out_bits=6, stride=2, pad=0, relu=0, to_out=0,
+# A 3x3 conv padded 1 above and below and 2 beside (a 5x7 input to 5x9), padded with code 3.
+CONV = LayerDescriptor(opcode=Op.MVM.value, in_bits=4, out_bits=8, stride=1, pad_h=1, pad_w=2, pad_code=3, relu=0,
+                       to_out=0, in_bank=0, out_bank=1, shift=4, in_h=5, in_w=7, in_c=4, k_h=3, k_w=3, out_h=5,
+                       out_w=9, out_c=6, k_rows=36, row0=0, col0=3, param_base=10, in_base=7, out_base=0)
+POOL = LayerDescriptor(opcode=Op.MAXPOOL.value, in_bits=6, out_bits=6, stride=2, pad_h=0, pad_w=0, relu=0, to_out=0,
                        in_bank=1, out_bank=1, shift=0, in_h=6, in_w=6, in_c=5, k_h=2, k_w=2, out_h=3, out_w=3,
                        out_c=5, k_rows=0, row0=0, col0=0, param_base=0, in_base=0, out_base=200)
+# A residual add of two 7 x 5 operands at ACT0[300..]: the 2 x 7 x 5 view, a 2x1 window.
+ADD = LayerDescriptor(opcode=Op.ADD.value, in_bits=8, out_bits=8, stride=1, pad_h=0, pad_w=0, relu=0, to_out=0,
+                      in_bank=0, out_bank=0, shift=1, in_h=2, in_w=7, in_c=5, k_h=2, k_w=1, out_h=1, out_w=7,
+                      out_c=5, k_rows=0, row0=0, col0=0, param_base=20, in_base=300, out_base=0)
 R = dataclasses.replace
 # One corruption per ErrorCode (the lowest failing code is the one named).
 TARGETED = {
-    E.BAD_OPCODE: [R(CONV, opcode=0), R(CONV, opcode=15), R(CONV, opcode=4, in_bits=3)],
+    E.BAD_OPCODE: [R(CONV, opcode=0), R(CONV, opcode=15), R(CONV, opcode=5, in_bits=3), R(ADD, opcode=5)],
     E.BAD_BITS: [R(CONV, in_bits=5), R(CONV, out_bits=0), R(POOL, in_bits=2, out_bits=2)],
     E.ZERO_SIZE: [R(CONV, stride=0), R(CONV, k_w=0), R(CONV, out_c=0), R(POOL, in_c=0, out_c=0)],
-    E.BAD_GEOMETRY: [R(CONV, out_h=4), R(CONV, out_w=6), R(CONV, k_rows=35), R(POOL, out_w=4),
-                     R(CONV, pad=0, k_h=8, k_rows=96, out_h=1)],
+    E.BAD_GEOMETRY: [R(CONV, out_h=4), R(CONV, out_w=8), R(CONV, k_rows=35), R(POOL, out_w=4),
+                     R(CONV, pad_h=0, k_h=8, k_rows=96, out_h=1),
+                     # pad_h and pad_w each on their own axis: swapped, both sizes are off
+                     R(CONV, pad_h=2, pad_w=1), R(CONV, pad_h=2), R(CONV, pad_w=1),
+                     R(ADD, out_w=6)],
     E.ARRAY_ROWS: [R(CONV, row0=1), R(CONV, in_c=1, k_rows=9, row0=24)],
     E.ARRAY_COLS: [R(CONV, col0=59), R(CONV, in_c=8, k_rows=72, col0=47)],
     E.BAD_POOL: [R(POOL, k_rows=1), R(POOL, col0=2), R(POOL, out_c=4), R(POOL, to_out=1), R(POOL, out_bits=8),
-                 R(POOL, opcode=Op.AVGPOOL.value, pad=1, out_h=4, out_w=4)],
+                 R(POOL, opcode=Op.AVGPOOL.value, pad_h=1, pad_w=1, out_h=4, out_w=4),
+                 R(POOL, pad_h=1, out_h=4), R(POOL, pad_w=1, out_w=4),
+                 # residual add: not the 2 x positions x C view with a 2x1 window at stride 1
+                 R(ADD, in_h=3, out_h=2), R(ADD, in_h=3, k_h=3), R(ADD, in_h=1, k_h=1), R(ADD, k_h=1, out_h=2),
+                 R(ADD, k_w=2, out_w=6), R(ADD, stride=2, out_w=4), R(ADD, pad_w=1, out_w=9),
+                 R(ADD, out_c=4), R(ADD, col0=1)],
     E.POOL_SUM: [R(POOL, opcode=Op.AVGPOOL.value, in_bits=8, out_bits=8, k_h=16, k_w=17, in_h=16, in_w=17, out_h=1,
                    out_w=1, stride=1, in_c=1, out_c=1)],
     E.PARAM_RANGE: [R(CONV, param_base=123), R(POOL, param_base=124)],
     E.BAD_SHIFT: [R(CONV, shift=CFG.pp_shift_max + 1), R(CONV, shift=63)],
     E.IN_RANGE: [R(CONV, in_base=413), R(CONV, in_base=2**16 - 1)],
-    E.OUT_RANGE: [R(CONV, out_base=363), R(CONV, to_out=1, out_base=0), R(POOL, out_base=500)],
+    E.OUT_RANGE: [R(CONV, out_base=CFG.act_depth - CONV.positions * CONV.out_c + 1), R(CONV, to_out=1, out_base=0),
+                  R(POOL, out_base=500), R(ADD, to_out=1, out_base=CFG.out_depth - ADD.positions * ADD.out_c + 1)],
     # Overlaps of one word, at the input's start and at its end (adjacent regions are legal: see
     # test_descriptors_at_the_limits_are_accepted).
     E.ACT_OVERLAP: [R(CONV, out_bank=0), R(POOL, in_base=30),
                     R(CONV, out_bank=0, in_base=CONV.positions * CONV.out_c - 1),
-                    R(CONV, out_bank=0, in_base=0, out_base=CONV.in_h * CONV.in_w * CONV.in_c - 1)],
+                    R(CONV, out_bank=0, in_base=0, out_base=CONV.in_h * CONV.in_w * CONV.in_c - 1),
+                    R(ADD, out_base=ADD.in_base - ADD.positions * ADD.out_c + 1)],
+    # One past the input's largest code, on any opcode (the golden model pads with it on MVM layers).
+    E.BAD_PAD_CODE: [R(CONV, pad_code=16), R(CONV, pad_code=255), R(CONV, in_bits=6, pad_code=64),
+                     R(POOL, pad_code=64), R(ADD, in_bits=4, pad_code=16)],
 }
 
 
 def test_targeted_descriptors_raise_each_error_code():
     assert set(TARGETED) == set(E) - RUN_CODES
-    descs = [CONV, POOL] + [d for ds in TARGETED.values() for d in ds]
-    wants = [E.NONE, E.NONE] + [code for code, ds in TARGETED.items() for _ in ds]
+    descs = [CONV, POOL, ADD] + [d for ds in TARGETED.values() for d in ds]
+    wants = [E.NONE] * 3 + [code for code, ds in TARGETED.items() for _ in ds]
     assert [want_code(CFG, d) for d in descs] == wants       # the predicates name the intended code
     assert run_check(CFG, descs) == [(int(w != E.NONE), int(w)) for w in wants]
 
@@ -112,7 +135,7 @@ def test_random_corruptions_match_predicates_and_check(seed):
     names = list(FIELD_BITS)
     descs = []
     for _ in range(400):
-        d = CONV if rng.random() < 0.6 else POOL
+        d = [CONV, POOL, ADD][int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
         for _ in range(int(rng.integers(1, 4))):
             f = names[int(rng.integers(len(names)))]
             bits = FIELD_BITS[f]
@@ -141,12 +164,17 @@ def test_descriptors_at_the_limits_are_accepted():
         R(CONV, param_base=CFG.param_depth - CONV.out_c),
         R(CONV, in_base=CFG.act_depth - CONV.in_h * CONV.in_w * CONV.in_c),
         R(CONV, out_base=CFG.act_depth - CONV.positions * CONV.out_c),
-        R(CONV, to_out=1, out_c=2, out_base=CFG.out_depth - CONV.positions * 2),
+        R(CONV, to_out=1, out_c=1, out_base=CFG.out_depth - CONV.positions),
         R(CONV, col0=CFG.cols - CONV.tiles(CFG.rows) * CONV.out_c),
         R(CONV, in_c=1, k_rows=9, row0=CFG.rows - 9),
         R(CONV, out_bank=0, in_base=CONV.positions * CONV.out_c),            # output ends where input starts
         R(POOL, opcode=Op.AVGPOOL.value, in_bits=8, out_bits=8, k_h=16, k_w=16, in_h=16, in_w=16, out_h=1, out_w=1,
           stride=1, in_c=1, out_c=1, out_bank=0),                             # window sum 256 * 255 < 2**16
+        R(CONV, pad_h=2, out_h=7), R(CONV, pad_w=0, out_w=5), R(CONV, pad_h=0, pad_w=0, out_h=3, out_w=5),
+        R(CONV, pad_code=15), R(CONV, in_bits=8, pad_code=255), R(POOL, pad_code=63),   # the largest code
+        R(ADD, to_out=1, out_base=CFG.out_depth - ADD.positions * ADD.out_c),
+        R(ADD, out_base=ADD.in_base - ADD.positions * ADD.out_c),          # output ends where input starts
+        R(ADD, in_w=1, out_w=1, in_c=CFG.load_lanes + 1, out_c=CFG.load_lanes + 1),  # one position
     ]
     for d in at_limit:
         d.check(CFG)

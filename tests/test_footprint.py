@@ -31,11 +31,11 @@ def _random_net(rng: np.random.Generator) -> tuple[nn.Sequential, tuple[int, int
 
     for _ in range(int(rng.integers(1, 4))):
         o, k = int(rng.integers(2, 9)), int(rng.integers(1, 4))
-        s, p = int(rng.integers(1, 3)), int(rng.integers(0, 2))
-        if (hh + 2 * p - k) // s + 1 < 1 or (ww + 2 * p - k) // s + 1 < 1:
+        s, ph, pw = int(rng.integers(1, 3)), int(rng.integers(0, 2)), int(rng.integers(0, 2))  # pad_h, pad_w
+        if (hh + 2 * ph - k) // s + 1 < 1 or (ww + 2 * pw - k) // s + 1 < 1:
             break
-        mods.append(nn.Conv2d(ch, o, k, stride=s, padding=p))
-        ch, hh, ww = o, (hh + 2 * p - k) // s + 1, (ww + 2 * p - k) // s + 1
+        mods.append(nn.Conv2d(ch, o, k, stride=s, padding=(ph, pw)))
+        ch, hh, ww = o, (hh + 2 * ph - k) // s + 1, (ww + 2 * pw - k) // s + 1
         extras(True)
         if min(hh, ww) >= 2 and rng.random() < 0.6:
             k = int(rng.integers(2, min(hh, ww, 3) + 1))
@@ -72,7 +72,7 @@ def test_footprint_layers_are_the_compiled_layers(seed):
         assert L.name == prog.layer_name(i)
         assert L.op is d.op
         assert L.in_shape == (d.in_h, d.in_w, d.in_c) and L.out_shape == (d.out_h, d.out_w, d.out_c), L.name
-        assert (L.kernel, L.stride, L.pad) == ((d.k_h, d.k_w), d.stride, d.pad), L.name
+        assert (L.kernel, L.stride, L.pad) == ((d.k_h, d.k_w), d.stride, (d.pad_h, d.pad_w)), L.name
         assert (L.rows, L.cols) == ((d.k_rows, d.out_c) if d.is_mvm else (0, 0)), L.name
         assert L.mvms == d.mvms(CFG.rows)
         if d.is_mvm:
@@ -118,10 +118,10 @@ def test_ops_are_one_vocabulary():
 
     from aoncim.program import DESCRIPTOR_FIELDS
 
-    assert [(o.name, o.value) for o in Op] == [("MVM", 1), ("MAXPOOL", 2), ("AVGPOOL", 3)]
+    assert [(o.name, o.value) for o in Op] == [("MVM", 1), ("MAXPOOL", 2), ("AVGPOOL", 3), ("ADD", 4)]
     assert Shape.cast(Op) == Shape(dict(DESCRIPTOR_FIELDS)["opcode"])
     assert [o for o in Op if o.uses_array] == [Op.MVM]
-    assert [o for o in Op if o.is_pool] == [Op.MAXPOOL, Op.AVGPOOL]
-    assert [o for o in Op if o.uses_params] == [Op.MVM, Op.AVGPOOL]
+    assert [o for o in Op if o.is_pool] == [Op.MAXPOOL, Op.AVGPOOL, Op.ADD]
+    assert [o for o in Op if o.uses_params] == [Op.MVM, Op.AVGPOOL, Op.ADD]
     assert [o for o in Op if o.keeps_bits] == [Op.MAXPOOL]
-    assert Op.known() == {1: "mvm", 2: "maxpool", 3: "avgpool"}
+    assert Op.known() == {1: "mvm", 2: "maxpool", 3: "avgpool", 4: "add"}

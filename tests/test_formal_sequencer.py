@@ -23,38 +23,44 @@ from aoncim.program import LayerDescriptor, Op, ProgramError
 from aoncim.sim import formal
 
 # Every size a power of two and as small as the config allows, yet row tiling (k_rows up to 4 on
-# 2 rows), padding, strides, both pooling ops and the output memory all occur.
+# 2 rows), padding, strides, both pooling ops, the residual add and the output memory all occur.
 TINY = AonCimConfig(rows=2, cols=2, n_adcs=2, dac_bits=2, act_bits_supported=(2,), gcode_bits=2, adc_bits=4,
                     load_lanes=2, pp_lanes=1, act_depth=4, out_depth=2, max_layers=1, param_depth=4, pool_sum_bits=4)
 LONGEST = 48  # cycles of TINY's slowest accepted layer (test_longest_layer_on_tiny)
 BOUND = LONGEST + 8  # plus START's fetch and the run's end
 
 
-def longest_layer(cfg: AonCimConfig) -> int:
-    """Cycles of the slowest one-layer program `cfg` accepts (every op, shape, kernel, stride and
-    padding whose tensors fit the banks; placement and bases do not change the count)."""
-    from aoncim.perf.cycles import layer_cycles
-
-    worst, n = 0, cfg.act_depth
+def accepted_layers(cfg: AonCimConfig):
+    """Every one-layer program `cfg` accepts, up to placement, bases and the pad code (which do not
+    change the count): every op, the residual add included, shape, kernel, stride and padding
+    above/below and beside whose tensors fit the banks."""
+    n = cfg.act_depth
     bits = max(cfg.act_bits_supported)
     for op in Op:
         for in_h, in_w, in_c in itertools.product(range(1, n + 1), repeat=3):
             if in_h * in_w * in_c > n:
                 continue
-            for k_h, k_w, stride, pad in itertools.product(range(1, cfg.rows + 1), range(1, cfg.rows + 1), (1, 2), (0, 1)):
-                oh, ow = (in_h + 2 * pad - k_h) // stride + 1, (in_w + 2 * pad - k_w) // stride + 1
+            for k_h, k_w, stride, pad_h, pad_w in itertools.product(range(1, cfg.rows + 1), range(1, cfg.rows + 1),
+                                                                    (1, 2), (0, 1), (0, 1)):
+                oh, ow = (in_h + 2 * pad_h - k_h) // stride + 1, (in_w + 2 * pad_w - k_w) // stride + 1
                 for out_c in (range(1, cfg.cols + 1) if op.uses_array else [in_c]):
-                    d = LayerDescriptor(opcode=op.value, in_bits=bits, out_bits=bits, stride=stride, pad=pad, relu=0,
-                                        to_out=0, in_bank=0, out_bank=1, shift=0, in_h=in_h, in_w=in_w, in_c=in_c,
-                                        k_h=k_h, k_w=k_w, out_h=max(oh, 1), out_w=max(ow, 1), out_c=out_c,
-                                        k_rows=k_h * k_w * in_c if op.uses_array else 0, row0=0, col0=0,
+                    d = LayerDescriptor(opcode=op.value, in_bits=bits, out_bits=bits, stride=stride, pad_h=pad_h,
+                                        pad_w=pad_w, relu=0, to_out=0, in_bank=0, out_bank=1, shift=0, in_h=in_h,
+                                        in_w=in_w, in_c=in_c, k_h=k_h, k_w=k_w, out_h=max(oh, 1), out_w=max(ow, 1),
+                                        out_c=out_c, k_rows=k_h * k_w * in_c if op.uses_array else 0, row0=0, col0=0,
                                         param_base=0, in_base=0, out_base=0)
                     try:
                         d.check(cfg)
                     except ProgramError:
                         continue
-                    worst = max(worst, layer_cycles(cfg, d))
-    return worst
+                    yield d
+
+
+def longest_layer(cfg: AonCimConfig) -> int:
+    """Cycles of the slowest one-layer program `cfg` accepts (`accepted_layers`)."""
+    from aoncim.perf.cycles import layer_cycles
+
+    return max(layer_cycles(cfg, d) for d in accepted_layers(cfg))
 
 
 class NoHangContract(Elaboratable):
@@ -89,6 +95,10 @@ class NoHangContract(Elaboratable):
 
 def test_longest_layer_on_tiny():
     assert longest_layer(TINY) == LONGEST
+    # The bound covers every op (the residual add among them) and padding on either axis alone.
+    layers = list(accepted_layers(TINY))
+    assert {d.op for d in layers} == set(Op)
+    assert any(d.pad_h != d.pad_w for d in layers)
 
 
 def test_sequencer_never_hangs(tmp_path):

@@ -2,8 +2,11 @@
 simulator, against the golden model: the activation addresses it streams are those of
 `model.bittrue.im2col` (MVM layers) and `model.bittrue.pool_windows` (pooling layers) applied to a
 map whose every code is its own address, split into MVMs by `LayerDescriptor.tile_rects` and into
-runs as `perf.cycles.load_cycles` counts them.
+runs as `perf.cycles.load_cycles` counts them; the lanes it flags as padding (which load the
+layer's pad_code) are exactly im2col's padded rows, pad_h above and below and pad_w beside.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -34,15 +37,17 @@ def address_map(d: LayerDescriptor) -> torch.Tensor:
 
 def model_mvms(cfg: AonCimConfig, d: LayerDescriptor) -> list[dict]:
     """Per MVM, in issue order: its tile, array column, output address, the activation address
-    each array row loads (rows absent: code 0, zero padding) and its number of load cycles."""
-    rows = im2col(address_map(d), d)[0]                         # (positions, k_rows)
+    each array row loads, the array rows in the padding (they load pad_code) and its number of
+    load cycles."""
+    rows = im2col(address_map(d), dataclasses.replace(d, pad_code=0))[0]   # (positions, k_rows); 0: padding
     cycles = load_cycles(cfg, d)
     out = []
     for p in range(d.positions):
         for t, (r0, n, row0, col0) in enumerate(d.tile_rects(cfg.rows)):
             loads = {row0 + i: int(rows[p, r0 + i]) - 1 for i in range(n) if rows[p, r0 + i]}
-            out.append(dict(tile=t, tcol0=col0, out_base=d.out_base + p * d.out_c, loads=loads, runs=cycles[t],
-                            end=row0 + n))
+            pads = {row0 + i for i in range(n) if not rows[p, r0 + i]}
+            out.append(dict(tile=t, tcol0=col0, out_base=d.out_base + p * d.out_c, loads=loads, pads=pads,
+                            runs=cycles[t], end=row0 + n))
     return out
 
 
@@ -85,7 +90,8 @@ def run_walker(cfg: AonCimConfig, d: LayerDescriptor, seed: int) -> list[dict]:
                 if rng.random() < 0.2:          # the sink may hold a read back
                     await ctx.tick()
                     continue
-                rd = dict(addr=ctx.get(dut.read.addr), lanes=ctx.get(dut.read.lanes), row=ctx.get(dut.read.row),
+                rd = dict(addr=ctx.get(dut.read.addr), lanes=ctx.get(dut.read.lanes), pads=ctx.get(dut.read.pads),
+                          row=ctx.get(dut.read.row),
                           first=ctx.get(dut.read.first), last=ctx.get(dut.read.last))
                 item["reads"].append(rd)
                 ctx.set(dut.read.take, 1)
@@ -120,16 +126,20 @@ def check_mvm(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
         assert [r["last"] for r in reads] == [0] * (len(reads) - 1) + [1]
         assert reads[0]["row"] == d.row0
         assert all(a["row"] < b["row"] for a, b in zip(reads, reads[1:]))
-        loads = {}  # array row -> activation address (rows are disjoint by the check below)
+        loads, pads = {}, set()  # array row -> activation address; rows in the padding
         for i, r in enumerate(reads):
-            # A run ends where the next begins (or at the tile's last row): no lane beyond it loads.
+            # A run ends where the next begins (or at the tile's last row): every lane in it loads a
+            # code of the map or pads, no lane beyond it does either.
             end = reads[i + 1]["row"] if i + 1 < len(reads) else w["end"]
             for j in range(cfg.load_lanes):
-                if r["lanes"] >> j & 1:
-                    row = r["row"] + j
-                    assert row < end
+                row, in_map, pad = r["row"] + j, r["lanes"] >> j & 1, r["pads"] >> j & 1
+                assert in_map + pad == (row < end), (row, end, in_map, pad)
+                if in_map:
                     loads[row] = (r["addr"] + j) % cfg.act_depth
+                elif pad:
+                    pads.add(row)
         assert loads == w["loads"]
+        assert pads == w["pads"]
 
 
 def check_pool(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
@@ -150,9 +160,11 @@ def descriptor(cfg: AonCimConfig, rng, op=Op.MVM, **fix) -> LayerDescriptor | No
     g.update({k: v for k, v in fix.items() if k in g})
     g["k_h"] = fix.get("k_h", int(rng.integers(1, g["in_h"] + 1)))
     g["k_w"] = fix.get("k_w", int(rng.integers(1, g["in_w"] + 1)))
-    pad = 0 if op != Op.MVM else fix.get("pad", int(rng.integers(0, min(g["k_h"], g["k_w"], 3))))
-    out_h = (g["in_h"] + 2 * pad - g["k_h"]) // g["stride"] + 1
-    out_w = (g["in_w"] + 2 * pad - g["k_w"]) // g["stride"] + 1
+    # Padding on each axis below its kernel side (every output sees the input), drawn apart.
+    pad_h = 0 if op != Op.MVM else fix.get("pad_h", int(rng.integers(0, min(g["k_h"], 3))))
+    pad_w = 0 if op != Op.MVM else fix.get("pad_w", int(rng.integers(0, min(g["k_w"], 3))))
+    out_h = (g["in_h"] + 2 * pad_h - g["k_h"]) // g["stride"] + 1
+    out_w = (g["in_w"] + 2 * pad_w - g["k_w"]) // g["stride"] + 1
     if out_h < 1 or out_w < 1:
         return None
     mvm = op == Op.MVM
@@ -164,7 +176,8 @@ def descriptor(cfg: AonCimConfig, rng, op=Op.MVM, **fix) -> LayerDescriptor | No
     in_n = g["in_h"] * g["in_w"] * g["in_c"]
     in_base = int(rng.integers(0, max(1, cfg.act_depth - in_n + 1)))
     out_base = int(rng.integers(0, max(1, cfg.act_depth - out_h * out_w * out_c + 1)))
-    d = LayerDescriptor(opcode=op.value, in_bits=4, out_bits=4, stride=g["stride"], pad=pad, relu=0, to_out=0,
+    d = LayerDescriptor(opcode=op.value, in_bits=4, out_bits=4, stride=g["stride"], pad_h=pad_h, pad_w=pad_w,
+                        pad_code=int(rng.integers(0, 16)) if pad_h or pad_w else 0, relu=0, to_out=0,
                         in_bank=0, out_bank=1, shift=0, in_h=g["in_h"], in_w=g["in_w"], in_c=g["in_c"],
                         k_h=g["k_h"], k_w=g["k_w"], out_h=out_h, out_w=out_w, out_c=out_c, k_rows=k_rows,
                         row0=row0, col0=col0, param_base=0, in_base=in_base, out_base=out_base)
@@ -187,8 +200,12 @@ def layers(cfg: AonCimConfig, seed: int, n: int, op=Op.MVM, **fix) -> list[Layer
 
 EXTREMES = {
     "1x1": dict(k_h=1, k_w=1),
-    "kernel=input": dict(in_h=3, in_w=4, k_h=3, k_w=4, pad=0),
-    "stride2-pad": dict(stride=2, in_h=7, in_w=6, k_h=3, k_w=3, pad=1),
+    "kernel=input": dict(in_h=3, in_w=4, k_h=3, k_w=4, pad_h=0, pad_w=0),
+    "stride2-pad": dict(stride=2, in_h=7, in_w=6, k_h=3, k_w=3, pad_h=1, pad_w=1),
+    # padding on one axis only, each way round (a run starting in the padding beside the map)
+    "pad-rows-only": dict(in_h=4, in_w=6, k_h=3, k_w=3, pad_h=2, pad_w=0),
+    "pad-cols-only": dict(stride=2, in_h=5, in_w=4, k_h=3, k_w=3, pad_h=0, pad_w=2),
+    "pad-1d": dict(in_h=1, in_w=7, k_h=1, k_w=5, pad_h=0, pad_w=2),
     "one-channel": dict(in_c=1, k_h=3, k_w=2),
     "deep": dict(in_c=8, in_h=5, in_w=5, k_h=3, k_w=3),  # 72 im2col rows: tiles on 16 and 32 rows
 }
@@ -200,8 +217,9 @@ def test_im2col_walker_random_layers(name):
     ds = layers(cfg, seed=len(name), n=12)
     for i, d in enumerate(ds):
         check_mvm(cfg, d, run_walker(cfg, d, seed=i))
-    # The draw reaches padding, stride 2, and (on the small arrays) row tiles.
-    assert any(d.pad for d in ds) and any(d.stride == 2 for d in ds)
+    # The draw reaches padding (pad_h != pad_w too), stride 2, and (on the small arrays) row tiles.
+    assert any(d.pad_h and d.pad_w for d in ds) and any(d.pad_h != d.pad_w for d in ds)
+    assert any(d.stride == 2 for d in ds)
     assert any(d.tiles(cfg.rows) > 1 for d in ds) == (cfg.rows < 64)
 
 
@@ -222,3 +240,14 @@ def test_pool_walker_random_layers(name, op):
     cfg = CONFIGS[name]
     for i, d in enumerate(layers(cfg, seed=7, n=6, op=op)):
         check_pool(cfg, d, run_walker(cfg, d, seed=i))
+
+
+@pytest.mark.parametrize("name", ["lanes1", "lanes32", "default"])
+def test_add_walker_reads_both_operands(name):
+    """A residual add (Op.ADD) walks as a 2x1 pooling window over its 2 x positions x C view: per
+    group, operand A's codes, then operand B's, positions x channels words later."""
+    cfg = CONFIGS[name]
+    for i, d in enumerate(layers(cfg, seed=11, n=4, op=Op.ADD, in_h=2, k_h=2, k_w=1, stride=1)):
+        got = run_walker(cfg, d, seed=i)
+        check_pool(cfg, d, got)
+        assert all(g["reads"][1]["addr"] - g["reads"][0]["addr"] == d.in_w * d.in_c for g in got)

@@ -22,7 +22,7 @@ CONFIGS = {
 def pool_layer(rng, op: Op, in_c: int) -> LayerDescriptor:
     k_h, k_w, stride = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
     in_h, in_w = k_h + int(rng.integers(0, 4)), k_w + int(rng.integers(0, 4))
-    return LayerDescriptor(opcode=op.value, in_bits=8, out_bits=8, stride=stride, pad=0, relu=0, to_out=0,
+    return LayerDescriptor(opcode=op.value, in_bits=8, out_bits=8, stride=stride, pad_h=0, pad_w=0, relu=0, to_out=0,
                            in_bank=0, out_bank=1, shift=0, in_h=in_h, in_w=in_w, in_c=in_c, k_h=k_h, k_w=k_w,
                            out_h=(in_h - k_h) // stride + 1, out_w=(in_w - k_w) // stride + 1, out_c=in_c,
                            k_rows=0, row0=0, col0=0, param_base=0, in_base=0, out_base=0)

@@ -27,7 +27,7 @@ CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=64, out_depth=16, param
 
 def layer(**f) -> LayerDescriptor:
     return LayerDescriptor(**(dict(
-        opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad=0, relu=0, to_out=0, in_bank=0, out_bank=1,
+        opcode=Op.MVM.value, in_bits=8, out_bits=8, stride=1, pad_h=0, pad_w=0, relu=0, to_out=0, in_bank=0, out_bank=1,
         shift=0, in_h=2, in_w=2, in_c=3, k_h=1, k_w=1, out_h=2, out_w=2, out_c=3, k_rows=3, row0=0, col0=0,
         param_base=0, in_base=5, out_base=10) | f))
 
