@@ -306,7 +306,9 @@ def lower_graph(graph: Graph) -> tuple[list[_Layer], list[_Tensor]]:
     out_t, _ = env[graph.output]
     if not any(L.op.uses_array for L in layers):
         raise CompileError("network has no Conv2d/Linear layer")
-    if out_t == 0 or not layers[tensors[out_t].producer].op.uses_params or tensors[out_t].producer != len(layers) - 1:
+    # The output memory is written by MVM layers only (a pooling or add layer to_out is legal on
+    # the chip but no network needs it: a classifier ends in a Linear).
+    if out_t == 0 or not layers[tensors[out_t].producer].op.uses_array or tensors[out_t].producer != len(layers) - 1:
         last = layers[tensors[out_t].producer].name if out_t else "the input"
         raise CompileError(f"layer {last}: the last layer must be a Conv2d/Linear (its signed outputs are "
                            "the network's result)")

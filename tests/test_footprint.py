@@ -82,7 +82,7 @@ def test_footprint_layers_are_the_compiled_layers(seed):
 
 
 REJECTED = [
-    ("depthwise", nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.Flatten(), nn.Linear(4, 2)), (4, 3, 3)),
+    ("dilation", nn.Sequential(nn.Conv2d(4, 4, 3, dilation=2), nn.Flatten(), nn.Linear(4, 2)), (4, 5, 5)),
     ("unsupported", nn.Sequential(nn.Conv2d(1, 2, 1), nn.Sigmoid(), nn.Flatten(), nn.Linear(2, 2)), (1, 1, 1)),
     ("strides", nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 2)), nn.Flatten(), nn.Linear(2, 2)), (1, 3, 5)),
     ("circular", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"), nn.Flatten(),

@@ -24,7 +24,7 @@ from torch import nn
 
 from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import compile_network
-from aoncim.firmware.image import _ENTRY, _HEADER, MAGIC, VERSION, ImageError, Section, read_image, write_image
+from aoncim.firmware.image import _ENTRY, _HEADER, MAGIC, OPTIONAL, VERSION, ImageError, Section, read_image, write_image
 
 # Small array so that the GCODE section does not drown the structure: the 144-row linear layer and
 # the 270-row convolution take row tiles (contract step 12).
@@ -187,7 +187,7 @@ def test_reordered_duplicated_missing_and_unknown_sections(name):
         dup = secs[: i + 1] + [secs[i]] + secs[i + 1 :]
         msg = rejected(assemble(dup, chash), blob)
         assert "appears twice" in msg or "section count" in msg
-        if Section(secs[i][0]) != Section.CALIB:
+        if Section(secs[i][0]) not in OPTIONAL:  # CALIB, IO: a program may lack them
             assert "missing section" in rejected(assemble(secs[:i] + secs[i + 1 :], chash), blob)
     for sid in (0, len(Section) + 1, 0xFFFFFFFF):
         assert "unknown section id" in rejected(assemble(secs[:-1] + [(sid, secs[-1][1])], chash), blob)
