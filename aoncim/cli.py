@@ -34,6 +34,7 @@ _USER_ERRORS = {
     "aoncim.sim.raw_verilator": ("RawBuildError",),
     "aoncim.toolchain": ("SimulatorNotFound",),
     "aoncim.perf.sweep": ("SweepError",),
+    "aoncim.workers": ("WorkersError",),
 }
 
 
@@ -174,23 +175,36 @@ def _cosim(n: int | None, seed: int, sim: str, act_bits: int | None, config_path
 
 
 def _cosim_random(n: int | None, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
-                  t_inf: float | None, coverage_json: str = "out/coverage_random.json") -> int:
+                  t_inf: float | None, coverage_json: str = "out/coverage_random.json", workers: int = 1,
+                  dask_addr: str | None = None) -> int:
     from aoncim.outputs import check_output_file
     from aoncim.sim.random_nets import RANDOM_CFG
     from aoncim.sim.report import cosim_random
+    from aoncim.workers import check_workers
 
     if t_inf is not None:
         raise ConfigError("--time applies to the trained networks (tiny, kws, vww), not to --model random")
+    check_workers(workers, dask_addr)
+    if waves and (workers > 1 or dask_addr):
+        raise ConfigError("--waves records one simulator run: drop --workers/--dask")
     cfg = _load_config(config_path) if config_path else RANDOM_CFG
     _check_cosim_args(cfg, act_bits, sim)
     out = check_output_file(coverage_json, "--coverage-json")
     return cosim_random(console, cfg, n=20 if n is None else n, seed=seed, act_bits=act_bits, sim=sim, waves=waves,
-                        coverage_json=out, config_path=config_path)
+                        coverage_json=out, config_path=config_path, workers=workers, dask=dask_addr)
 
 
 # Option types shared by the commands: a bad value is refused while parsing, naming the option.
 SEED = click.IntRange(0, 2**32 - 1)
 COUNT = click.IntRange(min=1)
+
+
+def _parallel_options(workers_help: str, dask_help: str):
+    """--workers N and --dask ADDR, as `aoncim sweep` has them (aoncim/workers.py)."""
+    def deco(f):
+        f = click.option("--dask", "dask_addr", metavar="ADDR", help=dask_help)(f)
+        return click.option("--workers", type=COUNT, default=1, show_default=True, help=workers_help)(f)
+    return deco
 
 
 class _Seconds(click.ParamType):
@@ -240,16 +254,22 @@ SECONDS = _Seconds()
 @click.option("--compare", type=click.Choice(["layers", "final"]), default="layers", show_default=True,
               help="Score every layer (step mode, each layer read back) or only the last layer of an "
               "uninterrupted inference, as a host would run it (not with --model random).")
+@_parallel_options("With --model random: local worker processes, each co-simulating a chunk of the cases as its "
+                   "own simulator job; the report (cases, counts, coverage) is the one of --workers 1.",
+                   "With --model random: run the chunks on the Dask scheduler at this address (tcp://host:8786); "
+                   "the workers need aoncim and the simulator.")
 @_one_line
 def cosim(model: str | None, image: str | None, input_path: str | None, n: int | None, seed: int, sim: str,
           act_bits: int | None, t_inf: float | None, config_path: str | None, waves: bool, coverage_json: str,
-          compare: str) -> None:
+          compare: str, workers: int, dask_addr: str | None) -> None:
     """Co-simulate the RTL against the bit-true golden model, layer by layer."""
     if model != "random":
+        if workers != 1 or dask_addr is not None:
+            raise ConfigError("--workers/--dask apply to --model random (one network runs in one simulator)")
         sys.exit(_cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare, image, input_path))
     if image or input_path:
         raise ConfigError("--model random draws its own networks: drop --image/--input")
-    sys.exit(_cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json))
+    sys.exit(_cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json, workers, dask_addr))
 
 
 @main.command()
@@ -321,14 +341,21 @@ def train(task, data, out, fp_epochs, hwa_epochs, act_bits, seed) -> None:
 @click.option("--times", default="1s,1h,1d,10d,1y", show_default=True,
               help="Inference times after programming to evaluate.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default="out", show_default=True)
+@_parallel_options("Local worker processes for the Monte-Carlo over chips x times x precisions; the rows are "
+                   "those of --workers 1, bit for bit.",
+                   "Run that Monte-Carlo on the Dask scheduler at this address (tcp://host:8786); the workers "
+                   "need aoncim installed.")
 @_one_line
-def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, samples, outdir, times) -> None:
+def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, samples, outdir, times, workers,
+          dask_addr) -> None:
     """Accuracy of FP, HWA float and bit-true modes after 1 s .. 1 year of PCM drift (table + plot)."""
     from aoncim.model.evaluate import EVAL_TIMES_S, evaluate_checkpoint
     from aoncim.model.tasks import get_task
     from aoncim.outputs import check_output_dir
+    from aoncim.workers import check_workers
 
     task, cfg = get_task(task), DEFAULT_CONFIG
+    check_workers(workers, dask_addr)
     try:
         bits_list = tuple(int(b) for b in bits.split(","))
     except ValueError:
@@ -344,7 +371,7 @@ def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, sampl
     # the whole checkpoint (evaluate_checkpoint validates it first).
     out = check_output_dir(outdir, "-o")
     ev = evaluate_checkpoint(task, checkpoint, cfg, out, data, samples, bits_list, {k: EVAL_TIMES_S[k] for k in keys},
-                             seeds, bit_true, bit_true_samples, progress=console)
+                             seeds, bit_true, bit_true_samples, progress=console, workers=workers, dask=dask_addr)
     console.print(ev.table())
     for line in ev.summary():
         console.print(line)

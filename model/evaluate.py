@@ -16,6 +16,7 @@ A seed is one chip: one programming of the array, one set of read-noise seeds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import quantise_input
@@ -76,39 +76,115 @@ def bit_true_accuracy(prog_array: ProgrammedArray, reference, cfg: AonCimConfig,
     return hits / max(len(q), 1)
 
 
-def evaluate(fp_model: nn.Module, hwa_model: nn.Module, cfg: AonCimConfig, x: torch.Tensor, y: torch.Tensor,
-             calib: torch.Tensor, bits_list=(8, 6, 4), times: dict[str, float] = EVAL_TIMES_S, seeds: int = 5,
-             bit_true: bool = True, bit_true_samples: int | None = None, progress: bool = True) -> list[AccuracyRow]:
-    """The accuracy table (see module docstring). `bit_true_samples` limits the bit-true test set."""
-    if seeds < 1:
-        raise ValueError(f"seeds={seeds}: need at least one seed")
-    rows = [AccuracyRow("FP", 32, "-", False, accuracy(fp_model, x, y), 0.0, 1)]
-    model = copy.deepcopy(hwa_model)
-    total = len(bits_list) * len(times) * 2 * seeds * (2 if bit_true else 1)
-    bar = tqdm(total=total, desc="accuracy under drift", disable=not progress, leave=False)
-    xb, yb = (x, y) if bit_true_samples is None else (x[:bit_true_samples], y[:bit_true_samples])
-    for bits in bits_list:
+@dataclass(frozen=True)
+class _Setting:
+    """What the units of one `evaluate` call read (sent to each worker once per phase): the
+    HWA-trained network and the calibration inputs to prepare each precision from, then the
+    prepared precisions and the test set (and its bit-true part)."""
+
+    key: str  # this call's, for the per-process cache of `_chip`
+    cfg: AonCimConfig
+    bit_true: bool
+    calib: torch.Tensor
+    hwa: nn.Module | None = None          # phase 1 (`_prepare`)
+    prepared: dict | None = None          # phase 2 (`_unit`): bits -> `_prepare`'s result
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    xb: torch.Tensor | None = None
+    yb: torch.Tensor | None = None
+
+
+def _prepare(s: _Setting, bits: int):
+    """(network with `bits` activations and its offset-calibration inputs, compiled Program or
+    None): from the pristine network, whatever ran before."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = copy.deepcopy(s.hwa)
         for _, layer in analog_layers(model):
             layer.in_bits = bits
-        calibrate_offsets(model, calib)
-        if bit_true:
-            prog = compile_trained(model, cfg, calib, bits)
-            q = quantise_input(xb, bits)
-            arrays, refs = zip(*(programmed_chip(prog, cfg, s) for s in range(seeds)))  # + read after programming
-        for tkey, t in times.items():
+        calibrate_offsets(model, s.calib)
+        return model, compile_trained(model, s.cfg, s.calib, bits) if s.bit_true else None
+    finally:
+        torch.set_num_threads(threads)
+
+
+# Per process: one programmed chip, a pure function of its key (so the cache changes how often it
+# is computed, never what a unit returns).
+_CHIP: dict[tuple, tuple] = {}
+
+
+def _chip(s: _Setting, bits: int, prog, seed: int):
+    key = (s.key, bits, seed)
+    if key not in _CHIP:
+        _CHIP.clear()
+        _CHIP[key] = programmed_chip(prog, s.cfg, seed)  # + read after programming
+    return _CHIP[key]
+
+
+def _unit(s: _Setting, unit: tuple[int, int, str, float]) -> dict[bool, tuple[float, float | None]]:
+    """One chip of the Monte-Carlo: precision `bits`, chip seed `seed`, read at time `tkey` (`t`
+    seconds): {compensated: (HWA float accuracy, bit-true accuracy or None)}. Depends on its
+    parameters alone: every random draw is seeded from them, every state a read leaves in the
+    network is reset by the next (`set_analog_mode`), one torch thread as on any worker."""
+    bits, seed, _, t = unit
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, prog = s.prepared[bits]
+        out = {}
+        for comp in (True, False):
+            hwa = hwa_float_accuracy(model, s.x, s.y, bits, t, seed, comp)
+            bt = None
+            if prog is not None:
+                arr, ref = _chip(s, bits, prog, seed)
+                bt = bit_true_accuracy(arr, ref, s.cfg, quantise_input(s.xb, bits), s.yb, t, seed, comp)
+            out[comp] = (hwa, bt)
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def evaluate(fp_model: nn.Module, hwa_model: nn.Module, cfg: AonCimConfig, x: torch.Tensor, y: torch.Tensor,
+             calib: torch.Tensor, bits_list=(8, 6, 4), times: dict[str, float] = EVAL_TIMES_S, seeds: int = 5,
+             bit_true: bool = True, bit_true_samples: int | None = None, progress: bool = True,
+             workers: int = 1, dask=None) -> list[AccuracyRow]:
+    """The accuracy table (see module docstring). `bit_true_samples` limits the bit-true test set.
+
+    Runs in this process, in `workers` local processes or on the Dask cluster `dask` (an address or
+    a client; aoncim/workers.py), in two phases: each precision prepared (offset calibration,
+    compilation), then the Monte-Carlo, one unit per (precision, chip seed, time) with both
+    compensations and both modes. Every unit is seeded from its own parameters: the rows are the
+    same, bit for bit, wherever they ran."""
+    import uuid
+
+    from aoncim.workers import Workers, check_workers
+
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds}: need at least one seed")
+    check_workers(workers, dask)
+    bits_list = list(dict.fromkeys(bits_list))
+    rows = [AccuracyRow("FP", 32, "-", False, accuracy(fp_model, x, y), 0.0, 1)]
+    xb, yb = (x, y) if bit_true_samples is None else (x[:bit_true_samples], y[:bit_true_samples])
+    base = _Setting(uuid.uuid4().hex, cfg, bit_true, calib)
+    # Precision, then chip, then time: a process computing consecutive units reuses the chip.
+    units = [(bits, s, tkey, t) for bits in bits_list for s in range(seeds) for tkey, t in times.items()]
+    try:
+        with Workers(workers, dask) as w:
+            prepared = w.map(_prepare, bits_list, shared=dataclasses.replace(base, hwa=hwa_model),
+                             progress=progress, desc="compiling per precision")
+            mc = dataclasses.replace(base, prepared=dict(zip(bits_list, prepared)), x=x, y=y, xb=xb, yb=yb)
+            res = w.map(_unit, units, shared=mc, progress=progress, desc="accuracy under drift")
+    finally:
+        _CHIP.clear()
+    got = {u[:3]: r for u, r in zip(units, res)}
+    for bits in bits_list:
+        for tkey in times:
             for comp in (True, False):
-                accs = []
-                for s in range(seeds):
-                    accs.append(hwa_float_accuracy(model, x, y, bits, t, s, comp))
-                    bar.update(1)
-                rows.append(AccuracyRow("HWA float", bits, tkey, comp, *_stats(accs), seeds))
+                res = [got[(bits, s, tkey)][comp] for s in range(seeds)]
+                rows.append(AccuracyRow("HWA float", bits, tkey, comp, *_stats([r[0] for r in res]), seeds))
                 if bit_true:
-                    accs = []
-                    for s in range(seeds):
-                        accs.append(bit_true_accuracy(arrays[s], refs[s], cfg, q, yb, t, s, comp))
-                        bar.update(1)
-                    rows.append(AccuracyRow("bit-true", bits, tkey, comp, *_stats(accs), seeds))
-    bar.close()
+                    rows.append(AccuracyRow("bit-true", bits, tkey, comp, *_stats([r[1] for r in res]), seeds))
     return rows
 
 
@@ -219,23 +295,29 @@ class Evaluation:
 def evaluate_checkpoint(task, checkpoint: str | Path | None, cfg: AonCimConfig, out: str | Path,
                         data: str | None = None, samples: int | None = None, bits_list=(8, 6, 4),
                         times: dict[str, float] = EVAL_TIMES_S, seeds: int = 5, bit_true: bool = True,
-                        bit_true_samples: int | None = None, progress: Progress = QUIET) -> Evaluation:
+                        bit_true_samples: int | None = None, progress: Progress = QUIET, workers: int = 1,
+                        dask=None) -> Evaluation:
     """`evaluate` of `task`'s checkpoint (None: the shipped one) on `samples` of its test set from
     `data` (None: the offline synthetic set), calibrated on its first training inputs; the rows
     written to `out`/accuracy_<task>.json and plotted to .png. The checkpoint is validated whole
-    before any data is decoded (one CheckpointError line); the caller checks `out` first."""
+    before any data is decoded (one CheckpointError line), and so is the Dask scheduler `dask` (one
+    WorkersError line); the caller checks `out` first. `workers`, `dask`: as for `evaluate`."""
+    from aoncim.workers import Workers
+
     from .tasks import CALIB_SAMPLES, load_checkpoint
 
     fp, hwa, scaler, ck = load_checkpoint(task, checkpoint, cfg)
-    with progress.status(f"loading {task.title} test data"):
-        # Only the samples used are decoded: on the real datasets the training split is tens of
-        # thousands of files, of which calibration needs CALIB_SAMPLES.
-        (x, y), (xc, _) = task.load("test", data, limit=samples), task.load("train", data, limit=CALIB_SAMPLES)
-    x, calib = scaler(x), scaler(xc)
-    progress.print(f"[bold]{task.title}[/]: {len(x)} test samples ({ck['info'].get('data', '?')} training), "
-                   f"{seeds} seeds (chips), activation bits {tuple(bits_list)}")
-    rows = evaluate(fp, hwa, cfg, x, y, calib, bits_list=bits_list, seeds=seeds, bit_true=bit_true,
-                    bit_true_samples=bit_true_samples, times=times)
+    with Workers(workers, dask) as pool:  # connected here: a bad address fails before the data
+        with progress.status(f"loading {task.title} test data"):
+            # Only the samples used are decoded: on the real datasets the training split is tens of
+            # thousands of files, of which calibration needs CALIB_SAMPLES.
+            (x, y), (xc, _) = task.load("test", data, limit=samples), task.load("train", data, limit=CALIB_SAMPLES)
+        x, calib = scaler(x), scaler(xc)
+        progress.print(f"[bold]{task.title}[/]: {len(x)} test samples ({ck['info'].get('data', '?')} training), "
+                       f"{seeds} seeds (chips), activation bits {tuple(bits_list)}, on {pool.where}")
+        rows = evaluate(fp, hwa, cfg, x, y, calib, bits_list=bits_list, seeds=seeds, bit_true=bit_true,
+                        bit_true_samples=bit_true_samples, times=times, workers=workers,
+                        dask=pool.client if dask is not None else None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ev = Evaluation(task.title, task.name, rows, out / f"accuracy_{task.name}.json", out / f"accuracy_{task.name}.png")

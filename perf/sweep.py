@@ -11,8 +11,9 @@ and cycles (perf/cycles.py), energy (perf/energy.py) and area (perf/area.py) are
 The number of ADCs changes neither the placement nor the arithmetic (it only shares columns between
 converters in time), so the points that differ only in `n_adcs` form one unit of work: one
 compilation and one accuracy measurement, then cycles, energy and area per ADC count. Units run in
-a local process pool, on a Dask cluster (`dask=ADDRESS`) or on Ray (`ray=ADDRESS`); every unit is
-deterministic (fixed seeds, one torch thread), so all three give the same rows, in grid order.
+a local process pool or on a Dask cluster (`dask=ADDRESS`; both aoncim/workers.py), or on Ray
+(`ray=ADDRESS`); every unit is deterministic (fixed seeds, one torch thread), so all three give
+the same rows, in grid order.
 
 Changing ADC bits keeps the analog full scale (`adc_bound`) and the analog read noise fixed: the
 ADC gain multiplier and `read_noise_lsb` scale with the ADC's range (`adc_max`).
@@ -241,57 +242,22 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+def _run_units(units: list[dict], workers: int, dask, progress: bool) -> list[list[dict]]:
+    """In this process, `workers` local processes or on Dask (aoncim/workers.py: in grid order,
+    workers dying with this process, one-line errors for a bad address or a missing package)."""
+    from aoncim.workers import Workers, WorkersError
+
+    try:
+        with Workers(workers, dask, initializer=_worker_init) as w:
+            return w.map(evaluate_unit, units, progress=progress, desc="sweep")
+    except WorkersError as e:
+        raise SweepError(str(e)) from None
+
+
 def _bar(total: int, progress: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="sweep", unit="unit", disable=not progress, leave=False)
-
-
-def _run_local(units: list[dict], workers: int, progress: bool) -> list[list[dict]]:
-    out: list = [None] * len(units)
-    with _bar(len(units), progress) as bar:
-        if workers <= 1:
-            for k, u in enumerate(units):
-                out[k] = evaluate_unit(u)
-                bar.update(1)
-            return out
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        # spawn: torch and its thread pools do not survive fork reliably.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init) as ex:
-            futs = {ex.submit(evaluate_unit, u): k for k, u in enumerate(units)}
-            for f in as_completed(futs):
-                out[futs[f]] = f.result()
-                bar.update(1)
-    return out
-
-
-def _run_dask(units: list[dict], address, progress: bool) -> list[list[dict]]:
-    """On the Dask scheduler at `address` ("tcp://host:8786"), or a `distributed.Client` /
-    `LocalCluster` object. The workers need aoncim installed (same version)."""
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise SweepError("--dask needs dask.distributed: pip install 'aoncim[cluster]'") from None
-    own = not hasattr(address, "submit")
-    try:
-        client = Client(address, timeout="15s") if own else address
-    except OSError as e:
-        raise SweepError(f"--dask {address}: cannot reach the scheduler: {str(e).splitlines()[0]}") from None
-    try:
-        futs = client.map(evaluate_unit, units, pure=False)
-        index = {f.key: k for k, f in enumerate(futs)}
-        out: list = [None] * len(units)
-        with _bar(len(units), progress) as bar:
-            for f in as_completed(futs):
-                out[index[f.key]] = f.result()
-                bar.update(1)
-        return out
-    finally:
-        if own:
-            client.close()
 
 
 def _run_ray(units: list[dict], address: str, progress: bool) -> list[list[dict]]:
@@ -321,15 +287,14 @@ def run_sweep(grid: Grid, tech: Technology = DEFAULT_TECH, workers: int | None =
     if dask is not None and ray is not None:
         raise SweepError("give --dask or --ray, not both")
     units = grid.units(tech)
-    if dask is not None:
-        parts = _run_dask(units, dask, progress)
-    elif ray is not None:
+    if ray is not None:
         parts = _run_ray(units, ray, progress)
     else:
-        workers = workers if workers is not None else (os.cpu_count() or 1)
-        if workers < 1:
-            raise SweepError(f"--workers {workers}: need at least one")
-        parts = _run_local(units, min(workers, len(units)), progress)
+        if dask is None:
+            workers = workers if workers is not None else (os.cpu_count() or 1)
+            if workers < 1:
+                raise SweepError(f"--workers {workers}: need at least one")
+        parts = _run_units(units, min(workers, len(units)) if dask is None else None, dask, progress)
     rows = [r for part in parts for r in part]
     mark_pareto(rows)
     return rows

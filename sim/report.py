@@ -158,33 +158,41 @@ def layer_table(cfg: AonCimConfig, prog: Program, scored: Program, compared: lis
 # ------------------------------------------------------------------------------ random networks
 def cosim_random(console: Console, cfg: AonCimConfig, *, n: int = 20, seed: int = 0, act_bits: int | None = None,
                  sim: str = "verilator", waves: bool = False, coverage_json: Path = Path("out/coverage_random.json"),
-                 config_path: str | None = None) -> int:
+                 config_path: str | None = None, workers: int = 1, dask=None) -> int:
     """Co-simulate `n` random networks (seeds `seed`..`seed + n - 1`, sim/random_nets.py) with the
     sequencer's and the datapath's coverage, written to `coverage_json`. Prints the run and its
     report, and for each failing case its replay command (`config_path`: the --config it was run
-    with); returns the exit code."""
+    with); returns the exit code.
+
+    `workers` > 1 or `dask` (aoncim/workers.py): the cases run in chunks, one simulator job per
+    worker, merged into the same report (cases, counts, coverage) as one run; not with `waves`."""
     from aoncim.outputs import write_atomic
     from aoncim.perf.cycles import inference_cycles
+    from aoncim.workers import Workers
 
     from . import coverage as cov
     from .cosim import CosimCase
     from .random_nets import random_case, replay_command
     from .runner import run_cases
 
+    if waves and (workers != 1 or dask is not None):
+        raise ValueError("--waves records one simulator run: drop --workers/--dask")
     t0 = time.perf_counter()
-    with CosimProgress(console) as pr:
+    with Workers(workers, dask) as pool, CosimProgress(console) as pr:  # a bad --dask fails here
         cases = []
         for k in range(n):
             pr.status(f"drawing random networks ({k}/{n})")
             cases.append(random_case(seed + k, cfg, act_bits))
         console.print(f"[bold]randomised co-simulation[/]: {n} random networks (seeds {seed}..{seed + n - 1}) on "
                       f"{sim}, config {cfg.config_hash:#010x} ({cfg.rows} x {cfg.cols} array, {cfg.n_adcs} ADCs), "
-                      f"{'%d-bit activations' % act_bits if act_bits else 'precisions 8/6/4 drawn per case'}")
+                      f"{'%d-bit activations' % act_bits if act_bits else 'precisions 8/6/4 drawn per case'}"
+                      f"{'' if workers == 1 and dask is None else ', on ' + pool.where}")
         if n <= 5:
             for c in cases:
                 console.print(f"  {c.describe(cfg.rows)}")
         r = run_cases(cfg, [CosimCase(c.name, c.prog, c.inputs, c.noise_seeds) for c in cases], sim=sim,
-                      waves=waves, coverage=True, status=pr.status, progress=pr.progress)
+                      waves=waves, coverage=True, status=pr.status, progress=pr.progress, workers=workers,
+                      dask=pool.client if dask is not None else None)
 
     kinds: dict[str, list[int]] = {}
     for c, res in zip(cases, r.cases):
@@ -213,7 +221,7 @@ def cosim_random(console: Console, cfg: AonCimConfig, *, n: int = 20, seed: int 
                   f"co-sim {np.mean(per) * 1e3:.1f} ms/inference  total {time.perf_counter() - t0:.1f} s")
     out = Path(coverage_json)
     write_atomic(out, json.dumps(r.coverage, indent=1))
-    console.print(f"{cov.summary(r.coverage)}; bins: kind x stride x padding x tiling x precision; wrote {out}")
+    console.print(f"{cov.summary(r.coverage)}; bins: kind x stride x padding x pad code x tiling x precision; wrote {out}")
     missing = cov.missing(r.coverage)
     if missing:
         console.print(f"bins not hit: {', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")

@@ -424,8 +424,81 @@ def run_cosim(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds:
 
 
 def run_cases(cfg: AonCimConfig, cases: list[CosimCase], *, coverage: bool = False, array_twin: str = "verilog",
+              workers: int = 1, dask=None, chunks: int | None = None, chunk_runner: Callable | None = None,
               **run: object) -> CosimResult:
     """Co-simulate many programs on one build of `cfg` (`run_job` on a job of these cases); with
     `coverage`, the sequencer's functional coverage summed over the simulator runs; `array_twin`
-    as for `run_cosim`."""
-    return run_job(CosimJob(cfg, tuple(cases), coverage=coverage), array_twin=array_twin, **run)
+    as for `run_cosim`.
+
+    With `workers` > 1 or `dask` (a scheduler address or client, aoncim/workers.py) the cases are
+    split into `chunks` (default: one per worker) of consecutive cases, each co-simulated as its
+    own job on a worker (`run_chunk`, or `chunk_runner` in tests), and the results merged
+    (`merge_results`): the same cases in the same order, counts, mismatches and coverage as one
+    job. Every worker needs the simulator build: local workers find the one built here first;
+    Dask workers build into their own cache (`aoncim.buildcache` makes concurrent builds of one
+    design a single build)."""
+    if workers == 1 and dask is None and chunks is None and chunk_runner is None:
+        return run_job(CosimJob(cfg, tuple(cases), coverage=coverage), array_twin=array_twin, **run)
+    return _run_chunked(cfg, list(cases), coverage, array_twin, workers, dask, chunks, chunk_runner or run_chunk, run)
+
+
+def split_cases(cases: list, n: int) -> list[list]:
+    """`cases` in `n` runs of consecutive cases (at most len(cases)), sizes differing by one at most."""
+    n = max(1, min(n, len(cases)))
+    q, r = divmod(len(cases), n)
+    out, lo = [], 0
+    for k in range(n):
+        hi = lo + q + (k < r)
+        out.append(cases[lo:hi])
+        lo = hi
+    return out
+
+
+def run_chunk(unit: dict) -> CosimResult:
+    """One chunk of a parallel `run_cases` on a worker: `run_job` on its cases."""
+    job = CosimJob(unit["cfg"], tuple(unit["cases"]), coverage=unit["coverage"])
+    return run_job(job, array_twin=unit["array_twin"], **unit["run"])
+
+
+def merge_results(parts: list[CosimResult]) -> CosimResult:
+    """The chunks' results as one job's: cases in order, simulator wall time and runs summed,
+    coverage bins summed (sequencer and datapath: the counts are sums over cases, so they equal
+    one job's), the build cached only if every chunk found it cached, the last chunk's log and
+    waveform."""
+    from . import coverage as cov
+
+    if not parts:
+        raise ValueError("merge_results: no results")
+    b = parts[0].build
+    if dataclasses.is_dataclass(b):
+        b = dataclasses.replace(b, cached=all(p.build.cached for p in parts), seconds=max(p.build.seconds for p in parts))
+    covs = [p.coverage for p in parts]
+    coverage = None if any(c is None for c in covs) else cov.merge(covs)
+    last = parts[-1]
+    return CosimResult(b, [c for p in parts for c in p.cases], sum(p.wall_s for p in parts),
+                       sum(p.runs for p in parts), coverage, last.log, last.waves, last.waves_gtkw)
+
+
+def _run_chunked(cfg: AonCimConfig, cases: list[CosimCase], coverage: bool, array_twin: str, workers: int, dask,
+                 chunks: int | None, chunk_runner: Callable, run: dict) -> CosimResult:
+    from aoncim.workers import Workers
+
+    status = run.pop("status", None) or (lambda msg: None)
+    progress = run.pop("progress", None)
+    if run.get("waves"):
+        raise ValueError("--waves records one simulator run: co-simulate with --workers 1 and no --dask")
+    if chunks is not None and chunks < 1:
+        raise ValueError(f"chunks={chunks}: need at least one")
+    if not cases:
+        raise ValueError("run_cases: no cases")
+    with Workers(workers, dask) as pool:
+        if dask is None and chunk_runner is run_chunk:
+            # Built once here, with its status line; the local workers find it in the cache.
+            build(run.get("rtl_cfg") or cfg, run.get("sim", "verilator"), run.get("build_root"), False,
+                  bool(run.get("verbose")), status, array_twin)
+        parts = split_cases(cases, chunks or pool.size)
+        units = [dict(cfg=cfg, cases=p, coverage=coverage, array_twin=array_twin, run=run) for p in parts]
+        status(f"co-simulating {len(cases)} program(s) in {len(parts)} chunk(s) on {pool.where}")
+        res = pool.map(chunk_runner, units, progress=progress or False,
+                       weights=[sum(len(c.inputs) for c in p) for p in parts])
+    return merge_results(res)
