@@ -47,6 +47,29 @@ def analognet_job(name: str, cfg: AonCimConfig, n: int, seed: int, act_bits: int
     return AnalogNetJob(task.title, prog, inputs, seeds, y[pick].numpy())
 
 
+MLPERF_CALIB_SAMPLES = 128
+MLPERF_CALIB_SEED = 1_000_003  # calibration inputs: a stream of their own, never a test input
+
+
+def mlperf_job(name: str, cfg: AonCimConfig | None, n: int, seed: int, act_bits: int = 8) -> AnalogNetJob:
+    """MLPerf Tiny model `name` ("mlperf-kws", ...; model/mlperf.py: random weights, batch norm
+    calibrated on synthetic inputs) compiled for `cfg` (default: the model's own config, the
+    default chip with what it needs to fit) at `act_bits`, calibrated on synthetic inputs, and `n`
+    synthetic test inputs of `seed` quantised as the host does (`Program.io`). No labels: the
+    weights are random; bit-exactness and performance are the point."""
+    from aoncim.firmware.compiler import compile_network
+    from aoncim.model import mlperf
+
+    m = mlperf.get(name)
+    cfg = cfg or m.config()
+    prog = compile_network(m.build(0), cfg, m.inputs(MLPERF_CALIB_SAMPLES, MLPERF_CALIB_SEED), act_bits=act_bits)
+    d0 = prog.layers[0]
+    x = m.inputs(n, seed).double().numpy().reshape(n, d0.in_c, d0.in_h, d0.in_w)
+    inputs = list(prog.io.quantise(x, act_bits))
+    seeds = [int(s) for s in np.random.default_rng(seed).integers(0, 2**32, n)]
+    return AnalogNetJob(m.title, prog, inputs, seeds, np.full(n, -1))
+
+
 def tiny_job(cfg: AonCimConfig, n: int, seed: int, act_bits: int
              ) -> tuple[Program, list[np.ndarray], list[int], np.ndarray]:
     """The embedded TinyNet compiled for `cfg` at `act_bits`, `n` test patterns picked by `seed`

@@ -319,6 +319,7 @@ def _random_alpha(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) ->
 # tile on one rail, an exact ADC rounding tie, and per channel post-processing parameters that put
 # a rail's code on an output step of its own, an exact rounding tie, and clamps on both sides.
 RAILS_P = 0.5  # probability that a case is a rails case
+GRAPH_P = 0.3  # probability that a case is a random graph (sim/random_graphs.py)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -550,6 +551,13 @@ def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None 
 
     if act_bits is not None and act_bits not in cfg.act_bits_supported:
         raise ValueError(f"act_bits={act_bits}: the chip supports {cfg.act_bits_supported}")
+    # A share of the cases are graphs (residual adds, depthwise and grouped convs, 1-D convs,
+    # signed inputs and activations: sim/random_graphs.py), drawn from a stream of their own so
+    # the sequential cases stay as they were.
+    if np.random.default_rng([0xA0C1, seed, 0x64A9]).random() < GRAPH_P:
+        from .random_graphs import random_graph_case
+
+        return random_graph_case(seed, cfg, act_bits, n_inputs, randomise)
     rng = np.random.default_rng([0xA0C1, seed])
     for _ in range(_ATTEMPTS):
         sub = int(rng.integers(0, 2**63))
