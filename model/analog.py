@@ -1,5 +1,5 @@
 """Statistical (float) analog forward: the standard AIMC crossbar model of Rasch et al. 2302.08469
-(paper-targets section 2, last bullet) as drop-in `nn.Linear` / `nn.Conv2d` layers.
+(paper-targets section 2, last bullet) as drop-in `nn.Linear` / `nn.Conv2d` / `nn.Conv1d` layers.
 
 One analog MVM, in the units of the bit-true contract (docs/architecture.md):
 
@@ -9,6 +9,14 @@ One analog MVM, in the units of the bit-true contract (docs/architecture.md):
     y    = sum_rows u * w_n  + out_noise + 0.0175 sqrt(sum |w_n| u^2) N(0,1)    per row tile
     q    = ADC(y): clip at +-adc_bound, adc_max steps each side                  per row tile
     out  = alpha * x_scale * w_max * sum_tiles q + bias          digital post-processing
+
+Convolutions are their im2col matrix: rows (ky, kx, c) (a Conv1d is a 1 x k Conv2d, rows (kx, c)),
+one column per output channel. A grouped or depthwise convolution is what the compiler maps: a
+block-diagonal dense conv whose column o holds only group(o)'s weights (architecture.md, contract
+step 14). So its w_max, PCM devices and noise are those of the column's own I/groups*kh*kw weights
+(the block's zero pairs are not simulated; the bit-true snapshot gives them the programming noise of
+a zero target, which measurably changes nothing), and row tiles follow the dense rows:
+kpos*C_in + group*I_g + c.
 
 `x_scale = x_max * dac_max / ((2**b - 1) * 2**(dac_bits - b))` undoes the input mapping exactly,
 so the 4- and 6-bit gain step of the chip (full-scale input is full scale at every precision) is
@@ -75,7 +83,7 @@ def _percentile(x: torch.Tensor, q: float) -> float:
 
 
 class _AnalogMVM:
-    """Shared analog forward of AnalogLinear and AnalogConv2d (mixed into the nn layer)."""
+    """Shared analog forward of AnalogLinear, AnalogConv1d and AnalogConv2d (mixed into the nn layer)."""
 
     weight: nn.Parameter
     bias: nn.Parameter | None
@@ -175,22 +183,28 @@ class _AnalogMVM:
     def _offset_error(self) -> torch.Tensor:
         """Per-column offset calibration (model/snapshot.py `offset_bias`, in float): the error of
         the compensated read along the layer's mean input, alpha * w_read - w_target, which the
-        host subtracts through each column's digital bias."""
+        host subtracts through each column's digital bias. `input_mean` covers all the layer's
+        rows; a grouped conv's column reads its own group's part of it."""
         w = self.weight.detach()
         w_target = (w / self._per_out(self._w_max(w))).clamp(-1, 1).reshape(w.shape[0], -1)
         dw = self._pcm_w.reshape(w.shape[0], -1) * self.alpha - w_target
-        return dw @ self.input_mean.to(dw)
+        g = getattr(self, "groups", 1)
+        mean = self.input_mean.to(dw).reshape(g, -1)  # (groups, I/groups * kh * kw), c-major rows
+        return torch.einsum("gok,gk->go", dw.reshape(g, -1, dw.shape[1]), mean).reshape(-1)
 
     # ------------------------------------------------------------------ pieces of the forward
     def _fan_in(self) -> int:
-        return self.weight[0].numel()
+        """Rows of the layer's rectangle on the array (the compiler's k_rows): the fan-in, for a
+        grouped conv the rows of its block-diagonal dense matrix, C_in * kh * kw."""
+        return self.weight[0].numel() * getattr(self, "groups", 1)
 
     def _row_index(self) -> torch.Tensor:
-        """Crossbar row of every weight of one column, shaped like weight[0]."""
+        """Crossbar row of every weight: shaped like weight[0] when all columns share their rows,
+        like weight when they differ (a grouped conv's columns sit on their group's rows)."""
         raise NotImplementedError
 
     def tile_masks(self) -> list[torch.Tensor] | None:
-        """Row-tile masks (shaped like weight[0]) when the fan-in exceeds cfg.rows, else None."""
+        """Row-tile masks (shaped like `_row_index`) when the layer's rows exceed cfg.rows, else None."""
         if self._fan_in() <= self.cfg.rows:
             return None
         if self._tile_masks is None or self._tile_masks[0].device != self.weight.device:
@@ -244,7 +258,9 @@ class _AnalogMVM:
     def dac(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unsigned DAC: (u, x_scale) with u in full-scale units and x ~= u * x_scale.
 
-        Negative inputs are clipped to 0: the chip has no signed input yet (architecture.md, contract 1).
+        Negative inputs are clipped to 0. The compiler gives a signed map a zero point instead
+        (architecture.md, contract steps 1 and 13), which this model does not simulate: a layer
+        trained here should see non-negative inputs (a ReLU before it, inputs scaled to [0, 1]).
         """
         cfg, b = self.cfg, self.in_bits
         levels = (1 << b) - 1
@@ -357,9 +373,55 @@ class AnalogLinear(_AnalogMVM, nn.Linear):
         return f"{nn.Linear.extra_repr(self)}, {self.analog_repr()}"
 
 
-class AnalogConv2d(_AnalogMVM, nn.Conv2d):
+class _AnalogConv(_AnalogMVM):
+    """What AnalogConv1d and AnalogConv2d share: the im2col rows (kpos, c) of the bit-true
+    contract, kpos = ky*kw + kx (kx for 1-D), tiled by cfg.rows; columns = output channels."""
+
+    in_channels: int
+    out_channels: int
+    groups: int
+
+    @classmethod
+    def from_float(cls, m: nn.modules.conv._ConvNd, **kw) -> "_AnalogConv":
+        """Wrap a trained float conv of this dimension, sharing its Parameter objects (same state_dict keys)."""
+        new = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                  m.bias is not None, m.padding_mode, device="meta", **kw)
+        new.weight, new.bias = m.weight, m.bias
+        new.input_range = nn.Parameter(torch.zeros((), device=m.weight.device, dtype=m.weight.dtype))
+        return new.train(m.training)
+
+    def _row_index(self) -> torch.Tensor:
+        ig, *k = self.weight.shape[1:]
+        ones = [1] * len(k)
+        kpos = torch.arange(math.prod(k)).view(1, *k)
+        rows = kpos * self.in_channels + torch.arange(ig).view(ig, *ones)  # (I/groups, *k)
+        if self.groups == 1:
+            return rows
+        # Block-diagonal dense matrix: column o's weights sit on its group's input channels.
+        group = torch.arange(self.out_channels) // (self.out_channels // self.groups)
+        return rows.unsqueeze(0) + (group * ig).view(-1, 1, *ones)
+
+    def _mvm(self, u, w):
+        return self._conv_forward(u, w, None)
+
+    def _float_forward(self, x):
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def _out_view(self, v, ref):
+        return v.view(1, -1, *([1] * (ref.dim() - 2)))
+
+    def _im2col(self, u: torch.Tensor) -> torch.Tensor:
+        """(N, C * kh * kw, positions): the layer's im2col columns of u, rows in weight.reshape(O, -1)
+        order (c, ky, kx) over all C input channels, zero-padded as the chip pads."""
+        u = F.pad(u, self._reversed_padding_repeated_twice)
+        if u.dim() == 3:  # 1-D: a 1 x k convolution
+            return F.unfold(u.unsqueeze(2), (1, self.kernel_size[0]), (1, self.dilation[0]), 0, (1, self.stride[0]))
+        return F.unfold(u, self.kernel_size, self.dilation, 0, self.stride)
+
+
+class AnalogConv2d(_AnalogConv, nn.Conv2d):
     """nn.Conv2d on the analog crossbar: rows = (ky, kx, c) im2col order of the bit-true contract
-    (tiled by cfg.rows), columns = output channels."""
+    (tiled by cfg.rows), columns = output channels; any groups (block-diagonal, see module doc)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
@@ -372,36 +434,32 @@ class AnalogConv2d(_AnalogMVM, nn.Conv2d):
         self._init_analog(cfg, in_bits, per_channel, weight_noise, out_noise_std, read_noise_scale, device, dtype,
                           pcm_train_times)
 
-    @classmethod
-    def from_float(cls, m: nn.Conv2d, **kw) -> "AnalogConv2d":
-        """Wrap a trained nn.Conv2d, sharing its Parameter objects (same state_dict keys)."""
-        new = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                  m.bias is not None, m.padding_mode, device="meta", **kw)
-        new.weight, new.bias = m.weight, m.bias
-        new.input_range = nn.Parameter(torch.zeros((), device=m.weight.device, dtype=m.weight.dtype))
-        return new.train(m.training)
-
-    def _row_index(self) -> torch.Tensor:
-        c, kh, kw = self.weight.shape[1:]
-        ky = torch.arange(kh).view(1, kh, 1)
-        kx = torch.arange(kw).view(1, 1, kw)
-        ch = torch.arange(c).view(c, 1, 1)
-        return (ky * kw + kx) * c + ch
-
-    def _mvm(self, u, w):
-        return self._conv_forward(u, w, None)
-
-    def _float_forward(self, x):
-        return self._conv_forward(x, self.weight, self.bias)
-
-    def _out_view(self, v, ref):
-        return v.view(1, -1, 1, 1)
-
     def extra_repr(self) -> str:
         return f"{nn.Conv2d.extra_repr(self)}, {self.analog_repr()}"
 
 
-ANALOG_LAYERS = (AnalogLinear, AnalogConv2d)
+class AnalogConv1d(_AnalogConv, nn.Conv1d):
+    """nn.Conv1d on the analog crossbar, exactly a 1 x k AnalogConv2d (the compiler's view of a
+    Conv1d): rows = (kx, c), columns = output channels; any groups."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
+                 cfg: AonCimConfig = DEFAULT_CONFIG, in_bits: int | None = None, per_channel: bool = False,
+                 weight_noise: float = 0.0, out_noise_std: float | None = None,
+                 read_noise_scale: float = SHORT_TERM_READ_NOISE, pcm_train_times: tuple[float, float] | None = None,
+                 device=None, dtype=None):
+        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                           padding_mode, device=device, dtype=dtype)
+        self._init_analog(cfg, in_bits, per_channel, weight_noise, out_noise_std, read_noise_scale, device, dtype,
+                          pcm_train_times)
+
+    def extra_repr(self) -> str:
+        return f"{nn.Conv1d.extra_repr(self)}, {self.analog_repr()}"
+
+
+ANALOG_LAYERS = (AnalogLinear, AnalogConv1d, AnalogConv2d)
+# The float layers convert_to_analog replaces, and their analog twins.
+FLOAT_TO_ANALOG = ((nn.Linear, AnalogLinear), (nn.Conv1d, AnalogConv1d), (nn.Conv2d, AnalogConv2d))
 
 
 def analog_layers(model: nn.Module) -> list[tuple[str, _AnalogMVM]]:
@@ -409,29 +467,48 @@ def analog_layers(model: nn.Module) -> list[tuple[str, _AnalogMVM]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, ANALOG_LAYERS)]
 
 
+def _analog_class(m: nn.Module, name: str) -> type | None:
+    """The analog twin of float layer `m`, or None when `m` is not one convert_to_analog replaces.
+    A subclass with its own forward is refused: the analog layer would not run that forward."""
+    if isinstance(m, ANALOG_LAYERS):
+        return None
+    for base, cls in FLOAT_TO_ANALOG:
+        if isinstance(m, base):
+            if type(m).forward is not base.forward:
+                raise ValueError(f"module {name or type(m).__name__} ({type(m).__name__}) subclasses {base.__name__} "
+                                 "with its own forward, which an analog layer would not run; use a plain "
+                                 f"{base.__name__} or convert it yourself")
+            return cls
+    return None
+
+
 def convert_to_analog(model: nn.Module, cfg: AonCimConfig = DEFAULT_CONFIG, *,
                       in_bits: int | Mapping[str, int] | None = None, **layer_kw) -> nn.Module:
-    """Replace every nn.Linear / nn.Conv2d by its analog twin, in place, sharing Parameters.
+    """Replace every nn.Linear / nn.Conv1d / nn.Conv2d anywhere in the module tree by its analog
+    twin, in place, sharing Parameters (a layer reachable under several names becomes one analog
+    layer at all of them).
 
     in_bits: one activation precision for all layers, or {qualified module name: bits} (others get
     max(cfg.act_bits_supported)). layer_kw: per_channel, weight_noise, out_noise_std, read_noise_scale, pcm_train_times.
     Weight/bias state_dict keys are unchanged; each layer adds `input_range` (x_max), so a float
     state_dict loads with strict=False. Returns the model (or the new layer if `model` is one).
+    model/convert.py's `convert_to_analog` is the user-facing version: a copy, a recipe, calibration.
     """
-    floats = [(n, m) for n, m in model.named_modules()
-              if isinstance(m, (nn.Linear, nn.Conv2d)) and not isinstance(m, ANALOG_LAYERS)]
+    floats = [(n, m, cls) for n, m in model.named_modules() if (cls := _analog_class(m, n)) is not None]
     if isinstance(in_bits, Mapping):
-        unknown = sorted(set(in_bits) - {n for n, _ in floats})
+        unknown = sorted(set(in_bits) - {n for n, _, _ in floats})
         if unknown:
-            raise ValueError(f"in_bits names {', '.join(unknown)} are not Linear/Conv2d modules of the model")
-    for name, m in floats:
+            raise ValueError(f"in_bits names {', '.join(unknown)} are not Linear/Conv1d/Conv2d modules of the model")
+    new = {}
+    for name, m, cls in floats:
         bits = in_bits.get(name) if isinstance(in_bits, Mapping) else in_bits
-        cls = AnalogLinear if isinstance(m, nn.Linear) else AnalogConv2d
-        new = cls.from_float(m, cfg=cfg, in_bits=bits, **layer_kw)
+        new[id(m)] = cls.from_float(m, cfg=cfg, in_bits=bits, **layer_kw)
         if not name:
-            return new
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, new)
+            return new[id(m)]
+    for name, m in list(model.named_modules(remove_duplicate=False)):
+        if name and id(m) in new:
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, new[id(m)])
     return model
 
 
@@ -506,8 +583,8 @@ def calibrate_offsets(model: nn.Module, batches: torch.Tensor | Iterable[torch.T
 
     def hook(n, mod, x):
         u, _ = mod.dac(x)
-        if isinstance(mod, nn.Conv2d):
-            cols = F.unfold(u, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # N, C*kh*kw, L
+        if isinstance(mod, _AnalogConv):
+            cols = mod._im2col(u)  # N, C*kh*kw, L
             sums[n][0] = sums[n][0] + cols.sum((0, 2))
             sums[n][1] += cols.shape[0] * cols.shape[2]
         else:

@@ -16,11 +16,15 @@ The recipe (docs/analognets.md has the numbers used for the shipped checkpoints)
    folds it into the per-channel post-processing scale and bias.
 Mini-batches are augmented (model/augment.py) and the loss label-smoothed: the offline sets are
 small, and margins are what analog noise eats.
+
+One training loop (`_fit`) serves the AnalogNets' in-memory tensors (`train_fp`, `train_hwa`) and
+any model on the user's DataLoader (model/convert.py `train_fp_model`, `train_hwa_model`).
 """
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -68,10 +72,11 @@ class HwaRecipe:
 class EpochLog:
     phase: str
     epoch: int
-    loss: float
-    val_acc: float
+    loss: float          # mean training loss of the epoch
+    val_acc: float       # validation accuracy (nan: no validation set, or not a classification)
     seconds: float
     samples_per_s: float
+    val_loss: float | None = None  # mean validation loss (DataLoader training with a validation set)
 
 
 @torch.no_grad()
@@ -81,45 +86,75 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 51
     return hits / max(len(x), 1)
 
 
-def _fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-         epochs: int, lr: float, recipe: HwaRecipe, phase: str, after_step=None, progress: bool = True,
-         augment=None) -> list[EpochLog]:
-    x, y = train
+# One epoch's mini-batches, (inputs, targets), drawn when the epoch starts iterating.
+Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def _fit(model: nn.Module, batches: Batches, steps_per_epoch: int, validate: Callable[[], tuple[float, float | None]],
+         epochs: int, lr: float, recipe: HwaRecipe, phase: str, loss_fn: Callable, after_step=None,
+         progress: bool = True) -> list[EpochLog]:
+    """The training loop of the recipe, whatever feeds it: AdamW (recipe.weight_decay) under a
+    one-cycle learning rate peaking at `lr` over epochs * steps_per_epoch steps, `after_step()`
+    after every optimiser step (the HWA weight clipping), `validate() -> (val_acc, val_loss)`
+    after every epoch. `batches()` yields one epoch of (inputs, targets): `_fit_tensors` feeds the
+    AnalogNets' tensors, model/convert.py a user's DataLoader (`train_hwa_model`)."""
     if epochs <= 0:
         return []
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
-    steps = epochs * math.ceil(len(x) / recipe.batch_size)
+    steps = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    gen = torch.Generator().manual_seed(recipe.seed)
     logs = []
     bar = tqdm(total=steps, desc=f"{phase} training", disable=not progress, leave=False)
     for epoch in range(epochs):
         model.train()
         t0, total, n = time.perf_counter(), 0.0, 0
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), recipe.batch_size):
-            idx = perm[i : i + recipe.batch_size]
-            xb = x[idx] if augment is None else augment(x[idx], gen)
-            loss = nn.functional.cross_entropy(model(xb), y[idx], label_smoothing=recipe.label_smoothing)
+        for xb, yb in batches():
+            loss = loss_fn(model(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             if after_step is not None:
                 after_step()
-            total, n = total + float(loss.detach()) * len(idx), n + len(idx)
+            total, n = total + float(loss.detach()) * len(xb), n + len(xb)
             bar.update(1)
+        if n == 0:
+            raise ValueError(f"{phase} training: epoch {epoch} had no training batches")
         dt = time.perf_counter() - t0
-        logs.append(EpochLog(phase, epoch, total / n, accuracy(model, *val), dt, n / dt))
+        val_acc, val_loss = validate()
+        logs.append(EpochLog(phase, epoch, total / n, val_acc, dt, n / dt, val_loss))
         bar.set_postfix(loss=f"{logs[-1].loss:.3f}", val=f"{logs[-1].val_acc:.3f}")
     bar.close()
     return logs
 
 
+def _fit_tensors(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                 epochs: int, lr: float, recipe: HwaRecipe, phase: str, after_step=None, progress: bool = True,
+                 augment=None) -> list[EpochLog]:
+    """`_fit` over in-memory (x, y) tensors (the AnalogNets): shuffled mini-batches of
+    recipe.batch_size from a generator seeded with recipe.seed, optionally augmented, label-smoothed
+    cross entropy, validation accuracy on `val`."""
+    x, y = train
+    gen = torch.Generator().manual_seed(recipe.seed)
+
+    def batches():
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), recipe.batch_size):
+            idx = perm[i : i + recipe.batch_size]
+            yield (x[idx] if augment is None else augment(x[idx], gen)), y[idx]
+
+    def loss_fn(out, target):
+        return nn.functional.cross_entropy(out, target, label_smoothing=recipe.label_smoothing)
+
+    return _fit(model, batches, math.ceil(len(x) / recipe.batch_size), lambda: (accuracy(model, *val), None),
+                epochs, lr, recipe, phase, loss_fn, after_step, progress)
+
+
 def train_fp(model: nn.Module, train, val, recipe: HwaRecipe, progress: bool = True, augment=None) -> list[EpochLog]:
     """Float pre-training. augment(x, generator) -> x transforms each mini-batch (model/augment.py)."""
     torch.manual_seed(recipe.seed)
-    return _fit(model, train, val, recipe.fp_epochs, recipe.fp_lr, recipe, "FP", progress=progress, augment=augment)
+    return _fit_tensors(model, train, val, recipe.fp_epochs, recipe.fp_lr, recipe, "FP", progress=progress,
+                        augment=augment)
 
 
 def to_hwa(model: nn.Module, cfg: AonCimConfig, recipe: HwaRecipe, calib_x: torch.Tensor) -> nn.Module:
@@ -153,5 +188,6 @@ def train_hwa(model: nn.Module, train, val, cfg: AonCimConfig, recipe: HwaRecipe
     """HWA retraining of a converted model (see module docstring)."""
     torch.manual_seed(recipe.seed + 1)
     set_analog_mode(model, "hwa")
-    return _fit(model, train, val, recipe.hwa_epochs, recipe.hwa_lr, recipe, "HWA",
-                after_step=lambda: clip_weights(model, recipe.weight_clip_sigma), progress=progress, augment=augment)
+    return _fit_tensors(model, train, val, recipe.hwa_epochs, recipe.hwa_lr, recipe, "HWA",
+                        after_step=lambda: clip_weights(model, recipe.weight_clip_sigma), progress=progress,
+                        augment=augment)

@@ -448,3 +448,145 @@ def test_linear_row_tiles_follow_the_chips_hwc_rows():
     assert int(rows[3, 1, 2]) == (1 * 4 + 2) * 8 + 3
     tile0 = layer.tile_masks()[0].reshape(8, 4, 4)
     assert tile0[:, :2].all() and not tile0[:, 2:].any()  # the first 64 HWC rows = image rows 0-1
+
+
+# ---------------------------------------------------------------- grouped convolutions and Conv1d
+
+def _depthwise_and_dense(cfg, c=16, per_channel=True, **kw):
+    """A depthwise 3x3 AnalogConv2d and the block-diagonal dense AnalogConv2d the compiler maps it to."""
+    torch.manual_seed(3)
+    dw = nn.Conv2d(c, c, 3, padding=1, groups=c).double()
+    dense = nn.Conv2d(c, c, 3, padding=1).double()
+    with torch.no_grad():
+        dense.weight.zero_()
+        for o in range(c):
+            dense.weight[o, o] = dw.weight[o, 0]
+        dense.bias.copy_(dw.bias)
+    a = AnalogConv2d.from_float(dw, cfg=cfg, per_channel=per_channel, **kw)
+    b = AnalogConv2d.from_float(dense, cfg=cfg, per_channel=per_channel, **kw)
+    for layer in (a, b):
+        layer.input_range.data.fill_(1.0)
+    return a, b, dw
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_grouped_conv_is_its_block_diagonal_dense_conv(per_channel):
+    """A depthwise conv is, column for column, the block-diagonal conv the chip holds: the same
+    w_max, row tiles (144 dense rows on a 64-row array: 3 tiles, split by channel and kernel
+    position), ADC conversions and noise -- its own 9 weights per column, nothing else."""
+    cfg = AonCimConfig(rows=64)
+    a, b, _ = _depthwise_and_dense(cfg, per_channel=per_channel)
+    assert a._fan_in() == b._fan_in() == 144 and len(a.tile_masks()) == len(b.tile_masks()) == 3
+    rows = a._row_index()
+    assert rows.shape == (16, 1, 3, 3) and int(rows[5, 0, 1, 2]) == (1 * 3 + 2) * 16 + 5
+    assert torch.equal(a._w_max(a.weight), b._w_max(b.weight))
+    x = torch.rand(4, 16, 6, 6, generator=gen(30), dtype=torch.float64)
+    for noise in (False, True):
+        set_analog_mode(a, "hwa", seed=4, noise=noise)
+        set_analog_mode(b, "hwa", seed=4, noise=noise)
+        with torch.no_grad():
+            ya, yb = a(x), b(x)
+        assert torch.allclose(ya, yb, atol=1e-9), noise
+
+
+def test_depthwise_conv_within_quantisation_error_of_float():
+    a, _, dw = _depthwise_and_dense(CFG, c=8, per_channel=False, out_noise_std=0.0, read_noise_scale=0.0)
+    x = torch.rand(4, 8, 5, 5, generator=gen(31), dtype=torch.float64)
+    set_analog_mode(a, "hwa", noise=False)
+    with torch.no_grad():
+        err = float((a(x) - dw(x)).abs().max())
+    assert 0 < err <= quant_error_bound(a, dw.weight, 1.0)
+
+
+def test_depthwise_read_noise_is_that_of_each_columns_own_weights():
+    """Short-term read noise per column ~ sqrt(sum of its own |w| u^2): a channel with zero
+    weights gets none, whatever its neighbours hold."""
+    a, _, _ = _depthwise_and_dense(HI, c=4, per_channel=False, out_noise_std=0.0)  # ADC rounding negligible
+    with torch.no_grad():
+        a.weight[1].zero_()
+        a.weight[2].mul_(4.0)
+    x = torch.ones(4000, 4, 3, 3, dtype=torch.float64) * 0.8
+    set_analog_mode(a, "hwa", seed=7)
+    with torch.no_grad():
+        y = a(x)[:, :, 1, 1]  # centre: the whole 3x3 window on real inputs
+    var = y.var(0)
+    assert float(var[1]) == 0.0
+    w_n = a.weight.detach().abs().reshape(4, -1) / float(a.weight.detach().abs().max())
+    expect = w_n.sum(1)  # sum |w_n| u^2 with u constant: the variances are in this ratio
+    ratio = (var / expect)[[0, 2, 3]]
+    assert float(ratio.max() / ratio.min()) < 1.15
+
+
+def test_offset_calibration_of_a_grouped_conv_reads_each_groups_mean():
+    from aoncim.model.analog import calibrate_offsets
+
+    torch.manual_seed(5)
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=2).double()
+    layer = AnalogConv2d.from_float(conv, cfg=HI, out_noise_std=0.0, read_noise_scale=0.0)
+    layer.input_range.data.fill_(1.0)
+    # Unequal channel means, so a column reading another group's mean would be wrong.
+    x = torch.rand(64, 8, 6, 6, generator=gen(22), dtype=torch.float64) * torch.linspace(0.2, 1.0, 8).view(1, 8, 1, 1)
+    calibrate_offsets(layer, x)
+    assert layer.input_mean.shape == (8 * 9,)
+    err = {}
+    with torch.no_grad():
+        for cal in (False, True):
+            set_analog_mode(layer, "inference", t_inf=86400.0, seed=3, offset_cal=cal)
+            err[cal] = float((layer(x) - conv(x))[:, :, 1:-1, 1:-1].mean((0, 2, 3)).abs().mean())
+    assert err[True] < 0.3 * err[False], err
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv1d_is_a_1xk_conv2d(groups):
+    """AnalogConv1d computes exactly what the compiler maps a Conv1d to, a 1 x k AnalogConv2d:
+    rows (kx, c) and their tiles, the DAC/ADC, every noise draw, the PCM read, offset calibration."""
+    from aoncim.model.analog import AnalogConv1d, calibrate_offsets
+
+    cfg = AonCimConfig(rows=16)
+    torch.manual_seed(6)
+    c1 = nn.Conv1d(8, 6, 5, stride=2, padding=2, groups=groups).double()
+    c2 = nn.Conv2d(8, 6, (1, 5), stride=(1, 2), padding=(0, 2), groups=groups).double()
+    with torch.no_grad():
+        c2.weight.copy_(c1.weight.unsqueeze(2))
+        c2.bias.copy_(c1.bias)
+    kw = dict(cfg=cfg, per_channel=True, weight_noise=0.05, pcm_train_times=(1.0, 1e6))
+    a, b = AnalogConv1d.from_float(c1, **kw), AnalogConv2d.from_float(c2, **kw)
+    assert isinstance(a, nn.Conv1d) and a._fan_in() == 40 and len(a.tile_masks()) == 3
+    assert torch.equal(a._row_index(), b._row_index().squeeze(-2))
+    x = torch.rand(8, 8, 20, generator=gen(40), dtype=torch.float64)
+    calibrate_input_ranges(a, x)
+    calibrate_input_ranges(b, x.unsqueeze(2))
+    assert float(a.input_range.detach()) == float(b.input_range.detach())
+    calibrate_offsets(a, x)
+    calibrate_offsets(b, x.unsqueeze(2))
+    assert torch.allclose(a.input_mean, b.input_mean)
+    for mode, t_inf in (("hwa", None), ("inference", 86400.0)):
+        set_analog_mode(a, mode, t_inf=t_inf, seed=8)
+        set_analog_mode(b, mode, t_inf=t_inf, seed=8)
+        with torch.no_grad():
+            ya, yb = a(x), b(x.unsqueeze(2)).squeeze(2)
+        assert torch.allclose(ya, yb, atol=1e-9), mode
+    # Training: drift-aware PCM samples and weight noise drawn alike, gradients alike.
+    a.train(), b.train()
+    set_analog_mode(a, "hwa", seed=9)
+    set_analog_mode(b, "hwa", seed=9)
+    a(x).square().sum().backward()
+    b(x.unsqueeze(2)).square().sum().backward()
+    assert torch.allclose(a.weight.grad, b.weight.grad.squeeze(2), atol=1e-9)
+
+
+def test_convert_replaces_conv1d_shared_and_nested_layers_and_refuses_custom_forwards():
+    from aoncim.model.analog import AnalogConv1d
+
+    shared = nn.Linear(4, 4)
+    net = nn.Sequential(nn.Conv1d(2, 4, 3), nn.Sequential(shared, nn.ReLU(), shared))
+    convert_to_analog(net, CFG)
+    assert isinstance(net[0], AnalogConv1d) and isinstance(net[1][0], AnalogLinear) and net[1][0] is net[1][2]
+    assert len(analog_layers(net)) == 2
+
+    class Scaled(nn.Conv2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(ValueError, match=r"module 0 \(Scaled\) subclasses Conv2d with its own forward"):
+        convert_to_analog(nn.Sequential(Scaled(1, 1, 1)), CFG)
