@@ -157,21 +157,31 @@ def _image_source(image: str, config_path: str | None, model: str | None, act_bi
 
 def _cosim(n: int | None, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
            model: str | None = None, t_inf: float | None = None, compare: str = "layers",
-           image: str | None = None, input_path: str | None = None) -> int:
+           image: str | None = None, input_path: str | None = None, reference: str | None = None) -> int:
     from aoncim.sim.report import cosim_network
 
     source = None
     if image is not None:
         _, prog, cfg = _image_source(image, config_path, model, act_bits)
         source = (Path(image).name, prog)
+        if reference is not None:
+            from aoncim.firmware.frontends import float_reference
+
+            reference = float_reference(reference)  # read and checked before anything runs
     else:
         if input_path is not None:
             raise ConfigError("--input goes with --image (a compiled image of your network); the shipped "
                               "networks draw their inputs from their own test sets")
-        model, cfg = model or "tiny", _load_config(config_path)
+        model = model or "tiny"
+        if model in MLPERF_MODELS and config_path is None:
+            from aoncim.model.mlperf import get
+
+            cfg = get(model).config()
+        else:
+            cfg = _load_config(config_path)
     _check_cosim_args(cfg, act_bits, sim)
     return cosim_network(console, cfg, model=model, image=source, input_path=input_path, n=n, seed=seed,
-                         act_bits=act_bits, sim=sim, waves=waves, t_inf=t_inf, compare=compare)
+                         act_bits=act_bits, sim=sim, waves=waves, t_inf=t_inf, compare=compare, reference=reference)
 
 
 def _cosim_random(n: int | None, seed: int, sim: str, act_bits: int | None, config_path: str | None, waves: bool,
@@ -193,6 +203,9 @@ def _cosim_random(n: int | None, seed: int, sim: str, act_bits: int | None, conf
     return cosim_random(console, cfg, n=20 if n is None else n, seed=seed, act_bits=act_bits, sim=sim, waves=waves,
                         coverage_json=out, config_path=config_path, workers=workers, dask=dask_addr)
 
+
+# The MLPerf Tiny models (model/mlperf.py) by name, without importing torch for --help.
+MLPERF_MODELS = ("mlperf-kws", "mlperf-vww", "mlperf-ic", "mlperf-ad")
 
 # Option types shared by the commands: a bad value is refused while parsing, naming the option.
 SEED = click.IntRange(0, 2**32 - 1)
@@ -225,15 +238,19 @@ SECONDS = _Seconds()
 
 
 @main.command()
-@click.option("--model", type=click.Choice(["tiny", "kws", "vww", "random"]),
-              help="Network: the embedded TinyNet (default), a shipped AnalogNet, or random small networks (one "
-              "per input).")
+@click.option("--model", type=click.Choice(["tiny", "kws", "vww", "random", *MLPERF_MODELS]),
+              help="Network: the embedded TinyNet (default), a shipped AnalogNet, random small networks and graphs "
+              "(one per input), or an MLPerf Tiny model (random weights, on its own config unless --config).")
 @click.option("--image", type=click.Path(dir_okay=False),
               help="Co-simulate your own program image (from `aoncim compile`) instead of a shipped network; the "
               "image carries its config.")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False),
-              help="With --image: a .npy of inputs, integer codes (N, H, W, C) or floats in [0, 1] (N, C, H, W); "
-              "default: random codes over the image's input range.")
+              help="With --image: a .npy of inputs, integer codes (N, H, W, C) or float values in the model's layout "
+              "(N, C, H, W), (N, C, L) or (N, F), quantised with the image's input scale; default: random codes "
+              "over the image's input range.")
+@click.option("--reference", "reference", type=click.Path(dir_okay=False),
+              help="With --image: the ONNX file or torch.export program (.pt2) the image was compiled from; its float "
+              "outputs (onnxruntime, torch) on the same inputs are compared with the chip's.")
 @click.option("--inputs", "n", type=COUNT,
               help="Number of inferences [default: 20, or every input of --input] (with --model random: random "
               "networks, one inference each).")
@@ -259,14 +276,17 @@ SECONDS = _Seconds()
                    "With --model random: run the chunks on the Dask scheduler at this address (tcp://host:8786); "
                    "the workers need aoncim and the simulator.")
 @_one_line
-def cosim(model: str | None, image: str | None, input_path: str | None, n: int | None, seed: int, sim: str,
-          act_bits: int | None, t_inf: float | None, config_path: str | None, waves: bool, coverage_json: str,
-          compare: str, workers: int, dask_addr: str | None) -> None:
+def cosim(model: str | None, image: str | None, input_path: str | None, reference: str | None, n: int | None,
+          seed: int, sim: str, act_bits: int | None, t_inf: float | None, config_path: str | None, waves: bool,
+          coverage_json: str, compare: str, workers: int, dask_addr: str | None) -> None:
     """Co-simulate the RTL against the bit-true golden model, layer by layer."""
+    if reference is not None and image is None:
+        raise ConfigError("--reference goes with --image: the float model the image was compiled from")
     if model != "random":
         if workers != 1 or dask_addr is not None:
             raise ConfigError("--workers/--dask apply to --model random (one network runs in one simulator)")
-        sys.exit(_cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare, image, input_path))
+        sys.exit(_cosim(n, seed, sim, act_bits, config_path, waves, model, t_inf, compare, image, input_path,
+                        reference))
     if image or input_path:
         raise ConfigError("--model random draws its own networks: drop --image/--input")
     sys.exit(_cosim_random(n, seed, sim, act_bits, config_path, waves, t_inf, coverage_json, workers, dask_addr))
@@ -379,7 +399,7 @@ def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, sampl
 
 # ------------------------------------------------------------------------------------ images
 @main.command(name="compile")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("model", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file of AonCimConfig fields "
               "(default: the embedded config).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Image file to write.")
@@ -387,10 +407,14 @@ def eval_(task, data, checkpoint, seeds, bits, bit_true, bit_true_samples, sampl
 @click.option("--time", "t_inf", type=SECONDS, help="Write the codes of a programmed PCM chip read this many "
               "seconds after programming, compensated by the host (default: the target codes).")
 @click.option("--seed", type=SEED, help="Simulated chip (programming noise, drift) for --time; default 0.")
+@click.option("--calib", "calib", type=click.Path(dir_okay=False),
+              help="For an ONNX/.pt2 MODEL: a .npy batch of calibration inputs in the model's input layout; without "
+              "it the compiler calibrates on standard-normal inputs and says so.")
 @_one_line
-def compile_(checkpoint, config_path, out, act_bits, t_inf, seed) -> None:
-    """Compile an AnalogNet checkpoint into a program image for a config."""
-    from aoncim.model.flows import compile_checkpoint
+def compile_(model, config_path, out, act_bits, t_inf, seed, calib) -> None:
+    """Compile MODEL into a program image for a config: an aoncim checkpoint (AnalogNet), an ONNX file
+    (.onnx) or a saved torch.export program (.pt2)."""
+    from aoncim.model.flows import compile_checkpoint, compile_model_file
     from aoncim.outputs import check_output_file
 
     cfg = _load_config(config_path)
@@ -398,8 +422,18 @@ def compile_(checkpoint, config_path, out, act_bits, t_inf, seed) -> None:
         raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
     if seed is not None and t_inf is None:
         raise ConfigError("--seed picks the simulated chip of a drifted snapshot: give --time SECONDS as well")
+    graph_file = Path(model).suffix.lower() in (".onnx", ".pt2")
+    if graph_file and t_inf is not None:
+        raise ConfigError("--time writes a drifted chip snapshot of an aoncim checkpoint; compile the ONNX/.pt2 model "
+                          "without it and use `aoncim cosim --image IMAGE --time SECONDS`")
+    if not graph_file and calib is not None:
+        raise ConfigError("--calib goes with an ONNX/.pt2 model; a checkpoint calibrates on its task's training inputs")
     image = check_output_file(out, "-o")  # --time was checked while parsing (SECONDS)
-    for line in compile_checkpoint(checkpoint, cfg, act_bits, t_inf, seed, image, progress=console).summary(out):
+    if graph_file:
+        done = compile_model_file(model, cfg, act_bits, calib, image, progress=console)
+    else:
+        done = compile_checkpoint(model, cfg, act_bits, t_inf, seed, image, progress=console)
+    for line in done.summary(out):
         console.print(line)
 
 
@@ -440,7 +474,7 @@ def export_c(image, out) -> None:
 
 # ------------------------------------------------------------------------------------ performance
 @main.command(name="report")
-@click.argument("task", type=click.Choice(["kws", "vww"]))
+@click.argument("task", type=click.Choice(["kws", "vww", *MLPERF_MODELS]))
 @click.option("--config", "config_path", type=click.Path(), help="TOML or JSON file of AonCimConfig fields.")
 @click.option("--act-bits", type=int, default=8, show_default=True, help="Activation precision of every layer.")
 @click.option("-o", "--outdir", type=click.Path(), default="out/report", show_default=True,
@@ -460,7 +494,9 @@ def report_cmd(task, config_path, act_bits, outdir, as_html, samples, chips, tim
     from aoncim.outputs import check_output_dir
 
     check_output_dir(outdir)
-    cfg, tech = _load_config(config_path), load_technology(tech_path)
+    # An MLPerf model's own config (the default chip with what it needs to fit) unless --config.
+    cfg = None if task in MLPERF_MODELS and config_path is None else _load_config(config_path)
+    tech = load_technology(tech_path)
     with console.status("report") as st:
         r = build_report(task, cfg, act_bits, outdir, as_html, samples, chips,
                          tuple(t.strip() for t in times.split(",") if t.strip()), tech, synth,

@@ -113,12 +113,13 @@ def _plain_copy(module: nn.Module) -> tuple[nn.Module, dict[str, tuple[float, bo
     for q, m in module.named_modules(remove_duplicate=False):
         if not isinstance(m, _AnalogMVM):
             continue
-        analog[q] = (float(m.input_range), bool(m.per_channel))
+        analog[q] = (float(m.input_range.detach()), bool(m.per_channel))
         if id(m) in memo:  # one layer reachable under several paths
             continue
-        if isinstance(m, nn.Conv2d):
-            plain = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                              m.groups, m.bias is not None, m.padding_mode, device="meta")
+        if isinstance(m, (nn.Conv2d, nn.Conv1d)):
+            plain = (nn.Conv1d if isinstance(m, nn.Conv1d) else nn.Conv2d)(
+                m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                m.bias is not None, m.padding_mode, device="meta")
         elif isinstance(m, nn.Linear):
             plain = nn.Linear(m.in_features, m.out_features, m.bias is not None, device="meta")
         else:

@@ -182,8 +182,17 @@ def build_report(task: str, cfg: AonCimConfig | None = None, act_bits: int = 8, 
 
     t0 = time.perf_counter()
     say = status or (lambda msg: None)
-    cfg = cfg or DEFAULT_CONFIG
-    title = get_task(task).title
+    mlperf_model = None
+    if task.startswith("mlperf-"):  # random weights: performance and placement, no accuracy
+        from aoncim.model import mlperf
+
+        mlperf_model = mlperf.get(task)
+        cfg = cfg or mlperf_model.config()
+        title = f"MLPerf Tiny {mlperf_model.title}"
+    else:
+        cfg = cfg or DEFAULT_CONFIG
+        title = get_task(task).title
+    paper = PAPER_TOPS_W.get(task, {})
     if act_bits not in cfg.act_bits_supported:
         raise ConfigError(f"--act-bits {act_bits}: the chip supports {', '.join(map(str, cfg.act_bits_supported))}")
     bad = [k for k in times if k not in TIMES_S]
@@ -217,7 +226,8 @@ def build_report(task: str, cfg: AonCimConfig | None = None, act_bits: int = 8, 
         ["latency", f"{rep.latency_s * 1e6:.1f} µs ({rep.inferences_per_s:,.0f} inferences/s)"],
         ["energy per inference", f"{rep.energy_j * 1e6:.3f} µJ (dominant: {rep.dominant}, "
                                  f"{100 * rep.by_component[rep.dominant] / rep.energy_j:.0f} %)"],
-        ["energy efficiency", f"{rep.tops_w:.2f} TOPS/W (paper: {PAPER_TOPS_W[task].get(act_bits, float('nan')):.2f})"],
+        ["energy efficiency", f"{rep.tops_w:.2f} TOPS/W" + (f" (paper: {paper[act_bits]:.2f})" if act_bits in paper
+                                                            else "")],
         ["throughput", f"{rep.tops:.3f} TOPS, average power {rep.power_w * 1e3:.3f} mW"],
         ["array utilisation", f"{u.cells:,} of {u.array:,} pairs ({100 * u.fraction:.1f} %)"],
         ["area (estimate)", f"{area.total_mm2:.4f} mm² (digital cell counts: "
@@ -250,20 +260,29 @@ def build_report(task: str, cfg: AonCimConfig | None = None, act_bits: int = 8, 
                                                   f"{rep.energy_j * 1e6:.3f} µJ per inference")]
     page.img(pngs[-1], "energy per layer and component")
 
-    page.h(2, "TOPS/W beside the paper")
+    page.h(2, "TOPS/W beside the paper" if paper else "TOPS/W per precision")
     table = []
-    for b in sorted(PAPER_TOPS_W[task], reverse=True):
+    for b in sorted(paper or cfg.act_bits_supported, reverse=True):
         if b not in cfg.act_bits_supported:
             continue
         if b not in progs:
             say(f"compiling {title} at {b} bits for the TOPS/W table")
             progs[b] = compile_task(task, cfg, b, calib_samples)
-        r = tops_w_row(task, energy_report(cfg, progs[b], tech, area))
-        table.append([b, f"{r.tops_w:.2f}", f"{r.paper:.2f}", f"{r.ratio:.2f}", f"{r.energy_uj:.3f}",
-                      f"{r.cycles:,}", f"{r.dominant} ({100 * r.dominant_share:.0f} %)"])
-    page.table(["act. bits", "TOPS/W (ours)", "TOPS/W (paper)", "ours / paper", "µJ/inference", "cycles",
-                "dominant component"], table)
-    page.p("Paper: AnalogNets / AON-CiM, IEEE Micro 42(6) 2022. ops = 2 · MACs of the MVM layers.")
+        e = energy_report(cfg, progs[b], tech, area)
+        if paper:
+            r = tops_w_row(task, e)
+            table.append([b, f"{r.tops_w:.2f}", f"{r.paper:.2f}", f"{r.ratio:.2f}", f"{r.energy_uj:.3f}",
+                          f"{r.cycles:,}", f"{r.dominant} ({100 * r.dominant_share:.0f} %)"])
+        else:
+            table.append([b, f"{e.tops_w:.2f}", f"{e.energy_j * 1e6:.3f}", f"{e.cycles:,}",
+                          f"{e.dominant} ({100 * e.by_component[e.dominant] / e.energy_j:.0f} %)"])
+    if paper:
+        page.table(["act. bits", "TOPS/W (ours)", "TOPS/W (paper)", "ours / paper", "µJ/inference", "cycles",
+                    "dominant component"], table)
+        page.p("Paper: AnalogNets / AON-CiM, IEEE Micro 42(6) 2022. ops = 2 · MACs of the MVM layers.")
+    else:
+        page.table(["act. bits", "TOPS/W", "µJ/inference", "cycles", "dominant component"], table)
+        page.p("ops = 2 · MACs (perf/energy.py `layer_macs`).")
 
     page.h(2, "Placement")
     say("placement picture")
@@ -273,6 +292,11 @@ def build_report(task: str, cfg: AonCimConfig | None = None, act_bits: int = 8, 
     page.img(pngs[-1], "placement of the layers on the array")
 
     page.h(2, "Accuracy under drift")
+    if mlperf_model is not None:
+        page.p(f"Not measured: {task} has random weights (batch-norm statistics calibrated on synthetic inputs, "
+               "model/mlperf.py); its point is bit-exactness on the chip (`aoncim cosim --model "
+               f"{task}`) and the performance above.")
+        return _finish(page, out, as_html, title, area, t0, task, pngs, rep)
     say(f"bit-true accuracy at {', '.join(times)} ({samples} samples, {chips} chip(s))")
     accs = drift_accuracy(task, prog, cfg, [TIMES_S[k] for k in times], samples, chips)
     page.table(["time after programming"] + list(times), [["bit-true accuracy %"] + [f"{100 * a:.2f}" for a in accs]])
@@ -282,7 +306,12 @@ def build_report(task: str, cfg: AonCimConfig | None = None, act_bits: int = 8, 
     pngs.append(plot_accuracy(list(times), accs, out / "accuracy.png",
                               f"{title}, {act_bits}-bit: {samples} samples, {chips} chip(s), compensated"))
     page.img(pngs[-1], "accuracy under drift")
+    return _finish(page, out, as_html, title, area, t0, task, pngs, rep)
 
+
+def _finish(page: Page, out: Path, as_html: bool, title: str, area, t0: float, task: str, pngs: list[Path],
+            rep: EnergyReport) -> ReportResult:
+    """The area section, the footer, and the file written."""
     page.h(2, "Area")
     page.table(["part", "µm²", "share %"],
                [[k, f"{v:,.0f}", f"{100 * v / area.total_um2:.1f}"] for k, v in area.um2.items()]

@@ -124,7 +124,7 @@ def image_inputs(prog: Program, path: str | None, n: int | None, seed: int) -> t
         n = 20 if n is None else n
         inputs = [rng.integers(0, top + 1, hwc) for _ in range(n)]
     else:
-        inputs = _read_input_file(path, hwc, d.in_bits)
+        inputs = _read_input_file(path, hwc, d.in_bits, prog.io)
         if n is not None:
             if n > len(inputs):
                 raise InputFileError(f"--inputs {n}: {path} holds {len(inputs)} input(s); ask for at most that many")
@@ -132,7 +132,9 @@ def image_inputs(prog: Program, path: str | None, n: int | None, seed: int) -> t
     return inputs, [int(s) for s in rng.integers(0, 2**32, len(inputs))]
 
 
-def _read_input_file(path: str, hwc: tuple[int, int, int], bits: int) -> list[np.ndarray]:
+def _read_input_file(path: str, hwc: tuple[int, int, int], bits: int, io=None) -> list[np.ndarray]:
+    """Input codes from an --input file; float values are quantised with the image's input scale
+    (`io`, Program.io) in any of the model's layouts, or without one as [0, 1] values in CHW."""
     from pathlib import Path
 
     h, w, c = hwc
@@ -155,6 +157,17 @@ def _read_input_file(path: str, hwc: tuple[int, int, int], bits: int) -> list[np
             raise InputFileError(f"--input {p}: codes from {x.min()} to {x.max()}; the first layer's {bits}-bit "
                                  f"inputs take 0..{(1 << bits) - 1} (or give floats in [0, 1])")
         codes = x.reshape(-1, h, w, c).astype(np.int64)
+    elif io is not None:
+        layouts = {(c, h, w)} | ({(c, w)} if h == 1 else set()) | ({(c,)} if h == w == 1 else set())
+        shape = next((tuple(x.shape[x.ndim - len(s):]) for s in sorted(layouts, key=len, reverse=True)
+                      if tuple(x.shape[x.ndim - len(s):]) == s and x.ndim - len(s) in (0, 1)), None)
+        if shape is None:
+            want = " or ".join(f"(N, {', '.join(map(str, s))})" for s in sorted(layouts, key=len, reverse=True))
+            raise InputFileError(f"--input {p}: float values of shape {x.shape}; the image's model takes {want} "
+                                 "(the model's layout)")
+        if not np.isfinite(x).all():
+            raise InputFileError(f"--input {p}: float values must be finite")
+        codes = io.quantise(x.reshape(-1, c, h, w), bits)
     else:
         if x.shape[-3:] != (c, h, w) or x.ndim not in (3, 4):
             raise InputFileError(f"--input {p}: float values of shape {x.shape}; the image's first layer takes "

@@ -58,12 +58,14 @@ def _waves_line(console: Console, r) -> None:
 def cosim_network(console: Console, cfg: AonCimConfig, *, model: str | None = "tiny",
                   image: tuple[str, Program] | None = None, input_path: str | None = None, n: int | None = None,
                   seed: int = 0, act_bits: int | None = None, sim: str = "verilator", waves: bool = False,
-                  t_inf: float | None = None, compare: str = "layers") -> int:
+                  t_inf: float | None = None, compare: str = "layers", reference=None) -> int:
     """Co-simulate one network: a user's image (`image` = (title, program); inputs from
     `input_path` or random codes), the embedded TinyNet or a shipped AnalogNet (`model`), `n`
     inputs (default 20) picked by `seed`; with `t_inf`, on simulated PCM chip `seed` read that long
-    after programming, compensated on the chip. Prints the run and its report; returns the exit
-    code. A chip that stops with an error or hangs raises CosimError (one line)."""
+    after programming, compensated on the chip. `reference`: the image's float model
+    (firmware.frontends.float_reference), whose outputs on the same inputs are compared with the
+    chip's (`float_agreement`). Prints the run and its report; returns the exit code. A chip that
+    stops with an error or hangs raises CosimError (one line)."""
     from .runner import CosimError, golden_outputs, run_cosim
 
     bits = act_bits or 8
@@ -76,6 +78,12 @@ def cosim_network(console: Console, cfg: AonCimConfig, *, model: str | None = "t
             title, prog = image
             inputs, seeds = image_inputs(prog, input_path, n, seed)
             bits = prog.layers[0].in_bits
+        elif model.startswith("mlperf-"):
+            from .jobs import mlperf_job
+
+            pr.status(f"compiling {model} for config {cfg.config_hash:#010x}")
+            job = mlperf_job(model, cfg, n or 20, seed, bits)
+            title, prog, inputs, seeds = f"{model} ({job.title})", job.prog, job.inputs, job.seeds
         elif model == "tiny":
             from .jobs import tiny_job
 
@@ -129,8 +137,29 @@ def cosim_network(console: Console, cfg: AonCimConfig, *, model: str | None = "t
     _waves_line(console, r)
     if acc is not None:
         console.print(f"golden-model classification accuracy on these inputs: {acc:.2%}")
+    if reference is not None and scored.io is not None:
+        a = float_agreement(cfg, scored, inputs, seeds, reference)
+        console.print(f"against the float model (on the inputs as the chip holds them): max |error| "
+                      f"{a['max_err']:.4g} = {100 * a['max_rel']:.2f} % of the largest |output| {a['span']:.4g}, "
+                      f"RMS {100 * a['rms_rel']:.2f} %, top-1 agreement {a['top1']:.0%}")
     console.print(f"bit-exact: {case.n_ok}/{len(inf)} inferences")
     return 0 if case.n_ok == len(inf) == n and same else 1
+
+
+def float_agreement(cfg: AonCimConfig, prog: Program, inputs: list[np.ndarray], seeds: list[int], reference) -> dict:
+    """The chip's real outputs (golden model = RTL when bit-exact, dequantised with `prog.io`)
+    against the float model `reference` on the same inputs (the input codes dequantised): max and
+    RMS error relative to the largest |float output|, and top-1 agreement (docs/byo-model.md)."""
+    from .runner import golden_outputs
+
+    io, d0 = prog.io, prog.layers[0]
+    chip = np.stack([io.dequantise(g[-1].reshape(-1)) for g in golden_outputs(cfg, prog, inputs, seeds)])
+    x = np.stack([np.moveaxis(io.in_scale * (np.asarray(q, dtype=np.float64) - io.in_zero), -1, 0) for q in inputs])
+    ref = np.asarray(reference(x.reshape(len(x), d0.in_c, d0.in_h, d0.in_w)), dtype=np.float64).reshape(len(x), -1)
+    span = float(np.abs(ref).max()) or 1.0
+    err = chip - ref
+    return {"span": span, "max_err": float(np.abs(err).max()), "max_rel": float(np.abs(err).max()) / span,
+            "rms_rel": float(np.sqrt(np.mean(err**2))) / span, "top1": float(np.mean(chip.argmax(1) == ref.argmax(1)))}
 
 
 def layer_table(cfg: AonCimConfig, prog: Program, scored: Program, compared: list[int], layer_fail: list[int],

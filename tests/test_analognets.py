@@ -129,13 +129,13 @@ def test_too_small_array_fails_naming_the_layer():
 
 
 def test_rejects_what_the_chip_cannot_run():
-    dw = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Flatten(), nn.Linear(8, 2))
+    dilated = nn.Sequential(nn.Conv2d(8, 8, 3, dilation=2), nn.Flatten(), nn.Linear(8, 2))
     # The compiler's lowering and messages (tests/test_footprint.py compares them module by module).
-    with pytest.raises(FootprintError, match=r"^layer 0:Conv2d: only groups=1"):
-        analog_footprint(dw, (8, 3, 3), CFG)
+    with pytest.raises(FootprintError, match=r"^layer 0:Conv2d: only dilation=1"):
+        analog_footprint(dilated, (8, 5, 5), CFG)
     with pytest.raises(FootprintError, match=r"^layer 1:Sigmoid: unsupported module"):
         analog_footprint(nn.Sequential(nn.Conv2d(1, 2, 1), nn.Sigmoid(), nn.Flatten(), nn.Linear(2, 2)), (1, 1, 1), CFG)
-    with pytest.raises(FootprintError, match=r"^layer 0:Conv2d: only groups=1, dilation=1, zero padding and equal"):
+    with pytest.raises(FootprintError, match=r"^layer 0:Conv2d: only dilation=1, zero padding given as numbers and equal"):
         analog_footprint(nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 2)), nn.Flatten(), nn.Linear(2, 2)), (1, 3, 5), CFG)
     # Overlapping pooling windows (kernel 3, stride 2) run on the chip.
     fp = analog_footprint(nn.Sequential(nn.Conv2d(1, 2, 1), nn.MaxPool2d(3, 2), nn.Flatten(), nn.Linear(2, 2)),

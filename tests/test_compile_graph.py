@@ -16,42 +16,14 @@ from aoncim.firmware.torch_import import graph_from_module
 from aoncim.model.bittrue import BitTrueExecutor
 from aoncim.program import Op
 
+from byo_models import signal_inputs, signal_net
+
 QUIET = AonCimConfig(read_noise_lsb=0.0)
-
-
-class Block(nn.Module):
-    """Conv1d stem on a signed (N, 4, 48) signal, a depthwise-separable block, a residual block,
-    global pooling and a linear head: every new op of the graph compiler at once."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(4, 12, 5, stride=2, padding=2), nn.BatchNorm1d(12), nn.ReLU())
-        self.dw = nn.Sequential(nn.Conv1d(12, 12, 3, padding=1, groups=12), nn.BatchNorm1d(12), nn.ReLU6(),
-                                nn.Conv1d(12, 16, 1), nn.BatchNorm1d(16), nn.ReLU())
-        self.c1 = nn.Sequential(nn.Conv1d(16, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU())
-        self.c2 = nn.Sequential(nn.Conv1d(16, 16, 3, padding=1), nn.BatchNorm1d(16))
-        self.head = nn.Linear(16, 6)
-
-    def forward(self, x):
-        x = self.dw(self.stem(x))
-        x = torch.relu(self.c2(self.c1(x)) + x)
-        return self.head(x.mean(-1))
-
-
-def _trained_bn(net: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Batch-norm statistics from `x`, so activations have realistic ranges."""
-    torch.manual_seed(0)
-    net.train()
-    with torch.no_grad():
-        net(x)
-    return net.eval()
 
 
 @pytest.fixture(scope="module")
 def block():
-    torch.manual_seed(1)
-    x = torch.randn(96, 4, 48) * torch.linspace(0.5, 2.0, 4)[:, None]  # signed, unequal channel spreads
-    net = _trained_bn(Block(), x)
+    net, x = signal_net(), signal_inputs(96, 1)
     return net, graph_from_module(net, x[:1]), x
 
 

@@ -194,12 +194,7 @@ def test_compiled_module_runs_on_the_golden_model(trained, data):
     x, _ = data
     analog.train()
     set_analog_mode(analog, "inference", t_inf=3600.0, seed=2)
-    try:
-        prog = compile_module(analog, x[:64], CFG)
-    except CompileError as e:
-        if "AnalogConv1d" in str(e):
-            pytest.xfail(f"firmware/torch_import.py cannot import AnalogConv1d yet: {e}")
-        raise
+    prog = compile_module(analog, x[:64], CFG)
     # The modes and the train flag are the caller's again.
     assert all(m.mode == "inference" and m.t_inf == 3600.0 for _, m in analog_layers(analog)) and analog.training
     analog.eval()
