@@ -10,12 +10,17 @@ precision is forced, per-layer precision (8/6/4 bits, changing between layers). 
 its own (so that the other draws stay as they were): one MVM layer padded differently above and
 beside (pad_h != pad_w, the later layers' geometry re-derived, `_asymmetric_pad`) and the pad code
 of padded MVM layers (any code of the layer's input bits: padded positions load it, as the golden
-model pads with it; `_pad_codes`). The input codes and read-noise seeds come from the same seed.
+model pads with it; `_pad_codes`). From another stream of its own: a depthwise convolution
+(Op.DWCONV, which the compiler does not emit) inserted before a random layer, with a random kernel,
+stride, padding (pad_h = pad_w or not) and pad code, random DWW weights at a random w_base and
+post-processing fitted on the golden model (`_depthwise`). The input codes and read-noise seeds come
+from the same seed.
 Everything is legal (`Program.check`); the golden model and the RTL must agree on every integer.
 
 Half the cases are "rails" cases (`_rails`, drawn from a stream of their own so the others stay
 as they were): the same network with columns driven past both ADC rails, row tiles all on one rail,
-exact ADC and post-processing rounding ties and post-processing clamps on both sides, with the
+depthwise channels whose weights are all at the most negative or the largest weight, exact ADC and
+post-processing rounding ties and post-processing clamps on both sides, with the
 rail codes on output steps of their own, so that a clamp one code short changes a layer's output
 (the datapath bins of sim/coverage.py).
 
@@ -32,7 +37,7 @@ import torch
 from torch import nn
 
 from aoncim.config import AonCimConfig
-from aoncim.program import LayerDescriptor, Program, ProgramError
+from aoncim.program import LayerDescriptor, Op, Program, ProgramError
 
 # Small rows so that row tiling (fan-in > rows) is the rule; one Verilator build serves every case:
 # programs, inputs and descriptors are loaded over the bus.
@@ -41,6 +46,7 @@ BITS = (8, 6, 4)
 _ATTEMPTS = 200
 ASYMMETRIC_PAD_P = 0.5  # probability that a case has a layer with pad_h != pad_w (where one can)
 PAD_CODE_P = 0.6        # probability that a case's padded MVM layers may load non-zero pad codes
+DWCONV_P = 0.5          # probability that a case has a depthwise layer inserted (where one fits)
 
 
 @dataclass
@@ -304,6 +310,93 @@ def _pad_codes(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Pr
     return dataclasses.replace(prog, layers=layers)
 
 
+def _rederive(layers: list[LayerDescriptor], i: int, cfg: AonCimConfig) -> list[LayerDescriptor] | None:
+    """Layers i.. with their output sizes re-derived from their (possibly changed) input maps, each
+    later layer keeping its kernel, stride and padding and taking the map before it as its input;
+    None if a map no longer fits the chip or a kernel no longer fits its map."""
+    layers = list(layers)
+    for j in range(i, len(layers)):
+        e = layers[j]
+        if j > i:
+            e = dataclasses.replace(e, in_h=layers[j - 1].out_h, in_w=layers[j - 1].out_w)
+        out_h, out_w = _out(e.in_h, e.k_h, e.stride, e.pad_h), _out(e.in_w, e.k_w, e.stride, e.pad_w)
+        depth = cfg.out_depth if e.to_out else cfg.act_depth
+        if min(out_h, out_w) < 1 or e.in_h * e.in_w * e.in_c > cfg.act_depth or out_h * out_w * e.out_c > depth:
+            return None
+        layers[j] = dataclasses.replace(e, out_h=out_h, out_w=out_w)
+    return layers
+
+
+def _depthwise(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Program | None:
+    """A depthwise convolution (Op.DWCONV) inserted before a random layer i, on the map layer i
+    read (bits kept): kernel 1-3 on each axis, stride 1-2, no padding, pad_h = pad_w or pad_h !=
+    pad_w (0-2), a random pad code on half of the padded ones; k_h*k_w*C random weights of the full
+    signed range at a random w_base of a DWW of random junk; its post-processing entries after the
+    program's, fitted on the golden model (random inputs of this stream) so that each channel's
+    window sums spread over the output codes. Layer i and the later ones take the new map as their
+    input (`_rederive`), the activations are laid out anew (`_relocate_acts`). None if it does not
+    fit the chip."""
+    from aoncim.model.bittrue import BitTrueExecutor
+
+    layers = list(prog.layers)
+    i = int(rng.integers(0, len(layers)))
+    e = layers[i]
+    k_h, k_w, stride = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    pad = int(rng.integers(3))   # none, pad_h = pad_w, pad_h != pad_w: the coverage bins alike
+    pad_h, pad_w = (0, 0) if pad == 0 else (int(rng.integers(1, 3)),) * 2 if pad == 1 else \
+        tuple(int(p) for p in rng.choice(3, 2, replace=False))
+    c, bits = e.in_c, e.in_bits
+    pad_code = int(rng.integers(1, 1 << bits)) if pad and rng.random() < 0.5 else 0
+    n_w, base = k_h * k_w * c, len(prog.pp_scale)
+    if n_w > cfg.dw_depth or base + c > cfg.param_depth:
+        return None
+    dw = rng.integers(-cfg.dw_max - 1, cfg.dw_max + 1, cfg.dw_depth) if prog.dw_weights is None \
+        else np.array(prog.dw_weights, dtype=np.int64)
+    w_base = int(rng.integers(0, cfg.dw_depth - n_w + 1))
+    dw[w_base : w_base + n_w] = rng.integers(-cfg.dw_max - 1, cfg.dw_max + 1, n_w)
+    shift = 12
+    d = LayerDescriptor(opcode=Op.DWCONV.value, in_bits=bits, out_bits=bits, stride=stride, pad_h=pad_h, pad_w=pad_w,
+                        pad_code=pad_code, relu=0, to_out=0, in_bank=e.in_bank, out_bank=e.in_bank, shift=shift,
+                        in_h=e.in_h, in_w=e.in_w, in_c=c, k_h=k_h, k_w=k_w, out_h=_out(e.in_h, k_h, stride, pad_h),
+                        out_w=_out(e.in_w, k_w, stride, pad_w), out_c=c, k_rows=0, row0=0, col0=0, param_base=base,
+                        in_base=e.in_base, out_base=0, w_base=w_base)
+    if min(d.out_h, d.out_w) < 1:
+        return None
+    layers = _rederive(layers[:i] + [d] + layers[i:], i, cfg)
+    if layers is None:
+        return None
+    alpha = None if prog.alpha is None else np.insert(np.asarray(prog.alpha, dtype=np.int64), i,
+                                                       cfg.alpha_one if rng.random() < 0.5 else
+                                                       int(rng.integers(cfg.alpha_one // 2, 2 * cfg.alpha_one)))
+    names = list(prog.names)
+    names.insert(i, f"{i}:DWConv")
+    calib = None if prog.calib_codes is None else prog.calib_codes[:i] + [np.zeros(0, np.int64)] + prog.calib_codes[i:]
+    out = dataclasses.replace(prog, layers=layers, names=names, alpha=alpha, calib_codes=calib, dw_weights=dw,
+                              pp_scale=np.concatenate([prog.pp_scale, np.ones(c, np.int64)]).astype(np.int64),
+                              pp_bias=np.concatenate([prog.pp_bias, np.zeros(c, np.int64)]).astype(np.int64))
+    out = _relocate_acts(out, cfg, rng)
+    if out is None:
+        return None
+    try:
+        out.check(cfg)
+    except ProgramError:
+        return None
+    # Scale and bias per channel: the window sums of random inputs onto 1 .. 2**bits - 2.
+    d0 = out.layers[0]
+    x = rng.integers(0, 1 << d0.in_bits, (8, d0.in_h, d0.in_w, d0.in_c))
+    sums = BitTrueExecutor(cfg, out).run_batch(x, [int(s) for s in rng.integers(0, 2**32, 8)])[i].sums
+    lim = (1 << (cfg.pp_scale_bits - 1)) - 1
+    for ch in range(c):
+        lo, hi = int(sums[..., ch].min()), int(sums[..., ch].max())
+        scale = max(1, min(lim, round(((1 << bits) - 3) * (1 << shift) / max(hi - lo, 1))))
+        out.pp_scale[base + ch], out.pp_bias[base + ch] = scale, (1 << shift) - lo * scale
+    try:
+        out.check(cfg)
+    except ProgramError:
+        return None
+    return out
+
+
 def _random_alpha(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Program:
     one = cfg.alpha_one
     hi = min(2 * one, (1 << cfg.alpha_bits) - 1)
@@ -479,6 +572,9 @@ def _rails(prog: Program, cfg: AonCimConfig, inputs: list[np.ndarray], seeds: li
     - every MVM layer: one column with every G+ at gcode_max and G- at 0 (every tile of a tiled
       layer), one the reverse: past the positive and the negative rail wherever the inputs are
       large enough, every tile of a tiled layer on the same rail;
+    - every depthwise layer: one channel with every weight at the largest weight, one with every
+      weight at the most negative: window sums at the accumulator's extremes where the inputs are
+      at full scale;
     - layer 0, if it uses the array: one column with an exact ADC rounding tie (the read-noise
       seed of input 0 is redrawn until one is reachable) and one each with a conversion at exactly
       +adc_max and -adc_max, unclamped (`_adc_exact`);
@@ -486,11 +582,12 @@ def _rails(prog: Program, cfg: AonCimConfig, inputs: list[np.ndarray], seeds: li
       rounding tie, the upper and the lower clamp, and before an MVM layer large activations in
       the other channels (`_plant_pp`), on channels drawn at random.
     """
-    from aoncim.model.bittrue import BitTrueExecutor, pool_windows
+    from aoncim.model.bittrue import BitTrueExecutor
 
     prog = dataclasses.replace(prog, g_plus=prog.g_plus.copy(), g_minus=prog.g_minus.copy(),
                                pp_scale=np.array(prog.pp_scale, dtype=np.int64),
-                               pp_bias=np.array(prog.pp_bias, dtype=np.int64))
+                               pp_bias=np.array(prog.pp_bias, dtype=np.int64),
+                               dw_weights=None if prog.dw_weights is None else np.array(prog.dw_weights, np.int64))
     inputs, seeds = [x.copy() for x in inputs], list(seeds)
     x0 = inputs[0]
     full = rng.random(x0.shape[:2]) < 0.8
@@ -522,6 +619,13 @@ def _rails(prog: Program, cfg: AonCimConfig, inputs: list[np.ndarray], seeds: li
                     if want != "tie":
                         break  # a rail code is reachable for any noise sample, or not at all
                     seeds[0] = int(rng.integers(0, 2**32))
+        if d.op.uses_dww:
+            for role in rng.permutation(["+rail", "-rail"]):
+                if chans:
+                    ch = chans.pop()
+                    roles[ch] = str(role)
+                    w = cfg.dw_max if role == "+rail" else -cfg.dw_max - 1
+                    prog.dw_weights[d.w_base + ch : d.w_base + d.dw_words : d.in_c] = w
         for role in ("tie", "hi", "lo"):
             if chans:
                 roles[chans.pop()] = role
@@ -531,14 +635,16 @@ def _rails(prog: Program, cfg: AonCimConfig, inputs: list[np.ndarray], seeds: li
         if nxt is not None and nxt.is_mvm:
             roles.update((ch, "pump") for ch in chans)
         trace = BitTrueExecutor(cfg, prog).run_batch(x0[None], seeds[:1])
-        x_in = x0[None] if i == 0 else trace[i - 1].output
-        if d.is_mvm:
-            codes = trace[i].adc_codes[0].numpy()
-        else:  # average pooling: the window sums enter post-processing
-            codes = pool_windows(torch.as_tensor(x_in), d).sum(-1)[0].reshape(d.positions, d.out_c).numpy()
+        # MVM: the ADC codes enter post-processing; pooling, the residual add and depthwise: the window sums
+        codes = (trace[i].adc_codes if d.is_mvm else trace[i].sums)[0].numpy()
         _plant_pp(prog, cfg, i, roles, codes, rng)
     prog.check(cfg)
     return prog, inputs, seeds
+
+
+def is_graph_seed(seed: int) -> bool:
+    """Whether `random_case(seed)` draws a graph (sim/random_graphs.py) rather than a sequence."""
+    return bool(np.random.default_rng([0xA0C1, seed, 0x64A9]).random() < GRAPH_P)
 
 
 def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None = None, n_inputs: int = 1,
@@ -554,7 +660,7 @@ def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None 
     # A share of the cases are graphs (residual adds, depthwise and grouped convs, 1-D convs,
     # signed inputs and activations: sim/random_graphs.py), drawn from a stream of their own so
     # the sequential cases stay as they were.
-    if np.random.default_rng([0xA0C1, seed, 0x64A9]).random() < GRAPH_P:
+    if is_graph_seed(seed):
         from .random_graphs import random_graph_case
 
         return random_graph_case(seed, cfg, act_bits, n_inputs, randomise)
@@ -591,6 +697,13 @@ def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None 
                     prog, notes = moved, notes + ["asymmetric padding"]
             if pads.random() < PAD_CODE_P and any(d.is_mvm and (d.pad_h or d.pad_w) for d in prog.layers):
                 prog, notes = _pad_codes(prog, cfg, pads), notes + ["pad codes"]
+            dws = np.random.default_rng([0xA0C1, seed, 0xD3C0])
+            if dws.random() < DWCONV_P:
+                for _ in range(8):
+                    moved = _depthwise(prog, cfg, dws)
+                    if moved is not None:
+                        prog, notes = moved, notes + ["depthwise"]
+                        break
         prog.check(cfg)
         d0 = prog.layers[0]
         inputs = [r.integers(0, 1 << d0.in_bits, (d0.in_h, d0.in_w, d0.in_c)) for _ in range(n_inputs)]

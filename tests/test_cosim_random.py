@@ -15,7 +15,7 @@ import pytest
 from aoncim.program import LayerDescriptor, Op
 from aoncim.sim import coverage as cov
 from aoncim.sim import runner
-from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
+from aoncim.sim.random_nets import RANDOM_CFG, is_graph_seed, random_case, replay_command
 from aoncim.sim.cosim import CosimCase
 from aoncim.sim.runner import run_cases
 from aoncim.perf.cycles import inference_cycles, layer_cycles, postproc_cycle
@@ -74,9 +74,9 @@ def test_random_cases_cover_every_sequencer_bin():
             tiles.add(d.tiles(RANDOM_CFG.rows))
         notes.update(c.randomised)
     report = cov.to_json(hits)
-    assert report["total"] == 84 and set(cov.missing(report)) == NOT_RANDOM, cov.missing(report)
+    assert report["total"] == 114 and set(cov.missing(report)) == NOT_RANDOM, cov.missing(report)
     assert notes == {"placement", "parameter bases", "activation addresses", "alpha", "per-layer precision", "rails",
-                     "asymmetric padding", "pad codes", "graph"}
+                     "asymmetric padding", "pad codes", "graph", "depthwise"}
     assert max(tiles) >= 4
 
 
@@ -103,12 +103,19 @@ def test_coverage_bins_and_merge():
     add = dict(opcode=Op.ADD.value, in_h=2, k_h=2, k_w=1, out_h=1, k_rows=0, in_c=4, out_c=4, in_bits=6)
     assert cov.layer_point(desc(**add, out_w=4), 32) == ("add", 1, "pad=0", "code=0", "T=1", 6)
     assert cov.layer_point(desc(**add, in_w=1, out_w=1), 32)[0] == "add"            # one position: still an add
+    dw = dict(opcode=Op.DWCONV.value, k_rows=0, out_c=8, w_base=5)
+    assert cov.layer_point(desc(**dw, pad_h=1, pad_w=2, out_h=4, out_w=6, pad_code=3, stride=1), 32) == \
+        ("depthwise", 1, "pad h!=w", "code>0", "T=1", 8)
+    assert cov.layer_point(desc(**dw, stride=2, out_h=1, out_w=1), 32) == ("depthwise", 2, "pad=0", "code=0", "T=1", 8)
+    assert cov.layer_point(desc(**dw, k_h=4, k_w=4, out_h=1, out_w=1), 32)[:2] == ("depthwise", 1)  # whole input
     assert not cov.legal(("maxpool", 1, "pad h=w", "code=0", "T=1", 8))
     assert not cov.legal(("linear", 2, "pad=0", "code=0", "T=1", 8))
     assert not cov.legal(("conv", 1, "pad=0", "code>0", "T=1", 8))
     assert not cov.legal(("add", 2, "pad=0", "code=0", "T=1", 8))
+    assert cov.legal(("depthwise", 2, "pad h!=w", "code>0", "T=1", 4))
+    assert not cov.legal(("depthwise", 1, "pad=0", "code=0", "T>1", 8))
     # The exclusions derived from the op vocabulary are the chip's rules, written out here.
-    assert cov.KINDS == ("conv", "linear", "maxpool", "avgpool", "global-avgpool", "add")
+    assert cov.KINDS == ("conv", "linear", "maxpool", "avgpool", "global-avgpool", "add", "depthwise")
     assert cov.AXES == ("kind", "stride", "pad", "pad_code", "tiling", "bits")
     padded = ("pad h=w", "pad h!=w")
     assert set(cov.ILLEGAL) == {
@@ -117,16 +124,16 @@ def test_coverage_bins_and_merge():
           for p in padded),
         ("linear", 2, None, None, None, None), ("global-avgpool", 2, None, None, None, None),
         ("add", 2, None, None, None, None),
-        *((k, None, None, None, "T>1", None) for k in ("maxpool", "avgpool", "global-avgpool", "add"))}
+        *((k, None, None, None, "T>1", None) for k in ("maxpool", "avgpool", "global-avgpool", "add", "depthwise"))}
     c = cov.SequencerCoverage(32)
     c.sample(desc())
     c.sample(desc())
     c.sample(desc(in_bits=6))
     r = c.to_json()
-    assert (r["hit"], r["total"]) == (2, 84)
+    assert (r["hit"], r["total"]) == (2, 114)
     merged = cov.merge([r, cov.SequencerCoverage(32).to_json(), r])
     assert merged["hit"] == 2 and sum(b["hits"] for b in merged["bins"]) == 6
-    assert cov.summary(merged) == "sequencer coverage: 2/84 bins (2.4 %)"
+    assert cov.summary(merged) == "sequencer coverage: 2/114 bins (1.8 %)"
 
 
 def test_postproc_cycle_follows_the_schedule():
@@ -155,7 +162,7 @@ def test_random_networks_bit_exact():
     r = run_cases(RANDOM_CFG, cosim_cases(cases), coverage=True)
     check_all_bit_exact(r, cases)
     assert r.runs == 1 and r.n_ok == r.n_inferences == 40
-    assert r.coverage["total"] == 84 and r.coverage["hit"] >= 50, cov.missing(r.coverage)
+    assert r.coverage["total"] == 114 and r.coverage["hit"] >= 50, cov.missing(r.coverage)
     # Layers padded differently above and beside, and padded layers loading a non-zero pad code,
     # matched the golden model (the chip's pad_h/pad_w walk and pad-code lanes).
     hit = [b for b in r.coverage["bins"] if b["hits"]]
@@ -208,7 +215,7 @@ def test_failing_random_case_is_reported_with_its_replay_command(monkeypatch, tm
     assert "first difference at (y=0, x=0, c=0)" in fail[0] and "post-processed at cycle" in fail[0]
     assert fail[0].endswith("-- replay: aoncim cosim --model random --seed 101 --inputs 1")
     report = json.loads(path.read_text())
-    assert report["total"] == 84 and report["hit"] > 0
+    assert report["total"] == 114 and report["hit"] > 0
     assert report["datapath"]["total"] == 19
     assert any(ln.startswith("sequencer coverage: ") for ln in lines)
     assert any(ln.startswith("datapath coverage: ") for ln in lines)
@@ -237,4 +244,22 @@ def test_a_thousand_random_networks_bit_exact():
     assert r.n_ok == 1000
     assert set(cov.missing(r.coverage)) == NOT_RANDOM, cov.missing(r.coverage)
     print(f"1000 random cases bit-exact in {time.perf_counter() - t0:.0f} s ({r.runs} simulator runs); "
+          f"{cov.summary(r.coverage)}")
+
+
+@pytest.mark.slow
+@pytest.mark.cosim
+def test_a_thousand_random_graphs_bit_exact():
+    """1000 random graphs (residual adds, depthwise and grouped convs, 1-D convs, signed inputs and
+    activations, exact clamps), each replayable by its seed, 0 mismatches, every add bin hit."""
+    t0 = time.perf_counter()
+    seeds = [s for s in range(100_000, 200_000) if is_graph_seed(s)][:1000]
+    cases = [random_case(s) for s in seeds]
+    assert all("graph" in c.randomised for c in cases)
+    r = run_cases(RANDOM_CFG, cosim_cases(cases), coverage=True)
+    check_all_bit_exact(r, cases)
+    assert r.n_ok == 1000
+    hits = cov.from_json(r.coverage)
+    assert all(hits[b] for b in cov.all_bins() if b[0] == "add"), cov.missing(r.coverage)
+    print(f"1000 random graphs bit-exact in {time.perf_counter() - t0:.0f} s ({r.runs} simulator runs); "
           f"{cov.summary(r.coverage)}")
