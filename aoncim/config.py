@@ -84,11 +84,17 @@ class AonCimConfig:
     alpha_frac_bits: int = 12
     # Average pooling feeds window sums of activation codes through post-processing: their width.
     pool_sum_bits: int = 16
+    # Depthwise convolution (Op.DWCONV, a multiply-accumulate per pooling lane): signed weight codes
+    # of dw_weight_bits in the DWW memory, and the signed width of their window sums (the
+    # accumulator, and what enters post-processing). The default holds a 4x4 window at 8 bits.
+    dw_weight_bits: int = 8
+    dw_sum_bits: int = 20
     # Memories (entries).
     act_depth: int = 8192
     out_depth: int = 256
     max_layers: int = 16
     param_depth: int = 2048
+    dw_depth: int = 4096
     # Host bus.
     bus_data_bits: int = 32
     # PCM devices (docs/paper-targets.md section 2), the device fields (DEVICE_FIELDS, not in
@@ -104,7 +110,8 @@ class AonCimConfig:
             if not cond:
                 raise ConfigError(f"invalid config: {what}")
 
-        for name in ("rows", "cols", "n_adcs", "load_lanes", "pp_lanes", "act_depth", "out_depth", "max_layers", "param_depth"):
+        for name in ("rows", "cols", "n_adcs", "load_lanes", "pp_lanes", "act_depth", "out_depth", "max_layers", "param_depth",
+                     "dw_depth"):
             v = getattr(self, name)
             need(isinstance(v, int) and v > 0 and v & (v - 1) == 0,
                  f"{name}={v} must be a positive power of two")
@@ -129,12 +136,19 @@ class AonCimConfig:
         need(2 <= self.alpha_bits <= 24 and 0 <= self.alpha_frac_bits < self.alpha_bits,
              f"alpha_bits={self.alpha_bits}, alpha_frac_bits={self.alpha_frac_bits}: need 0 <= frac < bits <= 24")
         need(self.dac_bits < self.pool_sum_bits <= 24, f"pool_sum_bits={self.pool_sum_bits} must be in dac_bits+1..24")
+        need(2 <= self.dw_weight_bits <= 8, f"dw_weight_bits={self.dw_weight_bits} must be in 2..8 (an image stores "
+             "one byte per weight)")
+        # One window element (the largest code times the most negative weight) must fit.
+        need(self.dac_bits + self.dw_weight_bits <= self.dw_sum_bits <= 32,
+             f"dw_sum_bits={self.dw_sum_bits} must be in dac_bits+dw_weight_bits..32")
+        need(self.load_lanes <= self.dw_depth <= 1 << 16,
+             f"dw_depth={self.dw_depth} must be in load_lanes={self.load_lanes}..65536 (the 16-bit w_base field)")
         # The golden model computes post-processing in int64: code (or pool sum) x alpha x scale and
         # bias << alpha_frac_bits must fit, with the rounding term, in 63 bits plus sign.
-        pp_bits = max(self.code_sum_bits, self.pool_sum_bits + 1) + self.alpha_bits + self.pp_scale_bits
+        pp_bits = self.pp_code_bits + self.alpha_bits + self.pp_scale_bits
         need(pp_bits <= 62 and self.pp_bias_bits + self.alpha_frac_bits <= 62,
-             f"post-processing product needs {pp_bits} bits (max(code_sum_bits, pool_sum_bits+1) + alpha_bits + "
-             "pp_scale_bits) > 62: reduce pool_sum_bits, alpha_bits or pp_scale_bits")
+             f"post-processing product needs {pp_bits} bits (max(code_sum_bits, pool_sum_bits+1, dw_sum_bits) + "
+             "alpha_bits + pp_scale_bits) > 62: reduce pool_sum_bits, dw_sum_bits, alpha_bits or pp_scale_bits")
         need(self.dac_bits < self.out_bits <= 32, f"out_bits={self.out_bits} must be in dac_bits+1..32")
         need(self.bus_data_bits == 32, "bus_data_bits must be 32 (AXI4-Lite)")
         need(self.max_layers <= 256, f"max_layers={self.max_layers} must be <= 256")
@@ -213,6 +227,21 @@ class AonCimConfig:
         """Signed width of a layer's ADC code summed over its row tiles: max_row_tiles * adc_max,
         plus sign, so the digital sum is exact (no saturation) for any placeable layer."""
         return (self.max_row_tiles * self.adc_max).bit_length() + 1
+
+    @property
+    def pp_code_bits(self) -> int:
+        """Signed width of what enters post-processing: an ADC code summed over a layer's row tiles,
+        an (unsigned) pooling window sum, or a (signed) depthwise window sum."""
+        return max(self.code_sum_bits, self.pool_sum_bits + 1, self.dw_sum_bits)
+
+    @property
+    def dw_max(self) -> int:
+        """Largest depthwise weight code; the codes are -dw_max-1..dw_max (signed dw_weight_bits)."""
+        return (1 << (self.dw_weight_bits - 1)) - 1
+
+    @property
+    def dw_addr_bits(self) -> int:
+        return _clog2(self.dw_depth)
 
     @property
     def row_bits(self) -> int:

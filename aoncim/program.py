@@ -35,6 +35,7 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int], ...] = (
     ("in_base", 16), ("out_base", 16),
     ("pad_w", 4),        # padding left and right (Conv1d: 0 above and below, pad_w beside)
     ("pad_code", 8),     # the code padded positions load: the input's zero point (0 for unsigned maps)
+    ("w_base", 16),      # Op.DWCONV: first DWW word of the layer's weights (other ops ignore it)
 )
 DESC_WORDS = 8
 DESC_BITS = 32 * DESC_WORDS
@@ -55,6 +56,9 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
     AVGPOOL = 3  # digital: window sum of codes through post-processing (scale, bias, shift, clamp)
     ADD = 4      # digital: residual add, the sum of two equal-size operands stored one after the other
                  # (a 2x1 sum window over the 2 x positions x C view) through post-processing
+    DWCONV = 5   # digital: depthwise convolution, per channel the window sum of codes x DWW weights
+                 # (padded like an MVM layer) through post-processing
+
     @property
     def label(self) -> str:
         """Short lower-case name for reports: "mvm", "maxpool", "avgpool"."""
@@ -67,9 +71,21 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
 
     @property
     def is_pool(self) -> bool:
-        """A digital window over the input codes: no array, no padding, channel count kept (the
-        residual add is one: its window is the two operands of each element)."""
-        return self in (Op.MAXPOOL, Op.AVGPOOL, Op.ADD)
+        """Runs on the pooling path (stages R/S): a digital window per channel over the input codes,
+        no array, channel count kept. The residual add is one (its window is the two operands of
+        each element), and so is the depthwise convolution (its window sum is weighted)."""
+        return self in (Op.MAXPOOL, Op.AVGPOOL, Op.ADD, Op.DWCONV)
+
+    @property
+    def pads(self) -> bool:
+        """Its window may reach past the input map: pad_h, pad_w and pad_code (padded positions
+        read pad_code). Pooling and the residual add take no padding."""
+        return self in (Op.MVM, Op.DWCONV)
+
+    @property
+    def uses_dww(self) -> bool:
+        """Reads weights from the depthwise weight memory (DWW), k_h*k_w*in_c words from w_base."""
+        return self is Op.DWCONV
 
     @property
     def uses_params(self) -> bool:
@@ -87,7 +103,8 @@ class Op(enum.Enum, shape=dict(DESCRIPTOR_FIELDS)["opcode"]):
         whole input), e.g. MVM: ("conv", "linear"); one name twice when the two are not told apart.
         A whole-input window has one position, so no stride and no padding."""
         return {Op.MVM: ("conv", "linear"), Op.MAXPOOL: ("maxpool", "maxpool"),
-                Op.AVGPOOL: ("avgpool", "global-avgpool"), Op.ADD: ("add", "add")}[self]
+                Op.AVGPOOL: ("avgpool", "global-avgpool"), Op.ADD: ("add", "add"),
+                Op.DWCONV: ("depthwise", "depthwise")}[self]
 
     @classmethod
     def known(cls) -> dict[int, str]:
@@ -153,10 +170,12 @@ class LayerDescriptor:
     out_base: int
     pad_w: int
     pad_code: int = 0
+    w_base: int = 0
 
     @property
     def positions(self) -> int:
-        """Output positions: one MVM each for an MVM layer, one window each for a pooling layer."""
+        """Output positions: one MVM each for an MVM layer, one window each for a pooling or
+        depthwise layer."""
         return self.out_h * self.out_w
 
     @property
@@ -179,6 +198,12 @@ class LayerDescriptor:
     def kind(self) -> str:
         """The layer's kind, one of its op's `Op.kinds` (ValueError for an unknown opcode)."""
         return self.op.kinds[self.whole_window]
+
+    @property
+    def dw_words(self) -> int:
+        """DWW words a depthwise layer reads (k_h*k_w*in_c from w_base, channel fastest); 0 otherwise."""
+        op = _OPS.get(self.opcode)
+        return self.k_h * self.k_w * self.in_c if op is not None and op.uses_dww else 0
 
     def tiles(self, rows: int) -> int:
         """Row tiles of an MVM layer on an array of `rows` rows (contract step 12): tile t holds
@@ -243,6 +268,14 @@ class LayerDescriptor:
             need(self.col0 + tiles * self.out_c <= cfg.cols,
                  f"columns {self.col0}..{self.col0 + tiles * self.out_c - 1} exceed the array's {cfg.cols} columns"
                  + (f" ({tiles} row tiles of {self.out_c} columns)" if tiles > 1 else ""))
+        elif self.op.uses_dww:
+            need(self.k_rows == 0 and self.row0 == 0 and self.col0 == 0, "a depthwise layer uses no array rows/columns")
+            need(self.out_c == self.in_c, "a depthwise convolution keeps the channel count")
+            need(not self.to_out, "a depthwise layer writes an activation bank, not the output memory")
+            need(self.w_base + self.dw_words <= cfg.dw_depth,
+                 f"depthwise weights {self.w_base}..{self.w_base + self.dw_words - 1} exceed dw_depth={cfg.dw_depth}")
+            need(self.k_h * self.k_w * ((1 << self.in_bits) - 1) << (cfg.dw_weight_bits - 1) < 1 << (cfg.dw_sum_bits - 1),
+                 f"depthwise window {self.k_h}x{self.k_w} sum exceeds dw_sum_bits={cfg.dw_sum_bits}")
         else:
             need(self.k_rows == 0 and self.row0 == 0 and self.col0 == 0, "a pooling layer uses no array rows/columns")
             need(self.out_c == self.in_c, "a pooling layer keeps the channel count")
@@ -289,6 +322,10 @@ class Program:
     # Real-value scales of the input codes and the output memory; None: not recorded (the input
     # is then an unsigned code of a [0, 1] value, and outputs are compared as codes).
     io: IoQuant | None = None
+    # The depthwise weight memory (DWW) as the program loads it: cfg.dw_depth signed
+    # dw_weight_bits codes; a depthwise layer reads k_h*k_w*in_c of them from its w_base, word
+    # w_base + (ky*k_w + kx)*in_c + c for channel c. None: no depthwise layer (nothing to load).
+    dw_weights: np.ndarray | None = None
 
     def alphas(self, cfg: AonCimConfig) -> np.ndarray:
         """Per-layer alpha, with the default (1.0) filled in."""
@@ -323,6 +360,33 @@ class Program:
         lim_s, lim_b = 1 << (cfg.pp_scale_bits - 1), 1 << (cfg.pp_bias_bits - 1)
         if np.any(np.abs(self.pp_scale) >= lim_s) or np.any(np.abs(self.pp_bias) >= lim_b):
             raise ProgramError("post-processing constants exceed pp_scale_bits/pp_bias_bits")
+        self._check_dw_weights(cfg)
+
+    def _check_dw_weights(self, cfg: AonCimConfig) -> None:
+        dw = [i for i, d in enumerate(self.layers) if d.dw_words]
+        if self.dw_weights is None:
+            if dw:
+                raise ProgramError(f"layer {dw[0]} ({self.layer_name(dw[0])}) is a depthwise convolution but the "
+                                   "program has no dw_weights")
+            return
+        w = np.asarray(self.dw_weights)
+        if w.shape != (cfg.dw_depth,) or not np.issubdtype(w.dtype, np.integer):
+            raise ProgramError(f"dw_weights must be {cfg.dw_depth} integers (dw_depth), not {w.dtype} of shape {w.shape}")
+        if len(w) and (w.min() < -cfg.dw_max - 1 or w.max() > cfg.dw_max):
+            raise ProgramError(f"dw_weights outside {-cfg.dw_max - 1}..{cfg.dw_max} (signed dw_weight_bits="
+                               f"{cfg.dw_weight_bits})")
+
+    def dw_ranges(self) -> list[tuple[int, int]]:
+        """(first word, words) of the DWW the program's depthwise layers read, merged where they
+        touch or overlap, in address order: what a host writes (the rest is read by no layer)."""
+        spans = sorted((d.w_base, d.w_base + d.dw_words) for d in self.layers if d.dw_words)
+        out: list[list[int]] = []
+        for lo, hi in spans:
+            if out and lo <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], hi)
+            else:
+                out.append([lo, hi])
+        return [(lo, hi - lo) for lo, hi in out]
 
     def _check_dataflow(self, cfg: AonCimConfig) -> None:
         """Every layer reads only words that the input or an earlier layer wrote, at the bits it
@@ -411,5 +475,6 @@ class Program:
                                                  and all(np.array_equal(x, y) for x, y in zip(a, b)))
 
         return self.layers == other.layers and self.names == other.names and self.io == other.io and all(
-            same(getattr(self, f), getattr(other, f)) for f in ("g_plus", "g_minus", "pp_scale", "pp_bias", "alpha")
+            same(getattr(self, f), getattr(other, f))
+            for f in ("g_plus", "g_minus", "pp_scale", "pp_bias", "alpha", "dw_weights")
         ) and same_list(self.calib_codes, other.calib_codes)

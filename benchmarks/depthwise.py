@@ -1,7 +1,7 @@
 """Depthwise convolutions on an analog array: the three ways to run them, measured on the MLPerf Tiny
 models that have them (DS-CNN for KWS, MobileNetV1-0.25 for VWW).
 
-- **block-diagonal** (what the compiler does): one MVM layer per depthwise layer, its k^2*C x C
+- **block-diagonal** (`depthwise="array"`): one MVM layer per depthwise layer, its k^2*C x C
   rectangle holding each channel's k^2 weights on that channel's im2col rows. Cells, cycles and
   energy are measured on the compiled program with the cycle model (equal to the RTL's CYCLES) and
   the energy model.
@@ -10,12 +10,13 @@ models that have them (DS-CNN for KWS, MobileNetV1-0.25 for VWW).
   (one ADC slot per MVM, loads hidden); energy from the same per-MVM terms: the rows driven, the
   columns converted and the conducting devices are the same as block-diagonal's, so the analog
   energy is the same; only the control and leakage over the longer run grow.
-- **digital**: a multiply-accumulate per pooling lane in the periphery (load_lanes channels a
-  cycle, k^2 cycles per position and group, like average pooling) with 8-bit weights in SRAM: no
-  array cells, the energy of k^2 8x8-bit multiplies and adds and the weight and activation reads.
+- **digital** (the default since the depthwise engine, `Op.DWCONV`): a multiply-accumulate per
+  pooling lane in the periphery (load_lanes channels a cycle, k^2 cycles per position and group,
+  like average pooling) with 8-bit weights in the DWW memory: no array cells. Measured on the
+  compiled program with the same models.
 
 `python benchmarks/depthwise.py` prints the table of docs/performance.md ("Depthwise
-convolutions") and, for scale, the same for a standard conv of the same shape.
+convolutions").
 """
 from __future__ import annotations
 
@@ -25,42 +26,44 @@ import sys
 import numpy as np
 
 
+# Configs on which the block-diagonal rectangles fit (the digital engine needs no array for them).
+ARRAY_FIT = {"mlperf-vww": dict(rows=2048, cols=2048)}
+
+
 def measure(name: str, act_bits: int = 8) -> list[dict]:
-    from aoncim.firmware.compiler import compile_network, lower_graph
-    from aoncim.firmware.torch_import import graph_from_module
+    """Per depthwise layer of MLPerf model `name`: cells, cycles and energy of the block-diagonal
+    MVM (compiled with depthwise="array") and of the depthwise engine (depthwise="digital", the
+    default), both measured with the cycle and energy models, and the side-by-side estimate."""
+    import dataclasses
+
+    from aoncim.firmware.compiler import compile_network
     from aoncim.model import mlperf
     from aoncim.perf.cycles import layer_cycles
     from aoncim.perf.energy import energy_report
-    from aoncim.perf.tech import DEFAULT_TECH as tech
+    from aoncim.program import Op
 
     m = mlperf.get(name)
-    cfg = m.config()
-    net = m.build(0)
-    prog = compile_network(net, cfg, m.inputs(64, 1), act_bits)
-    rep = energy_report(cfg, prog)
-    labels = [L.label for L in lower_graph(graph_from_module(net, m.inputs(1, 0)))[0]]
+    cfg_d = m.config()
+    cfg_a = dataclasses.replace(cfg_d, **ARRAY_FIT.get(name, {}))
+    net, calib = m.build(0), m.inputs(64, 1)
+    digital = compile_network(net, cfg_d, calib, act_bits, depthwise="digital")
+    array = compile_network(net, cfg_a, calib, act_bits, depthwise="array")
+    rep_d, rep_a = energy_report(cfg_d, digital), energy_report(cfg_a, array)
     rows = []
-    for i, d in enumerate(prog.layers):
-        if labels[i] != "depthwise":
+    for i, d in enumerate(digital.layers):
+        if d.op is not Op.DWCONV:
             continue
+        a = array.layers[i]
         kk, C, P = d.k_h * d.k_w, d.out_c, d.positions
-        e_layer = rep.layers[i]
-        per_cycle = e_layer.energy_j["control"] + e_layer.energy_j["static"]
-        # side by side: C MVMs of k^2 rows and 1 column per position
-        pwm = 2**d.in_bits
-        side_cycles = P * C * (pwm + 1) + 6
-        # digital: k^2 cycles per position and group of load_lanes channels, plus the issue beat
-        groups = -(-C // cfg.load_lanes)
-        dig_cycles = P * groups * max(kk, 1 + -(-min(C, cfg.load_lanes) // cfg.pp_lanes)) + 6
-        mac_j = tech.mult_j_per_bit2 * 8 * 8 + tech.add_j_per_bit * 20
-        dig_j = P * C * kk * (mac_j + 2 * 8 * tech.sram_read_j_per_bit) + P * C * 8 * tech.sram_write_j_per_bit
-        rows.append(dict(layer=prog.names[i], C=C, k=f"{d.k_h}x{d.k_w}", positions=P,
-                         rect=d.tiles(cfg.rows) * min(d.k_rows, cfg.rows) * C, used=kk * C,
-                         block_cycles=layer_cycles(cfg, d), block_uj=e_layer.total_j * 1e6,
+        ea = rep_a.layers[i]
+        per_cycle = ea.energy_j["control"] + ea.energy_j["static"]
+        side_cycles = P * C * (2**a.in_bits + 1) + 6  # C MVMs of k^2 rows and one column per position
+        rows.append(dict(layer=digital.names[i], C=C, positions=P,
+                         rect=a.tiles(cfg_a.rows) * min(a.k_rows, cfg_a.rows) * C, used=kk * C,
+                         block_cycles=layer_cycles(cfg_a, a), block_uj=ea.total_j * 1e6,
                          side_cycles=side_cycles,
-                         side_uj=(e_layer.total_j + per_cycle * (side_cycles / layer_cycles(cfg, d) - 1)) * 1e6,
-                         digital_cycles=dig_cycles, digital_uj=dig_j * 1e6,
-                         conv_cycles=layer_cycles(cfg, d), conv_macs=P * kk * C * C, dw_macs=P * kk * C))
+                         side_uj=(ea.total_j + per_cycle * (side_cycles / layer_cycles(cfg_a, a) - 1)) * 1e6,
+                         digital_cycles=layer_cycles(cfg_d, d), digital_uj=rep_d.layers[i].total_j * 1e6))
     return rows
 
 

@@ -25,7 +25,8 @@ def rows(models: list[str], bits: list[int]) -> list[dict]:
     for name in models:
         cfg = mlperf.get(name).config() if name.startswith("mlperf-") else DEFAULT_CONFIG
         ar = area(cfg)
-        changed = {k: getattr(cfg, k) for k in ("rows", "cols", "act_depth", "out_depth", "max_layers", "param_depth")
+        changed = {k: getattr(cfg, k) for k in ("rows", "cols", "act_depth", "out_depth", "max_layers", "param_depth",
+                                                 "dw_depth")
                    if getattr(cfg, k) != getattr(DEFAULT_CONFIG, k)}
         for b in bits:
             prog = compile_task(name, cfg, b)

@@ -66,10 +66,15 @@ class _Layer:
     fused: tuple[str, ...] = ()         # operations folded into it (BatchNorm2d, ReLU), for reports
     params: int = 0                     # trainable parameters, folded modules' included
     groups: int = 1                     # mvm: a grouped/depthwise conv, block-diagonal on the array
+    dw: np.ndarray | None = None        # dwconv: the depthwise weights (C, kh, kw)
 
     @property
     def out_c(self) -> int:
         return self.weight.shape[1] if self.op.uses_array else self.in_shape[2]
+
+    @property
+    def padded(self) -> bool:
+        return any(self.pad)
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -170,7 +175,10 @@ def _bias_or_none(m: nn.Module) -> np.ndarray | None:
     return m.bias.detach().double().numpy() if m.bias is not None else None
 
 
-def lower_graph(graph: Graph) -> tuple[list[_Layer], list[_Tensor]]:
+DEPTHWISE = ("digital", "array")  # where a depthwise conv runs (docs/architecture.md, "Grouped and depthwise")
+
+
+def lower_graph(graph: Graph, depthwise: str = "digital") -> tuple[list[_Layer], list[_Tensor]]:
     """Graph -> chip layers in execution order and the tensors between them.
 
     Folds what the chip does for free: batch norm into the post-processing scale and bias of the
@@ -254,6 +262,13 @@ def lower_graph(graph: Graph) -> tuple[list[_Layer], list[_Tensor]]:
             if sh != sw and not (ih == 1 and ph == 0 and kh == 1):
                 raise CompileError(f"{n.where()}: strides ({sh}, {sw}) differ; the chip has one stride for both "
                                    "dimensions (a 1-D conv on a 1 x L map may have any)")
+            if g == ic == o and ig == 1 and depthwise == "digital":
+                # A depthwise conv on the digital depthwise engine (Op.DWCONV): k_h*k_w weights per channel.
+                L = _Layer(Op.DWCONV, n.name, (ih, iw, ic), (kh, kw), sw if ih == 1 and kh == 1 else sh, (ph, pw),
+                           inputs=(t,), label="depthwise", dw=wt[:, 0], groups=g, **_mvm_attrs(n, o))
+                L.params = n.attrs.get("params", 0)
+                new_layer(L, n)
+                continue
             if g > 1:  # block-diagonal: group j's outputs see only group j's inputs
                 dense = np.zeros((o, ic, kh, kw))
                 for j in range(g):
@@ -326,10 +341,10 @@ def _mvm_attrs(n: Node, out_c: int) -> dict:
                 per_column=n.per_column, in_range=n.in_range)
 
 
-def lower_network(net: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
+def lower_network(net: nn.Module, input_shape: tuple[int, int, int], depthwise: str = "digital") -> list[_Layer]:
     """The chip layers of a sequential network (`graph_from_sequential` + `lower_graph`), for
     model/footprint.py."""
-    return lower_graph(graph_from_sequential(net, input_shape))[0]
+    return lower_graph(graph_from_sequential(net, input_shape), depthwise)[0]
 
 
 def _ref(qual: str, tensor: str) -> str:
@@ -653,13 +668,17 @@ def _input_grid(calib: torch.Tensor, amax: int, input_range: tuple[float, float]
 
 
 def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits: int = 8,
-                  out_fraction: float = 0.25, input_range: tuple[float, float] | None = None) -> Program:
+                  out_fraction: float = 0.25, input_range: tuple[float, float] | None = None,
+                  depthwise: str = "digital") -> Program:
     """Quantise, allocate and place `graph` for `cfg`.
 
     calib: float inputs (N, C, H, W) in the model's layout; they set the input code grid (see
     `_input_grid`; `input_range` overrides it) and every activation step. act_bits: activation
     precision of every layer. out_fraction: the final layer's largest calibrated |output| maps to
-    this fraction of the signed output range."""
+    this fraction of the signed output range. depthwise: where depthwise convs run, "digital"
+    (the depthwise engine, Op.DWCONV) or "array" (block-diagonal MVM layers)."""
+    if depthwise not in DEPTHWISE:
+        raise CompileError(f"depthwise={depthwise!r}: choose one of {', '.join(DEPTHWISE)}")
     if act_bits not in cfg.act_bits_supported:
         raise CompileError(f"act_bits={act_bits} not supported; choose one of {cfg.act_bits_supported}")
     calib = torch.as_tensor(calib)
@@ -672,7 +691,7 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
         raise CompileError(f"calibration inputs have shape {tuple(calib.shape)}; the model takes (N, {c}, {h}, {w})"
                            + (f" or (N, {c}, {w})" if h == 1 else ""))
     calib = calib.reshape(-1, c, h, w)
-    layers, tensors = lower_graph(graph)
+    layers, tensors = lower_graph(graph, depthwise)
     if len(layers) > cfg.max_layers:
         raise CompileError(f"network has {len(layers)} chip layers > max_layers {cfg.max_layers}; merge layers "
                            "(fold pooling into strides) or raise max_layers")
@@ -684,6 +703,10 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
     if c * h * w > cfg.act_depth:
         raise CompileError(f"input of {c}x{h}x{w} = {c * h * w} words > act_depth {cfg.act_depth}; use a smaller "
                            "input or raise act_depth")
+    dw_words = sum(L.dw.size for L in layers if L.op is Op.DWCONV)
+    if dw_words > cfg.dw_depth:
+        raise CompileError(f"network needs {dw_words} depthwise weights (k_h*k_w per channel of every depthwise "
+                           f"layer) > dw_depth {cfg.dw_depth}; raise dw_depth or compile with depthwise='array'")
     places = _place(layers, cfg)
     where = _allocate(layers, tensors, cfg)
     amax = (1 << act_bits) - 1
@@ -702,7 +725,8 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
     g_plus = np.zeros((cfg.rows, cfg.cols), dtype=np.int64)
     g_minus = np.zeros_like(g_plus)
     descs, scales, biases, names, calib_codes = [], [], [], [], []
-    param_base, s_out = 0, 1.0
+    param_base, s_out, w_base = 0, 1.0, 0
+    dw_weights = np.zeros(cfg.dw_depth, dtype=np.int64) if dw_words else None
     for i, (L, (row0, col0)) in enumerate(zip(layers, places)):
         last = i == len(layers) - 1
         (oh, ow), oc = L.out_hw, L.out_c
@@ -727,6 +751,17 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
                 u = _windows_f(x, L).mean(-1) * torch.from_numpy(L.chan_scale) + torch.from_numpy(L.bias)
                 zero_term = L.chan_scale * s_in * z_in
                 per_code = lambda s_out, L=L, s_in=s_in: L.chan_scale * (s_in / (L.k[0] * L.k[1] * s_out))  # noqa: E731
+            elif L.op is Op.DWCONV:
+                # Weights as signed dw_weight_bits codes per channel, w_max per channel (the remap of
+                # the array, done digitally); the window sum S = sum x*wq, x = v/s_in + z_in.
+                w_max = np.abs(L.dw).reshape(oc, -1).max(1)
+                w_max = np.where(w_max > 0, w_max, 1.0)
+                wq = np.rint(L.dw / w_max[:, None, None] * cfg.dw_max).astype(np.int64)  # (C, kh, kw)
+                xc = x.permute(0, 3, 1, 2)
+                u = torch.nn.functional.conv2d(xc, torch.from_numpy(L.dw[:, None]), None, L.stride, L.pad, 1, oc)
+                u = u.permute(0, 2, 3, 1) * torch.from_numpy(L.chan_scale) + torch.from_numpy(L.bias)
+                zero_term = L.chan_scale * s_in * (w_max / cfg.dw_max) * z_in * wq.reshape(oc, -1).sum(1)
+                per_code = lambda s_out, L=L, s_in=s_in, w_max=w_max: L.chan_scale * s_in * w_max / cfg.dw_max / s_out  # noqa: E731
             elif L.op is Op.ADD:
                 s_b, z_b = grid[L.inputs[1]]
                 assert s_b == s_in, "residual-add operands share one step (_shared_grids)"
@@ -761,7 +796,7 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
                                    "are out of any representable range; retrain or check the network")
         if L.op.uses_params:
             src = "" if last else _step_src(layers, tensors, L.out)
-            if L.op.uses_array:
+            if L.op.uses_array or L.op is Op.DWCONV:
                 terms = (lambda L=L, w_max=w_max, s_in=s_in, s_out=s_out, src=src:
                          f"|weights| up to {w_max.max():.3g}, batch-norm gain up to {np.abs(L.chan_scale).max():.3g}, "
                          f"input step {s_in:.3g}, output step {s_out:.3g}{src}")
@@ -781,7 +816,7 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
         out_bank, out_base = where[L.out] if not last else (1 - in_bank, 0)
         d = LayerDescriptor(
             opcode=L.op.value, in_bits=act_bits, out_bits=act_bits, stride=L.stride, pad_h=L.pad[0], pad_w=L.pad[1],
-            pad_code=z_in if L.op.uses_array and any(L.pad) else 0,
+            pad_code=z_in if L.op.pads and L.padded else 0, w_base=w_base if L.op is Op.DWCONV else 0,
             relu=int(L.relu), to_out=int(last), in_bank=in_bank, out_bank=out_bank, shift=shift, out_c=oc,
             k_rows=L.weight.shape[0] if L.op.uses_array else 0, row0=row0, col0=col0,
             param_base=param_base if qs is not None else 0, in_base=in_base, out_base=out_base, **geo)
@@ -792,6 +827,9 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
             for lo_r, n, r0, c0 in d.tile_rects(cfg.rows):
                 g_plus[r0 : r0 + n, c0 : c0 + oc] = np.maximum(gq[lo_r : lo_r + n], 0)
                 g_minus[r0 : r0 + n, c0 : c0 + oc] = np.maximum(-gq[lo_r : lo_r + n], 0)
+        if L.op is Op.DWCONV:  # word w_base + (ky*k_w + kx)*C + c: a group's channels side by side
+            dw_weights[w_base : w_base + wq.size] = wq.transpose(1, 2, 0).reshape(-1)
+            w_base += wq.size
         if qs is not None:
             scales.append(qs)
             biases.append(qb)
@@ -807,7 +845,7 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
         grid[L.out] = (s_out, z_out)
     prog = Program(descs, g_plus, g_minus, np.concatenate(scales), np.concatenate(biases), names,
                    alpha=np.full(len(descs), cfg.alpha_one, dtype=np.int64), calib_codes=calib_codes,
-                   io=IoQuant((hi - lo) / amax, z_in0, s_out))
+                   io=IoQuant((hi - lo) / amax, z_in0, s_out), dw_weights=dw_weights)
     try:
         prog.check(cfg)
     except ProgramError as e:
@@ -816,7 +854,8 @@ def compile_graph(graph: Graph, cfg: AonCimConfig, calib: torch.Tensor, act_bits
 
 
 def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_bits: int = 8,
-                    out_fraction: float = 0.25, input_range: tuple[float, float] | None = None) -> Program:
+                    out_fraction: float = 0.25, input_range: tuple[float, float] | None = None,
+                    depthwise: str = "digital") -> Program:
     """Quantise and place a PyTorch network for `cfg` (`compile_graph` on its graph).
 
     A sequential network (an `nn.Sequential`: the AnalogNets, aoncim checkpoints) is read module by
@@ -836,7 +875,7 @@ def compile_network(net: nn.Module, cfg: AonCimConfig, calib: torch.Tensor, act_
         except GraphError as e:
             raise CompileError(str(e)) from None
     c, h, w = graph.input_shape
-    return compile_graph(graph, cfg, calib.reshape(-1, c, h, w), act_bits, out_fraction, input_range)
+    return compile_graph(graph, cfg, calib.reshape(-1, c, h, w), act_bits, out_fraction, input_range, depthwise)
 
 
 def _im2col_f(x: torch.Tensor, L: _Layer) -> np.ndarray:

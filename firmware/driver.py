@@ -93,8 +93,24 @@ class AonCimDriver:
                 gp, gm = prog.g_plus[r, col0 : col0 + ncols], prog.g_minus[r, col0 : col0 + ncols]
                 await self.bus.write_words(self.amap.gcode(r, col0),
                                            [self.amap.pack_pair(int(p), int(q)) for p, q in zip(gp, gm)])
+        await self.write_dw_weights(prog)
         await self.write_alpha(prog.alphas(self.cfg))
         await self.load_descriptors(prog.layers)
+
+    async def write_dw_weights(self, prog: Program) -> None:
+        """The program's depthwise weights (`Program.dw_weights`) into the DWW window, one signed
+        weight a word: the words its depthwise layers read (`Program.dw_ranges`); the rest of the
+        DWW keeps what it held (no layer of the program reads it)."""
+        if prog.dw_weights is None:
+            return
+        for lo, n in prog.dw_ranges():
+            await self.bus.write_words(self.amap.base(Region.DWW) + 4 * lo,
+                                       [int(v) & 0xFFFFFFFF for v in prog.dw_weights[lo : lo + n]])
+
+    async def read_dw_weights(self, base: int, n: int) -> np.ndarray:
+        """n signed weights of the DWW window from `base`."""
+        words = await self.bus.read_words(self.amap.base(Region.DWW) + 4 * base, n)
+        return np.array(words, dtype=np.uint32).view(np.int32).astype(np.int64)
 
     async def write_input(self, prog: Program, x_hwc: np.ndarray) -> None:
         d = prog.layers[0]
@@ -136,12 +152,16 @@ class AonCimDriver:
         words = await self.bus.read_words(self.amap.base(Region.OUT) + 4 * base, n)
         return np.array(words, dtype=np.uint32).view(np.int32).astype(np.int64)
 
-    async def read_memories(self) -> dict[str, np.ndarray]:
+    async def read_memories(self, dww: bool = False) -> dict[str, np.ndarray]:
         """Every word of both activation banks (packed, four codes a bus read, where the chip can)
-        and of the output memory (signed), by window name: what a layer may have written."""
+        and of the output memory (signed), by window name: what a layer may have written; with
+        `dww`, also every weight of the depthwise weight memory (signed; what a program loads)."""
         c = self.cfg
-        return {"ACT0": await self.read_act(0, 0, c.act_depth), "ACT1": await self.read_act(1, 0, c.act_depth),
-                "OUT": await self.read_out(0, c.out_depth)}
+        out = {"ACT0": await self.read_act(0, 0, c.act_depth), "ACT1": await self.read_act(1, 0, c.act_depth),
+               "OUT": await self.read_out(0, c.out_depth)}
+        if dww:
+            out["DWW"] = await self.read_dw_weights(0, c.dw_depth)
+        return out
 
     @staticmethod
     def error_message(status: int, prog: Program | None = None) -> str:

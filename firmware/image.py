@@ -21,7 +21,8 @@ from aoncim.config import AonCimConfig
 from aoncim.program import DESC_WORDS, IoQuant, LayerDescriptor, Program, ProgramError
 
 MAGIC = b"AONCIMG\0"
-VERSION = 4  # 2: ALPHA section; 3: optional CALIB section; 4: pad_w and pad_code descriptor fields, optional IO
+VERSION = 4  # 2: ALPHA section; 3: optional CALIB section; 4: pad_w, pad_code and w_base descriptor fields,
+             # optional IO and DWW sections
 _HEADER = struct.Struct("<8sHHII")
 _ENTRY = struct.Struct("<III")
 
@@ -38,9 +39,10 @@ class Section(enum.IntEnum):
     ALPHA = 7        # u32 per layer: drift-compensation constant, cfg.alpha_frac_bits fractional bits
     CALIB = 8        # optional: u16 offset-calibration input codes, k_rows per layer, layers in order
     IO = 9           # optional: JSON {"in_scale", "in_zero", "out_scale"} (Program.io)
+    DWW = 10         # optional: i8 per word of the depthwise weight memory, dw_depth of them (Program.dw_weights)
 
 
-OPTIONAL = {Section.CALIB, Section.IO}
+OPTIONAL = {Section.CALIB, Section.IO, Section.DWW}
 _IO_KEYS = ("in_scale", "in_zero", "out_scale")
 
 
@@ -72,6 +74,8 @@ def write_image(prog: Program, cfg: AonCimConfig) -> bytes:
             [np.asarray(v, dtype="<u2") for v in prog.calib_codes] + [np.zeros(0, "<u2")]).tobytes()
     if prog.io is not None:
         sections[Section.IO] = json.dumps({k: getattr(prog.io, k) for k in _IO_KEYS}).encode()
+    if prog.dw_weights is not None:
+        sections[Section.DWW] = np.asarray(prog.dw_weights, dtype="i1").tobytes()
     offset = _HEADER.size + _ENTRY.size * len(sections)
     table, payload = [], []
     for sid, blob in sections.items():
@@ -209,7 +213,13 @@ def read_image(blob: bytes, cfg: AonCimConfig | None = None) -> tuple[Program, A
         if not ok or not 0 <= io.in_zero < 1 << layers[0].in_bits:
             raise ImageError(f"IO section must be JSON with {', '.join(_IO_KEYS)}: positive finite scales and an input "
                              f"zero point that is a {layers[0].in_bits}-bit code")
-    prog = Program(layers, g_plus, g_minus, scale, bias, names, alpha=alpha, calib_codes=calib, io=io)
+    dw = None
+    if Section.DWW in secs:
+        dw = np.frombuffer(secs[Section.DWW], dtype="i1").astype(np.int64)
+        if len(dw) != c.dw_depth + (-c.dw_depth % 4):  # a dw_depth below 4 is padded to a whole word
+            raise ImageError(f"DWW section holds {len(dw)} weights; the chip's DWW has dw_depth={c.dw_depth}")
+        dw = dw[: c.dw_depth].copy()
+    prog = Program(layers, g_plus, g_minus, scale, bias, names, alpha=alpha, calib_codes=calib, io=io, dw_weights=dw)
     try:
         prog.check(c)
     except ProgramError as e:

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
 from aoncim.regmap import (ALPHA_BASE, CHIP_ID, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR,
-                           IRQ_PAUSED, AddressMap, Reg, Region, can_pack_act)
+                           IRQ_PAUSED, REGION_BITS, AddressMap, Reg, Region, can_pack_act)
 
 from .bus import RegisterBusSignature
 
@@ -63,7 +63,7 @@ class HostInterface(wiring.Component):
         bus = self.bus
         run = self.run
         rb = self.amap.region_word_bits
-        region = Signal(3)
+        region = Signal(REGION_BITS)
         m.d.comb += [region.eq(bus.addr[rb:]), self.win_addr.eq(bus.addr[:rb]), self.win_wdata.eq(bus.w_data)]
         for reg in Region:
             if reg != Region.REGS:
@@ -132,7 +132,14 @@ class HostInterface(wiring.Component):
                 with m.Case(reg):
                     m.d.comb += reg_rdata.eq(value)
         reg_q = Signal(32)
-        region_q = Signal(3)
+        region_q = Signal(REGION_BITS)
         m.d.sync += [reg_q.eq(reg_rdata), region_q.eq(region)]
-        m.d.comb += bus.r_data.eq(Mux(region_q == Region.REGS, reg_q, self.win_rdata[region_q]))
+        # The regions past the last window read 0 (and no write strobe reaches them).
+        win_q = Signal(32)
+        with m.Switch(region_q):
+            for reg in Region:
+                if reg != Region.REGS:
+                    with m.Case(reg):
+                        m.d.comb += win_q.eq(self.win_rdata[reg])
+        m.d.comb += bus.r_data.eq(Mux(region_q == Region.REGS, reg_q, win_q))
         return m

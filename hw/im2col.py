@@ -25,9 +25,13 @@ class ActReadSignature(wiring.Signature):
       addr   first code of the read (`load_lanes` consecutive codes from here; modulo act_depth,
              so that a run starting in the padding above/left of the map still hits lanes j with
              in-map codes at addr + j)
-      lanes  MVM: lane j is inside the map and the run (it loads code addr + j)
-      pads   MVM: lane j is inside the run but in the padding around the map (it loads the
-             layer's pad_code); lanes past the run (in neither) load code 0
+      lanes  lane j is inside the map and the run (MVM) or the group (pooling: j < the group's
+             channel count); it loads code addr + j
+      pads   lane j is inside the run / group but in the padding around the map (it loads the
+             layer's pad_code; pooling: the window element is outside the map, which only a
+             depthwise layer's padding reaches); lanes past the run / group (in neither) load 0
+      waddr  depthwise: the DWW word of lane 0's weight, w_base + (ky*k_w + kx)*in_c + c0 (lane j:
+             waddr + j, channel c0 + j); modulo dw_depth
       row    MVM: the array row of lane 0 (row0 + row within the row tile)
       first  MVM: first run of the MVM (row 0 of the tile); pooling: first window element
       last   MVM: last run of the MVM (end of the tile or of the position's im2col rows);
@@ -38,20 +42,22 @@ class ActReadSignature(wiring.Signature):
         super().__init__({
             "valid": Out(1), "take": In(1),
             "addr": Out(cfg.act_addr_bits), "lanes": Out(cfg.load_lanes), "pads": Out(cfg.load_lanes),
-            "row": Out(cfg.row_bits),
+            "waddr": Out(cfg.dw_addr_bits), "row": Out(cfg.row_bits),
             "first": Out(1), "last": Out(1),
         })
 
 
 class Im2colWalker(wiring.Component):
-    """Twin of `model.bittrue.im2col` (MVM layers) and `model.bittrue.pool_windows` (pooling layers)
-    as a stream of activation-SRAM reads, in the order stage L/R issues them.
+    """Twin of `model.bittrue.im2col` (MVM layers) and `model.bittrue.pool_windows` (pooling and
+    depthwise layers, padded with pad_code like im2col) as a stream of activation-SRAM reads, in the
+    order stage L/R issues them.
 
     MVM layer: MVMs position-major (output (oy, ox) row-major), then row tile t = 0.. (contract
     step 12: im2col rows t*rows ..); an MVM's reads are runs of at most `load_lanes` im2col rows
     that stay within one kernel row (whose `k_w * in_c` codes are consecutive HWC addresses) and
-    within the row tile. Pooling layer: per position, groups of `load_lanes` channels; a group's
-    reads are its window's elements, (ky, kx) with kx innermost.
+    within the row tile. Pooling (and depthwise) layer: per position, groups of `load_lanes`
+    channels; a group's reads are its window's elements, (ky, kx) with kx innermost, each with
+    the DWW address of the group's weights for that element.
 
     Protocol: `desc` is the layer's descriptor, stable for the layer. `start` (one cycle) loads the
     layer's first MVM / group. `read` then offers its reads one at a time (see `ActReadSignature`);
@@ -109,17 +115,18 @@ class Im2colWalker(wiring.Component):
 
         # ------------------------------------------------------------ window element / run
         ky, kx = Signal(db), Signal(db)
+        w_off = Signal(dict(DESCRIPTOR_FIELDS)["w_base"] + 1)  # (ky*k_w + kx) * in_c (depthwise weights)
         off = Signal(2 * db)            # code within the kernel row's run (MVM)
         r = Signal(k_rows_bits)         # im2col row of the position (MVM)
         rl = Signal(range(c.rows))      # row within the current row tile (MVM)
         posdone = Signal()              # the taken MVM was its position's last tile
         seg_len, row_len = Signal(2 * db), Signal(2 * db)
-        iy = Signal(signed(db + 2))
+        iy, ix = Signal(signed(db + 2)), Signal(signed(db + 2))
         row_lo, seg_a, pool_a = Signal(addr), Signal(addr), Signal(addr)
         m.d.comb += [
             # A kernel row's (kx, c) codes are one contiguous run of the HWC activation memory.
             seg_len.eq(d.k_w * d.in_c), row_len.eq(d.in_w * d.in_c),
-            iy.eq(iy0 + ky),
+            iy.eq(iy0 + ky), ix.eq(ix0 + kx),
             row_lo.eq(d.in_base + iy * row_len),
             seg_a.eq(row_lo + ix0 * d.in_c + off),
             pool_a.eq(row_lo + (ix0 + kx) * d.in_c + self.c0),
@@ -132,9 +139,13 @@ class Im2colWalker(wiring.Component):
             n1.eq(Mux(seg_left < W, seg_left, W)), n.eq(Mux(tile_left < n1, tile_left, n1)),
         ]
         iy_in = (iy >= 0) & (iy < d.in_h)
+        # Pooling: the window element (iy, ix) is in the map for every lane of the group, or in the
+        # padding (only a depthwise layer has any) for every lane.
+        elem_in = iy_in & (ix >= 0) & (ix < d.in_w)
         for j in range(W):
-            in_map = iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len)
-            m.d.comb += [self.read.lanes[j].eq((n > j) & in_map), self.read.pads[j].eq((n > j) & ~in_map)]
+            in_map = Mux(is_mvm, iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len), elem_in)
+            used = Mux(is_mvm, n > j, self.n > j)
+            m.d.comb += [self.read.lanes[j].eq(used & in_map), self.read.pads[j].eq(used & ~in_map)]
         seg_end, pos_end, mvm_end, win_last = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             seg_end.eq(seg_left == n),
@@ -142,6 +153,7 @@ class Im2colWalker(wiring.Component):
             mvm_end.eq(pos_end | (rl + n == c.rows)),
             win_last.eq((ky == d.k_h - 1) & (kx == d.k_w - 1)),
             self.read.addr.eq(Mux(is_mvm, seg_a, pool_a)[:c.act_addr_bits]),
+            self.read.waddr.eq((d.w_base + w_off + self.c0)[:c.dw_addr_bits]),
             self.read.row.eq(d.row0 + rl),
             self.read.first.eq(Mux(is_mvm, rl == 0, (ky == 0) & (kx == 0))),
             self.read.last.eq(Mux(is_mvm, mvm_end, win_last)),
@@ -156,7 +168,7 @@ class Im2colWalker(wiring.Component):
         with m.If(self.start):
             m.d.sync += [
                 oy.eq(0), ox.eq(0), iy0.eq(-d.pad_h), ix0.eq(-d.pad_w), self.out_base.eq(d.out_base),
-                ky.eq(0), kx.eq(0), off.eq(0), r.eq(0), rl.eq(0), self.c0.eq(0),
+                ky.eq(0), kx.eq(0), w_off.eq(0), off.eq(0), r.eq(0), rl.eq(0), self.c0.eq(0),
                 self.tile.eq(0), self.tcol0.eq(d.col0), active.eq(1), loaded.eq(0),
             ]
 
@@ -173,6 +185,7 @@ class Im2colWalker(wiring.Component):
                     with m.If(pos_end):
                         m.d.sync += [ky.eq(0), off.eq(0), r.eq(0)]
             with m.Else():
+                m.d.sync += w_off.eq(w_off + d.in_c)
                 with m.If(kx != d.k_w - 1):
                     m.d.sync += kx.eq(kx + 1)
                 with m.Else():
@@ -180,7 +193,7 @@ class Im2colWalker(wiring.Component):
                     with m.If(ky != d.k_h - 1):
                         m.d.sync += ky.eq(ky + 1)
                     with m.Else():
-                        m.d.sync += [ky.eq(0), loaded.eq(1)]
+                        m.d.sync += [ky.eq(0), w_off.eq(0), loaded.eq(1)]
 
         # After the take above: a `next` in the cycle of the last take wins over its `loaded`.
         with m.If(self.next):

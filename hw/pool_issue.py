@@ -5,13 +5,14 @@ Split out of `LayerSequencer` so that the issue order and lane masks are specifi
 (tests/test_pool_issue_stage.py) on their own; its cycle count is `perf.cycles` stage S,
 1 + ceil(channels / pp_lanes) a beat.
 """
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from aoncim.config import AonCimConfig
 
 from .descriptor import descriptor_layout, dim_bits
+from .pool import pool_acc_bits
 from .postproc import pp_addr_bits
 from .postproc_port import PostprocIssueSignature
 
@@ -51,7 +52,7 @@ class PoolResultIssue(wiring.Component):
             "prev": In(GroupHandoffSignature(cfg)),
             "done": Out(1),
             "rd_half": Out(1),
-            "result": In(data.ArrayLayout(unsigned(cfg.pool_sum_bits), cfg.load_lanes)),
+            "result": In(data.ArrayLayout(signed(pool_acc_bits(cfg)), cfg.load_lanes)),
             "issue": Out(PostprocIssueSignature(cfg)),
         })
 

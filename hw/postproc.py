@@ -5,7 +5,8 @@ constant alpha (f = alpha_frac_bits fractional bits):
     y = (code * alpha * scale + (bias << f) + 2**(shift+f-1)) >> (shift + f)
 then clamp to the next layer's unsigned activation range, or (to_out) to signed out_bits with an
 optional ReLU. `code` is an ADC code (summed over the row tiles of a tiled layer) or, for average
-pooling, a window sum of activation codes.
+pooling and the residual add, a window sum of activation codes, or, for a depthwise convolution, its
+signed window sum of codes times weights.
 In `passthrough` (max pooling) y = code: the clamp then leaves it unchanged, because the sequencer
 only runs a max pool whose out_bits equal its in_bits.
 
@@ -20,9 +21,9 @@ from aoncim.config import AonCimConfig
 
 
 def pp_code_bits(cfg: AonCimConfig) -> int:
-    """Signed width of the post-processing input: an ADC code summed over a layer's row tiles, or
-    an (unsigned) pooling window sum."""
-    return max(cfg.code_sum_bits, cfg.pool_sum_bits + 1)
+    """Signed width of the post-processing input: an ADC code summed over a layer's row tiles, an
+    (unsigned) pooling window sum or a (signed) depthwise window sum (`AonCimConfig.pp_code_bits`)."""
+    return cfg.pp_code_bits
 
 
 def pp_addr_bits(cfg: AonCimConfig) -> int:

@@ -21,7 +21,10 @@ A pooling layer uses the same beats with two stages over (position, group of loa
 R reads the group's window, one wide read per window element, into load_lanes pooling units; S
 feeds the previous group's results, pp_lanes per cycle, to post-processing (max pooling passes
 through). A residual add (Op.ADD) runs as average pooling: its 2x1 window over the 2 x positions x C
-view of its operands sums operand A and B of each element.
+view of its operands sums operand A and B of each element. A depthwise convolution (Op.DWCONV) runs
+on the same stages: each read of R also reads the group's load_lanes weights of the window element
+from the DWW memory (the same cycle, the same latency), window elements in the padding read the
+layer's pad_code, and the pooling units multiply-accumulate.
 
 Composition: this block keeps the layer FSM, the beat control (when a beat ends, what each stage
 takes over) and stage L/R's few wires to the array and the pooling units; the stages are
@@ -87,6 +90,9 @@ class LayerSequencer(wiring.Component):
             "act_raddr": Out(c.act_addr_bits),
             "act_rbank": Out(1),
             "act_rdata": In(LoadSignature(c).members["x"].shape),
+            # the depthwise weight memory: load_lanes weights from dw_raddr (1-cycle latency)
+            "dw_raddr": Out(c.dw_addr_bits),
+            "dw_rdata": In(PoolWindowSignature(c).members["w"].shape),
             # the crossbar: stage L's loads, stage A's conversions and their codes
             "load": Out(LoadSignature(c)),
             "conv": Out(ConvertSignature(c)),
@@ -200,8 +206,10 @@ class LayerSequencer(wiring.Component):
         W = c.load_lanes
         is_mvm, is_max = d.opcode == Op.MVM, d.opcode == Op.MAXPOOL
         # Opcode decode: a residual add runs as average pooling (its 2x1 window sums operand A and B
-        # through post-processing); DescriptorCheck has refused any other opcode.
+        # through post-processing), a depthwise convolution multiply-accumulates its window with the
+        # DWW weights; DescriptorCheck has refused any other opcode.
         win_sum = (d.opcode == Op.AVGPOOL) | (d.opcode == Op.ADD)
+        win_mac = d.opcode == Op.DWCONV
         m.submodules.walk = walk = Im2colWalker(c)
         m.submodules.array_ctl = arr = ArrayControl(c)
         m.submodules.tile_sum = acc = TileAccumulator(c)
@@ -227,18 +235,22 @@ class LayerSequencer(wiring.Component):
             arr.prev.tile.eq(walk.tile), arr.prev.out_base.eq(walk.out_base),
             res.prev.valid.eq(walk.active), res.prev.c0.eq(walk.c0), res.prev.n.eq(walk.n),
             res.prev.out_base.eq(walk.out_base), res.prev.parity.eq(l_par),
-            self.act_raddr.eq(walk.read.addr),
+            self.act_raddr.eq(walk.read.addr), self.dw_raddr.eq(walk.read.waddr),
         ]
         wiring.connect(m, arr.mvm, acc.prev)
 
         # ---------------------------------------------------------------- stage L: load
         # The read data of a run arrive a cycle after its address; so do its lanes' flags. Lanes in
         # the padding load the layer's pad_code (the input's zero point), lanes past the run code 0:
-        # their array rows may hold another layer's conductances.
+        # their array rows may hold another layer's conductances. Stage R's lanes take the same
+        # codes (a depthwise window element in the padding reads pad_code).
         lane_ok_q, lane_pad_q = Signal(W), Signal(W)
         m.d.sync += [lane_ok_q.eq(walk.read.lanes), lane_pad_q.eq(walk.read.pads)]
+        x = PoolWindowSignature(c).members["x"].shape
+        lane_x = Signal(x)
         for j in range(W):
-            m.d.comb += self.load.x[j].eq(Mux(lane_ok_q[j], self.act_rdata[j], Mux(lane_pad_q[j], d.pad_code, 0)))
+            m.d.comb += lane_x[j].eq(Mux(lane_ok_q[j], self.act_rdata[j], Mux(lane_pad_q[j], d.pad_code, 0)))
+        m.d.comb += self.load.x.eq(lane_x)
         m.d.comb += [
             self.load.valid.eq(is_mvm & walk.read.take),
             self.load.row.eq(walk.read.row), self.load.first.eq(walk.read.first), self.load.bank.eq(l_par),
@@ -249,7 +261,7 @@ class LayerSequencer(wiring.Component):
         pool_win = PoolWindowSignature(c).create(path=("pool_win",))
         wiring.connect(m, pool_win, pool.win)
         m.d.sync += pool_win.valid.eq(0)
-        m.d.comb += [pool.sum.eq(win_sum), pool_win.x.eq(self.act_rdata)]
+        m.d.comb += [pool.sum.eq(win_sum), pool.mac.eq(win_mac), pool_win.x.eq(lane_x), pool_win.w.eq(self.dw_rdata)]
         with m.If(~is_mvm & walk.read.take):
             # One window element of W channels per cycle, (ky, kx) innermost.
             m.d.sync += [pool_win.valid.eq(1), pool_win.first.eq(walk.read.first),

@@ -6,6 +6,7 @@ block stays a pure datapath/controller with ports:
   scale/bias per-channel post-processing constants
   act0/act1 ping-pong activation banks (host writes the input to act0, reads any layer output)
   out       signed outputs of the final layer
+  dww       depthwise weights (Op.DWCONV), interleaved like an activation bank
 """
 from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
@@ -110,6 +111,7 @@ class AonCimCore(wiring.Component):
                 params[region].append(sr.data)
 
         self._activation_banks(m, host, seq, pps)
+        self._dw_weights(m, host, seq)
 
         # final-layer outputs
         m.submodules.out = out = Memory(shape=signed(c.out_bits), depth=c.out_depth, init=[])
@@ -143,6 +145,42 @@ class AonCimCore(wiring.Component):
             rdata[Region.GCODE].eq(array.host_r_data.gp | (array.host_r_data.gm << 16)),
         ]
         return m
+
+    def _dw_weights(self, m: Module, host: HostInterface, seq: LayerSequencer) -> None:
+        """The depthwise weight memory (DWW): interleaved over load_lanes SRAMs by address mod
+        load_lanes, as an activation bank is, so the load_lanes consecutive weights of a group's
+        channels (stage R's read) hit each SRAM once; the host writes and reads one signed weight
+        a word (sign-extended)."""
+        c = self.cfg
+        W = c.load_lanes
+        lw = (W - 1).bit_length()
+        a = host.win_addr
+        ra = seq.dw_raddr
+        ra_lane_q = a_lane_q = C(0, 1)
+        if lw:
+            ra_lane_q, a_lane_q = Signal(lw, name="dww_rlane_q"), Signal(lw, name="dww_hlane_q")
+            m.d.sync += [ra_lane_q.eq(ra[:lw]), a_lane_q.eq(a[:lw])]
+        host_r, seq_r = [], []
+        for b in range(W):
+            mem = Memory(shape=signed(c.dw_weight_bits), depth=c.dw_depth // W, init=[])
+            m.submodules[f"dww_{b}"] = mem
+            wp, hr, sr = mem.write_port(), mem.read_port(), mem.read_port()
+            # SRAM b holds the read's weight at ra + ((b - ra) mod W).
+            run_off = C(0, 1)
+            if lw:
+                run_off = Signal(lw, name=f"dww_{b}_off")
+                m.d.comb += run_off.eq(b - ra[:lw])
+            m.d.comb += [
+                wp.addr.eq(a >> lw), wp.data.eq(host.win_wdata),
+                wp.en.eq(host.win_we[Region.DWW] & ((a[:lw] == b) if lw else 1)),
+                hr.addr.eq(a >> lw), sr.addr.eq((ra + run_off) >> lw),
+            ]
+            host_r.append(hr.data)
+            seq_r.append(sr.data)
+        weight = Signal(signed(c.dw_weight_bits))
+        m.d.comb += [weight.eq(Array(host_r)[a_lane_q]), host.win_rdata[Region.DWW].eq(weight)]
+        for j in range(W):
+            m.d.comb += seq.dw_rdata[j].eq(Array(seq_r)[(ra_lane_q + j)[:lw]] if lw else seq_r[0])
 
     def _activation_banks(self, m: Module, host: HostInterface, seq: LayerSequencer, pps: list) -> None:
         """The two activation banks: host window (plain and packed reads), the sequencer's

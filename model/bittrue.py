@@ -170,9 +170,26 @@ def im2col(x_nhwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
 
 
 def pool_windows(x_nhwc: torch.Tensor, d: LayerDescriptor) -> torch.Tensor:
-    """(N, H, W, C) -> (N, oh, ow, C, kh*kw): the window of every output position, per channel."""
+    """(N, H, W, C) -> (N, oh, ow, C, kh*kw): the window of every output position, per channel,
+    elements (ky, kx) row-major; positions in the padding (pad_h above and below, pad_w beside:
+    only a depthwise layer has any) read `pad_code`."""
+    if d.pad_h or d.pad_w:
+        x_nhwc = torch.nn.functional.pad(x_nhwc, (0, 0, d.pad_w, d.pad_w, d.pad_h, d.pad_h), value=d.pad_code)
     p = x_nhwc.unfold(1, d.k_h, d.stride).unfold(2, d.k_w, d.stride)  # (N, oh, ow, C, kh, kw)
     return p[:, : d.out_h, : d.out_w].reshape(x_nhwc.shape[0], d.out_h, d.out_w, d.in_c, -1)
+
+
+def dw_kernel(dw_weights: np.ndarray, d: LayerDescriptor) -> torch.Tensor:
+    """A depthwise layer's weights as (C, kh*kw), from the DWW content: channel c's weight of
+    element (ky, kx) is word w_base + (ky*k_w + kx)*in_c + c."""
+    w = np.asarray(dw_weights, dtype=np.int64)[d.w_base : d.w_base + d.k_h * d.k_w * d.in_c]
+    return torch.from_numpy(w.reshape(d.k_h * d.k_w, d.in_c).T.copy())
+
+
+def dwconv_sums(x_nhwc: torch.Tensor, d: LayerDescriptor, dw_weights: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) codes -> (N, oh, ow, C): the depthwise window sums S = sum over (ky, kx) of
+    x[c, iy, ix] * w[c, ky, kx] (contract step 8a), exact in int64."""
+    return (pool_windows(x_nhwc, d) * dw_kernel(dw_weights, d)).sum(-1)
 
 
 @dataclass
@@ -180,11 +197,14 @@ class LayerTrace:
     """Integer results of one layer for a batch: outputs (N, H, W, C) (activation codes, or signed
     outputs of a to_out layer), and for MVM layers the ADC codes that enter post-processing
     (N, positions, out_c; summed over the row tiles of a tiled layer) and the exact column sums
-    (N, positions, out_c; for a layer of T > 1 row tiles, per tile: N, positions, T, out_c)."""
+    (N, positions, out_c; for a layer of T > 1 row tiles, per tile: N, positions, T, out_c); for
+    average pooling, the residual add and depthwise layers the window sums that enter
+    post-processing (N, positions, out_c)."""
 
     output: torch.Tensor
     adc_codes: torch.Tensor | None = None
     col_sums: torch.Tensor | None = None
+    sums: torch.Tensor | None = None
 
 
 class BitTrueExecutor:
@@ -212,8 +232,8 @@ class BitTrueExecutor:
     def run(self, x_hwc: np.ndarray | torch.Tensor, seed: int, mvm_base: int = 0) -> list[LayerTrace]:
         """One inference: input (H, W, C) codes, read-noise seed -> per-layer traces without batch axis."""
         traces = self.run_batch(torch.as_tensor(np.asarray(x_hwc))[None], [seed], mvm_base)
-        return [LayerTrace(t.output[0], None if t.adc_codes is None else t.adc_codes[0],
-                           None if t.col_sums is None else t.col_sums[0]) for t in traces]
+        return [LayerTrace(*(None if v is None else v[0] for v in (t.output, t.adc_codes, t.col_sums, t.sums)))
+                for t in traces]
 
     def run_batch(self, x_nhwc: np.ndarray | torch.Tensor, seeds, mvm_base: int = 0) -> list[LayerTrace]:
         """A batch of inferences, each with its own read-noise seed (the NOISE_SEED of its run);
@@ -245,6 +265,8 @@ class BitTrueExecutor:
             if d.is_mvm:
                 trace = self._mvm(xin, d, seeds, mvm0, int(self._alpha[i]))
                 mvm0 += d.mvms(self.cfg.rows)
+            elif d.op.uses_dww:
+                trace = self._dwconv(xin, d, int(self._alpha[i]))
             else:
                 trace = self._pool(xin, d, int(self._alpha[i]))
             traces.append(trace)
@@ -282,9 +304,16 @@ class BitTrueExecutor:
         y = self.pp(codes, scale, bias, d, alpha, self.events).reshape(n, d.out_h, d.out_w, d.out_c)
         return LayerTrace(y, codes, col_sums[0] if len(tiles) == 1 else torch.stack(col_sums, dim=2))
 
+    def _dwconv(self, x: torch.Tensor, d: LayerDescriptor, alpha: int) -> LayerTrace:
+        """Depthwise convolution (contract step 8a): the weighted window sums through post-processing."""
+        scale, bias = self._params(d)
+        s = dwconv_sums(x, d, self.program.dw_weights)
+        return LayerTrace(self.pp(s, scale, bias, d, alpha, self.events), sums=s.reshape(x.shape[0], -1, d.out_c))
+
     def _pool(self, x: torch.Tensor, d: LayerDescriptor, alpha: int) -> LayerTrace:
         win = pool_windows(x, d)
         if d.op.keeps_bits:  # max pooling: the codes pass through
             return LayerTrace(win.amax(-1))
         scale, bias = self._params(d)
-        return LayerTrace(self.pp(win.sum(-1), scale, bias, d, alpha, self.events))
+        s = win.sum(-1)
+        return LayerTrace(self.pp(s, scale, bias, d, alpha, self.events), sums=s.reshape(x.shape[0], -1, d.out_c))

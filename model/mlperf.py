@@ -365,9 +365,10 @@ MODELS: dict[str, MlperfModel] = {m.name: m for m in (
         reference_params=221_794, reference_trainable=216_322,
         input_note="(3, 96, 96) RGB in [0, 1], smooth random fields",
         class_names=VWW_CLASS_NAMES, n_calibration=48,
-        # 29 chip layers; a 96x96x3 input and a 48x48x16 map; the 13 depthwise layers take k^2*C x C
-        # block-diagonal rectangles (docs/architecture.md): 2.65M pairs in all.
-        chip=(("rows", 2048), ("cols", 2048), ("act_depth", 65536), ("max_layers", 32), ("param_depth", 4096)),
+        # 29 chip layers, 2994 output channels; a 96x96x3 input and a 48x48x16 map; the 13 depthwise
+        # layers' 11160 weights on the depthwise engine. (Block-diagonal on the array instead,
+        # depthwise="array", they would need a 2048 x 2048 array: docs/performance.md.)
+        chip=(("act_depth", 65536), ("max_layers", 32), ("param_depth", 4096), ("dw_depth", 16384)),
         _make=mobilenet_v1_vww, _inputs=lambda n, seed: image_inputs(n, seed, 96)),
     MlperfModel(
         name="mlperf-ic", title="Image classification: ResNet-8, CIFAR-10 32 x 32 RGB, 10 classes",

@@ -10,8 +10,10 @@ post-processes MVM b-2 (stage P: one cycle per `pp_lanes` channels); a beat last
 longest stage. A pooling layer has two stages over (position, group of `load_lanes` channels): R
 reads the window (k_h*k_w cycles), S hands the previous group's results to post-processing (1 +
 channels / pp_lanes). A residual add (Op.ADD) is one: its window is the 2x1 pair of operands, so
-it costs what average pooling with that window costs. Padding (pad_h, pad_w) costs nothing of its
-own: a padded lane loads in the cycle of its run.
+it costs what average pooling with that window costs; so is a depthwise convolution (Op.DWCONV):
+its group's weights of a window element are read in the cycle of the element's codes. Padding
+(pad_h, pad_w) costs nothing of its own: a padded lane loads in the cycle of its run, a padded
+window element in the cycle of its read.
 Every layer adds LAYER_START cycles before and LAYER_END after.
 """
 from __future__ import annotations

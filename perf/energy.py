@@ -9,13 +9,14 @@ codes `calib_codes`) and the cycle model (`aoncim.perf.cycles`); energies per op
 | `array`   | PCM read current: v_read² · x_r · t_clk · (G+ + G−) for every driven row r of an MVM, its pulse x_r PWM cycles long (pulse-width modulation: energy ∝ the input code) | MVM, data-dependent (mean input code per row × conductance of the row's active devices) |
 | `dac`     | row drivers: code register load, per-cycle comparison against the PWM counter over the 2**in_bits window, one word-line pulse | row × MVM |
 | `adc`     | column read-out: integrator bias over the PWM window and one SAR conversion (Walden FoM · 2**adc_bits) per column and MVM | column × MVM |
-| `sram`    | activation reads (one code per im2col row), post-processing scale and bias reads, output writes, row-tile code sums, descriptor fetch | access × bits |
-| `digital` | post-processing arithmetic (code·α·scale + bias), row-tile sums, im2col address adds, pooling | operation × bits |
+| `sram`    | activation reads (one code per im2col row), post-processing scale and bias reads, output writes, row-tile code sums, descriptor fetch, depthwise weight reads | access × bits |
+| `digital` | post-processing arithmetic (code·α·scale + bias), row-tile sums, im2col address adds, pooling, depthwise multiply-accumulates | operation × bits |
 | `control` | clocked flip-flops and control-logic toggles of the sequencer, host interface and clock tree | cycle (cycle model) |
 | `static`  | leakage of logic, SRAM and ADCs over the inference's latency | second (cycle model / clock) |
 
-ops = 2 · MACs, MACs = positions · k_rows · out_c summed over MVM layers (pooling not counted);
-TOPS/W = ops / energy. `control` and `static` follow the cycle count: they change when the cycle
+ops = 2 · MACs, MACs = positions · k_rows · out_c summed over MVM layers plus positions · k_h·k_w ·
+channels over depthwise layers (the digital MACs of Op.DWCONV; pooling not counted); TOPS/W = ops /
+energy. `control` and `static` follow the cycle count: they change when the cycle
 model does; the others depend only on the program and the config.
 """
 from __future__ import annotations
@@ -178,12 +179,27 @@ def _pool_energy(cfg: AonCimConfig, prog: Program, i: int, tech: Technology) -> 
     out_w = cfg.out_bits if d.to_out else cfg.dac_bits
     e["sram"] = (n_out * window * cfg.dac_bits * tech.sram_read_j_per_bit + n_out * out_w * tech.sram_write_j_per_bit
                  + DESC_BITS * tech.sram_read_j_per_bit)
-    acc_bits = d.in_bits if d.op.keeps_bits else cfg.pool_sum_bits
+    sum_bits = cfg.dw_sum_bits if d.op.uses_dww else cfg.pool_sum_bits + 1  # what enters post-processing
+    acc_bits = d.in_bits if d.op.keeps_bits else sum_bits
     e["digital"] = n_out * window * tech.add_j_per_bit * (acc_bits + cfg.act_addr_bits)
-    if d.op.uses_params:  # average pooling, residual add: the window sum goes through post-processing
+    if d.op.uses_dww:
+        # depthwise: per window element and channel one code x weight multiply (the accumulate is
+        # above), one weight read from the DWW and its address add
+        e["digital"] += n_out * window * (_mult(tech, cfg.dac_bits, cfg.dw_weight_bits)
+                                          + tech.add_j_per_bit * cfg.dw_addr_bits)
+        e["sram"] += n_out * window * cfg.dw_weight_bits * tech.sram_read_j_per_bit
+    if d.op.uses_params:  # average pooling, residual add, depthwise: the window sum goes through post-processing
         e["sram"] += n_out * (cfg.pp_scale_bits + cfg.pp_bias_bits) * tech.sram_read_j_per_bit
-        e["digital"] += n_out * _postproc_j(cfg, tech, cfg.pool_sum_bits + 1)
+        e["digital"] += n_out * _postproc_j(cfg, tech, sum_bits)
     return e
+
+
+def layer_macs(d) -> int:
+    """Multiply-accumulates of a layer: its MVMs' (positions x k_rows x out_c) or, for a depthwise
+    convolution, its digital ones (positions x k_h*k_w x channels); pooling has none."""
+    if d.is_mvm:
+        return d.positions * d.k_rows * d.out_c
+    return d.positions * d.dw_words
 
 
 def energy_report(cfg: AonCimConfig, prog: Program, tech: Technology = DEFAULT_TECH,
@@ -204,7 +220,7 @@ def energy_report(cfg: AonCimConfig, prog: Program, tech: Technology = DEFAULT_T
         cyc = layer_cycles(cfg, d)
         e["control"] = cyc * per_cycle
         e["static"] = cyc * tech.t_clk_s * leak_w
-        macs = d.positions * d.k_rows * d.out_c if d.is_mvm else 0
+        macs = layer_macs(d)
         layers.append(LayerEnergy(i, prog.layer_name(i), d.op.label, macs, d.mvms(cfg.rows), cyc, layer_array_cycles(cfg, d), e))
     bits = prog.layers[0].in_bits if prog.layers else 0
     return EnergyReport(layers, tech.clock_hz, bits, area)

@@ -4,10 +4,10 @@ A layer that ran on the RTL and matched the golden model is one sample: its kind
 descriptor), stride, padding (none, pad_h = pad_w, or pad_h != pad_w), pad code (the code padded
 positions load: 0, or a non-zero zero point; only a padded layer loads it), row tiling (T = 1 or
 T > 1) and activation precision. The bins are the cross of the six, less the combinations the chip
-cannot run (docs/architecture.md, "Co-simulation"): pooling and the residual add have no padding
-and no row tiles, a linear layer (a convolution whose kernel is its whole input) has stride 1 and
-no padding, global average pooling and the residual add stride 1, and an unpadded layer loads no
-pad code. Kinds and exclusions both follow from the op vocabulary (`Op.kinds` and the ops'
+cannot run (docs/architecture.md, "Co-simulation"): pooling and the residual add have no padding,
+only the array has row tiles (a depthwise convolution pads, strides and has no tiles), a linear
+layer (a convolution whose kernel is its whole input) has stride 1 and no padding, global average
+pooling and the residual add stride 1, and an unpadded layer loads no pad code. Kinds and exclusions both follow from the op vocabulary (`Op.kinds` and the ops'
 properties; the residual add's fixed window is the one rule written out).
 
 The testbench (sim/tb_top.py) samples in the simulator's process and returns the hit counts in its
@@ -47,7 +47,7 @@ def _rule(**axes) -> tuple:
 
 def _illegal() -> list[tuple]:
     """The combinations the chip cannot run, from the ops' properties: only an op that uses the
-    array has row tiles, a pooling op (the residual add is one) has no padding, a whole-input
+    array has row tiles, an op that does not pad (pooling, the residual add) has no padding, a whole-input
     window (one position) has neither stride nor padding, a residual add's window is its operand
     pair at stride 1, and an unpadded layer loads no pad code. In cocotb-coverage's ignore-bin form
     (None: any value)."""
@@ -57,7 +57,7 @@ def _illegal() -> list[tuple]:
         sliding, whole = op.kinds
         if not op.uses_array:
             rules.append(_rule(kind=sliding, tiling="T>1"))
-        if op.is_pool:
+        if not op.pads:
             rules += [_rule(kind=sliding, pad=p) for p in padded]
         if op is Op.ADD:   # LayerDescriptor.check: a 2x1 window over the 2 x positions x C view, stride 1
             rules.append(_rule(kind=sliding, stride=2))

@@ -15,6 +15,7 @@ KILL_TESTS = [
     "tests/test_contract_constants.py",
     "tests/test_formal_axil.py::test_axil_contract_holds",
     "tests/test_host_registers.py::test_every_register_has_its_effect_at_the_tables_offset",
+    "tests/test_host_registers.py::test_every_window_is_decoded_at_its_region",
     "tests/test_axil.py",
     "tests/test_regmap.py",
     "tests/test_adc.py",
@@ -33,6 +34,7 @@ KILL_TESTS = [
     "tests/test_cosim_random.py::test_random_networks_bit_exact",
     "tests/test_cosim_array_twins.py::test_amaranth_twin_bit_exact_on_small_nets",
     "tests/test_cosim_add_pad.py::test_pad_code_asymmetric_padding_and_residual_add_bit_exact",
+    "tests/test_cosim_dwconv.py::test_depthwise_programs_bit_exact",
     "tests/test_formal_sequencer.py::test_sequencer_never_hangs",
 ]
 
@@ -51,6 +53,8 @@ CATALOGUE = [
     Mutant("host_irq_mask", "host regs", "hw/host.py", "self.irq.eq((irq_status & irq_enable).any())",
            "self.irq.eq(irq_status.any())"),
     Mutant("host_mvm_base", "host regs", "hw/host.py", "run.mvm_base.eq(bus.w_data)", "run.mvm_base.eq(bus.w_data + 1)"),
+    # The region select one bit short: the DWW window (region 8) aliases REGS.
+    Mutant("host_region_bits", "host regs", "hw/host.py", "region = Signal(REGION_BITS)", "region = Signal(3)"),
     # ---------------------------------------------------------------- sequencer: layer FSM (hw/sequencer.py)
     Mutant("seq_num_layers_limit", "layer fsm", "hw/sequencer.py", "run.num_layers > c.max_layers",
            "run.num_layers > c.max_layers + 1"),
@@ -66,6 +70,12 @@ CATALOGUE = [
     # A residual add reduces its window by max (as max pooling) instead of summing it.
     Mutant("seq_add_as_max", "stage R", "hw/sequencer.py", "win_sum = (d.opcode == Op.AVGPOOL) | (d.opcode == Op.ADD)",
            "win_sum = d.opcode == Op.AVGPOOL"),
+    # Stage R's lanes take the read data as they are: a depthwise window element in the padding
+    # reads whatever the SRAM holds instead of the pad code.
+    Mutant("seq_dw_pad_code", "stage R", "hw/sequencer.py", "pool_win.x.eq(lane_x)", "pool_win.x.eq(self.act_rdata)"),
+    # The weights of the next word: every lane multiplies by its neighbour channel's weight.
+    Mutant("seq_dw_weight_addr", "stage R", "hw/sequencer.py", "self.dw_raddr.eq(walk.read.waddr)",
+           "self.dw_raddr.eq(walk.read.waddr + 1)"),
     # ---------------------------------------------------------------- stage L/R: im2col walker (hw/im2col.py)
     Mutant("im2col_stride", "stage L", "hw/im2col.py", "ix0.eq(ix0 + d.stride)", "ix0.eq(ix0 + 1)"),
     Mutant("im2col_pad_edge", "stage L", "hw/im2col.py", "iy_in = (iy >= 0) & (iy < d.in_h)",
@@ -75,6 +85,14 @@ CATALOGUE = [
     Mutant("im2col_pad_w_rows", "stage L", "hw/im2col.py", "iy0.eq(-d.pad_h)", "iy0.eq(-d.pad_w)"),
     Mutant("im2col_pool_channel", "stage R", "hw/im2col.py", "pool_a.eq(row_lo + (ix0 + kx) * d.in_c + self.c0)",
            "pool_a.eq(row_lo + (ix0 + kx) * d.in_c)"),
+    # The pooling walk's padding: the column just right of the map taken as inside it.
+    Mutant("im2col_pool_pad_edge", "stage R", "hw/im2col.py", "elem_in = iy_in & (ix >= 0) & (ix < d.in_w)",
+           "elem_in = iy_in & (ix >= 0) & (ix <= d.in_w)"),
+    # Depthwise weights: a window element's weights one word too far on, or the next group's
+    # weights counted on from the last element instead of the window's first.
+    Mutant("im2col_dw_weight_step", "stage R", "hw/im2col.py", "w_off.eq(w_off + d.in_c)", "w_off.eq(w_off + d.in_c + 1)"),
+    Mutant("im2col_dw_weight_restart", "stage R", "hw/im2col.py", "[ky.eq(0), w_off.eq(0), loaded.eq(1)]",
+           "[ky.eq(0), loaded.eq(1)]"),
     # ---------------------------------------------------------------- stage A: array control (hw/array_control.py)
     Mutant("arr_pwm_window", "stage A", "hw/array_control.py", "with m.If(pwm == (1 << d.in_bits) - 1):",
            "with m.If(pwm == (1 << d.in_bits) - 2):"),
@@ -92,7 +110,22 @@ CATALOGUE = [
     # ---------------------------------------------------------------- stages R/S: pooling (hw/pool.py, pool_issue.py)
     Mutant("pool_max_compare", "pooling", "hw/pool.py", "Mux(self.in_x > acc, self.in_x, acc)",
            "Mux(self.in_x < acc, self.in_x, acc)"),
-    Mutant("pool_first", "pooling", "hw/pool.py", "value.eq(Mux(self.in_first, self.in_x, reduced))", "value.eq(reduced)"),
+    Mutant("pool_first", "pooling", "hw/pool.py", "value.eq(Mux(self.in_first, term, reduced))", "value.eq(reduced)"),
+    # Depthwise: the window summed unweighted, or its first element unweighted.
+    Mutant("pool_mac_unweighted", "pooling", "hw/pool.py", "Mux(self.mac, self.in_x * self.in_w, self.in_x)",
+           "Mux(self.mac, self.in_x, self.in_x)"),
+    Mutant("pool_mac_first", "pooling", "hw/pool.py", "value.eq(Mux(self.in_first, term, reduced))",
+           "value.eq(Mux(self.in_first, self.in_x, reduced))"),
+    # The accumulator one bit short of pool_acc_bits: depthwise sums near the limit wrap.
+    Mutant("pool_acc_width", "pooling", "hw/pool.py", "return max(cfg.pool_sum_bits + 1, cfg.dw_sum_bits)",
+           "return max(cfg.pool_sum_bits + 1, cfg.dw_sum_bits - 1)"),
+    # ---------------------------------------------------------------- depthwise weight memory (hw/top.py)
+    # The group's weights rotated one lane: lane j gets channel c0 + j + 1's weight.
+    Mutant("top_dww_lane", "dww", "hw/top.py", "m.d.comb += run_off.eq(b - ra[:lw])",
+           "m.d.comb += run_off.eq(b + 1 - ra[:lw])"),
+    # Host reads of the DWW window not sign-extended.
+    Mutant("top_dww_read_sign", "dww", "hw/top.py", "weight = Signal(signed(c.dw_weight_bits))",
+           "weight = Signal(c.dw_weight_bits)"),
     Mutant("pool_issue_mask", "pooling", "hw/pool_issue.py", "issue.valid[q].eq(lane + q < grp.n)",
            "issue.valid[q].eq(lane + q <= grp.n)"),
     Mutant("pool_issue_addr", "pooling", "hw/pool_issue.py", "issue.addr.eq(grp.out_base + grp.c0 + lane)",
@@ -100,8 +133,10 @@ CATALOGUE = [
     # ---------------------------------------------------------------- descriptor check (hw/desc_check.py)
     Mutant("check_pad_w_rows", "desc check", "hw/desc_check.py", "~dim_ok(d.out_h, d.in_h, d.k_h, d.pad_h)",
            "~dim_ok(d.out_h, d.in_h, d.k_h, d.pad_w)"),
-    Mutant("check_add_rejected", "desc check", "hw/desc_check.py", "~(is_mvm | is_max | is_avg | is_add)",
-           "~(is_mvm | is_max | is_avg)"),
+    Mutant("check_add_rejected", "desc check", "hw/desc_check.py", "~(is_mvm | is_max | is_avg | is_add | is_dw)",
+           "~(is_mvm | is_max | is_avg | is_dw)"),
+    Mutant("check_dw_rejected", "desc check", "hw/desc_check.py", "~(is_mvm | is_max | is_avg | is_add | is_dw)",
+           "~(is_mvm | is_max | is_avg | is_add)"),
     Mutant("check_pad_code_bound", "desc check", "hw/desc_check.py", "d.pad_code > max_code", "d.pad_code > max_code + 1"),
     Mutant("check_overlap", "desc check", "hw/desc_check.py", "(out_end > d.in_base) &", "(out_end > d.in_base + 1) &"),
     Mutant("check_out_range", "desc check", "hw/desc_check.py", "out_end > Mux(d.to_out, c.out_depth, c.act_depth)",
@@ -109,6 +144,17 @@ CATALOGUE = [
     # (`>=` -> `>` here is equivalent: k_h*k_w*(2**bits - 1) is never a power of two for bits >= 2.)
     Mutant("check_pool_sum", "desc check", "hw/desc_check.py", "d.k_h * d.k_w * max_code >= (1 << c.pool_sum_bits)",
            "d.k_h * max_code >= (1 << c.pool_sum_bits)"),
+    # The pooling rules applied to depthwise layers too (padding refused; a wide window POOL_SUM).
+    Mutant("check_dw_as_pool", "desc check", "hw/desc_check.py",
+           "(ErrorCode.BAD_POOL, is_pool & ((d.k_rows != 0)", "(ErrorCode.BAD_POOL, ~is_mvm & ((d.k_rows != 0)"),
+    Mutant("check_dw_pool_sum", "desc check", "hw/desc_check.py", "(ErrorCode.POOL_SUM, is_pool & (",
+           "(ErrorCode.POOL_SUM, ~is_mvm & ("),
+    Mutant("check_dw_to_out", "desc check", "hw/desc_check.py", "(d.out_c != d.in_c) |\n                                            d.to_out)),",
+           "(d.out_c != d.in_c))),"),
+    Mutant("check_dw_range", "desc check", "hw/desc_check.py", "d.w_base + d.k_h * d.k_w * d.in_c > c.dw_depth",
+           "d.w_base + d.k_h * d.k_w * d.in_c > c.dw_depth + 1"),
+    Mutant("check_dw_sum", "desc check", "hw/desc_check.py", "<< (c.dw_weight_bits - 1)) >=",
+           "<< (c.dw_weight_bits - 2)) >="),
     # ---------------------------------------------------------------- post-processing (hw/postproc.py)
     Mutant("pp_round_half", "postproc", "hw/postproc.py", "rnd.eq((1 << total_shift) >> 1)",
            "rnd.eq(((1 << total_shift) >> 1) - 1)"),
@@ -144,6 +190,13 @@ CATALOGUE = [
            "p = p[:, : d.out_h, : d.out_w].permute(0, 1, 2, 5, 4, 3)"),
     Mutant("gold_tile_noise", "golden", "model/bittrue.py", "mvm = mvm0 + t + len(tiles) * np.arange(",
            "mvm = mvm0 + len(tiles) * np.arange("),
+    # Depthwise weights read channel-major (c*k_h*k_w + e) instead of channel fastest.
+    Mutant("gold_dw_layout", "golden", "model/bittrue.py", "w.reshape(d.k_h * d.k_w, d.in_c).T.copy()",
+           "w.reshape(d.in_c, d.k_h * d.k_w).copy()"),
+    # The pooling walk's padding read as 0 instead of the pad code.
+    Mutant("gold_dw_pad_zero", "golden", "model/bittrue.py",
+           "x_nhwc = torch.nn.functional.pad(x_nhwc, (0, 0, d.pad_w, d.pad_w, d.pad_h, d.pad_h), value=d.pad_code)",
+           "x_nhwc = torch.nn.functional.pad(x_nhwc, (0, 0, d.pad_w, d.pad_w, d.pad_h, d.pad_h), value=0)"),
     Mutant("gold_adc_clamp", "golden", "aoncim/adc.py", "return _clamp((v + self.rounding) >> self.gain_shift, -self.adc_max, self.adc_max)",
            "return _clamp((v + self.rounding) >> self.gain_shift, -self.adc_max, self.adc_max - 1)"),
     Mutant("gold_noise_mean", "golden", "aoncim/config.py", "NOISE_MEAN_RAW = 510", "NOISE_MEAN_RAW = 511"),

@@ -41,7 +41,9 @@ from aoncim.program import LayerDescriptor, Op, Program, ProgramError
 
 # Small rows so that row tiling (fan-in > rows) is the rule; one Verilator build serves every case:
 # programs, inputs and descriptors are loaded over the bus.
-RANDOM_CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8)
+# A small DWW (the depthwise layers' weights are at most 3x3 x 12 channels) keeps the whole-memory check short.
+RANDOM_CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8,
+                          dw_depth=512)
 BITS = (8, 6, 4)
 _ATTEMPTS = 200
 ASYMMETRIC_PAD_P = 0.5  # probability that a case has a layer with pad_h != pad_w (where one can)
@@ -328,8 +330,9 @@ def _rederive(layers: list[LayerDescriptor], i: int, cfg: AonCimConfig) -> list[
 
 
 def _depthwise(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Program | None:
-    """A depthwise convolution (Op.DWCONV) inserted before a random layer i, on the map layer i
-    read (bits kept): kernel 1-3 on each axis, stride 1-2, no padding, pad_h = pad_w or pad_h !=
+    """A depthwise convolution (Op.DWCONV) inserted before a random layer i > 0 (layer 0 keeps the
+    network input, where the rails cases plant their exact ADC corners), on the map layer i read
+    (bits kept): kernel 1-3 on each axis, stride 1-2, no padding, pad_h = pad_w or pad_h !=
     pad_w (0-2), a random pad code on half of the padded ones; k_h*k_w*C random weights of the full
     signed range at a random w_base of a DWW of random junk; its post-processing entries after the
     program's, fitted on the golden model (random inputs of this stream) so that each channel's
@@ -339,7 +342,9 @@ def _depthwise(prog: Program, cfg: AonCimConfig, rng: np.random.Generator) -> Pr
     from aoncim.model.bittrue import BitTrueExecutor
 
     layers = list(prog.layers)
-    i = int(rng.integers(0, len(layers)))
+    if len(layers) < 2:
+        return None
+    i = int(rng.integers(1, len(layers)))
     e = layers[i]
     k_h, k_w, stride = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
     pad = int(rng.integers(3))   # none, pad_h = pad_w, pad_h != pad_w: the coverage bins alike

@@ -14,6 +14,10 @@ and each layer's golden output (its descriptor's bank, base and size, HWC order)
 `MemoryMismatch` names the memory, address, expected and got, and whether the word is inside the
 layer's output or a write outside it. `FullStateCheck` runs it through the host driver on the
 inferences `full_check_due` picks (reading whole memories over the bus costs more than the run).
+A program with depthwise weights (`Program.dw_weights`) adds the depthwise weight memory (DWW) to
+the image: what it held, with the words the program load wrote (`Program.dw_ranges`) at their
+program values, so a weight the host port put at the wrong word, or any write to the DWW after the
+load, is a `MemoryMismatch` of the DWW.
 """
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-# The memories a layer may write, by the names of their host windows (aoncim.regmap.Region).
+# The memories a layer may write, by the names of their host windows (aoncim.regmap.Region); a
+# program with depthwise weights adds DWW_MEMORY (which the program load writes, and nothing else).
 MEMORIES = ("ACT0", "ACT1", "OUT")
+DWW_MEMORY = "DWW"
 FULL_CHECK_ENV = "AONCIM_FULL_CHECK"  # "first" (default), "all" or "off": see full_check_due
 
 
@@ -74,7 +80,7 @@ class MemoryMismatch:
 
     inference: int
     layer: int
-    memory: str        # "ACT0", "ACT1" or "OUT"
+    memory: str        # "ACT0", "ACT1", "OUT" or "DWW"
     address: int       # word address in that memory
     expected: int
     got: int
@@ -110,11 +116,12 @@ class MemoryMismatch:
 
 class MemoryImage:
     """What the activation banks and the output memory hold if the chip does exactly what the
-    golden model says: start from the memories as read (`MEMORIES` -> int arrays, OUT signed),
-    then apply the host's input write and each layer's golden output, where its descriptor says."""
+    golden model says: start from the memories as read (`MEMORIES` -> int arrays, OUT signed, and
+    DWW if read), then apply the host's input write and each layer's golden output, where its
+    descriptor says (and a program load's depthwise weights, `write_dw_weights`)."""
 
     def __init__(self, memories: dict[str, np.ndarray]):
-        self.words = {k: np.array(memories[k], dtype=np.int64) for k in MEMORIES}
+        self.words = {k: np.array(memories[k], dtype=np.int64) for k in (*MEMORIES, DWW_MEMORY) if k in memories}
 
     def write(self, memory: str, base: int, values) -> None:
         v = np.asarray(values, dtype=np.int64).reshape(-1)
@@ -127,6 +134,11 @@ class MemoryImage:
         """The host's input for first layer `d0`, as the driver writes it (HWC, at in_base of in_bank)."""
         self.write("ACT1" if d0.in_bank else "ACT0", int(d0.in_base), x_hwc)
 
+    def write_dw_weights(self, prog) -> None:
+        """The depthwise weights the driver's program load writes (`Program.dw_ranges`)."""
+        for lo, n in prog.dw_ranges():
+            self.write(DWW_MEMORY, lo, prog.dw_weights[lo : lo + n])
+
     def write_layer(self, d, out_hwc) -> None:
         """Layer `d`'s golden output (out_h, out_w, out_c), as the layer writes it."""
         memory, base, n = output_region(d)
@@ -137,7 +149,9 @@ class MemoryImage:
         count) of its first differing word outside `d`'s output region, else inside it."""
         region, lo, n = output_region(d)
         out = []
-        for k in MEMORIES:
+        if set(got) != set(self.words):
+            raise ValueError(f"memories read {sorted(got)}, the image holds {sorted(self.words)}")
+        for k in self.words:
             g = np.asarray(got[k], dtype=np.int64).reshape(-1)
             want = self.words[k]
             if g.shape != want.shape:
@@ -260,16 +274,31 @@ class FullStateCheck:
     One check can serve the cases of a run one after the other (`next_case`): loading a program
     writes no activation or output memory, so the image of the last checked layer is still what
     they hold and the next case's first check needs no read of its own; a case that changes them
-    otherwise (calibration or error-case runs, an error or a reset) must `forget` it."""
+    otherwise (calibration or error-case runs, an error or a reset) must `forget` it. A program
+    with depthwise weights is checked on the DWW too: the image of a carried state takes the
+    program load's writes of it (`next_case`), a fresh one has them written over what was read
+    (`begin`), so the first check also proves the load."""
 
     def __init__(self, prog, expected: list[list[np.ndarray]] | None, sb: Scoreboard | None):
         self.prog, self.expected, self.sb = prog, expected, sb
         self.image: MemoryImage | None = None
         self.active = False
 
+    @property
+    def dww(self) -> bool:
+        """Whether the DWW is part of the state checked: the program loads depthwise weights."""
+        return getattr(self.prog, "dw_weights", None) is not None
+
     def next_case(self, prog, expected: list[list[np.ndarray]] | None, sb: Scoreboard | None) -> None:
         self.prog, self.expected, self.sb = prog, expected, sb
         self.active = False
+        if self.image is not None:
+            if not self.dww:
+                self.image.words.pop(DWW_MEMORY, None)
+            elif DWW_MEMORY in self.image.words:
+                self.image.write_dw_weights(prog)
+            else:
+                self.forget()   # the DWW was not read: the next check reads every memory afresh
 
     def forget(self) -> None:
         self.image = None
@@ -279,7 +308,9 @@ class FullStateCheck:
         if not self.active:
             self.forget()
         elif self.image is None:
-            self.image = MemoryImage(await drv.read_memories())
+            self.image = MemoryImage(await self._read(drv))
+            if self.dww:
+                self.image.write_dw_weights(self.prog)
 
     def write_input(self, x_hwc) -> None:
         if self.active:
@@ -290,10 +321,14 @@ class FullStateCheck:
         if not self.active:
             return True
         d = self.prog.layers[layer]
-        got = await drv.read_memories()
+        got = await self._read(drv)
         if self.sb is None:
             return True
         self.image.write_layer(d, self.expected[inference][layer])
         ok = self.sb.compare_memories(inference, layer, d, self.image, got)
         self.image = MemoryImage(got)
         return ok
+
+    async def _read(self, drv) -> dict[str, np.ndarray]:
+        # Without depthwise weights the call is the one drivers (and test doubles) have always had.
+        return await (drv.read_memories(dww=True) if self.dww else drv.read_memories())

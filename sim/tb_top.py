@@ -150,13 +150,16 @@ async def infer(drv: AonCimDriver, prog: Program, inputs, seeds, expected, sb: S
     else:
         state.next_case(prog, expected, sb)
     for i, (x, seed, exp) in enumerate(zip(inputs, seeds, expected)):
-        reading = [0.0]  # simulated time of this inference's whole-memory reads, us
+        # Simulated time of this inference's finished whole-memory reads, us, and the start of the
+        # one in progress (None between reads).
+        reading: list = [0.0, None]
 
         async def on_layer(layer, got, i=i, exp=exp, reading=reading):
             ok = sb.compare(i, layer, exp[layer], got)
-            t = get_sim_time("us")
+            reading[1] = get_sim_time("us")
             ok = await state.after_layer(drv, i, layer) and ok
-            reading[0] += get_sim_time("us") - t
+            reading[0] += get_sim_time("us") - reading[1]
+            reading[1] = None
             if ok and cov is not None:
                 cov.sample(prog.layers[layer])
 
@@ -180,14 +183,18 @@ async def infer(drv: AonCimDriver, prog: Program, inputs, seeds, expected, sb: S
     return out
 
 
-async def within(run, timeout_us: float, excluded: list[float]):
-    """Await `run` under a limit of `timeout_us` of simulated time, not counting `excluded[0]` us:
-    the whole-memory reads at the run's pauses, which the case's limit (from the schedule, or the
-    case's own) does not foresee. Raises SimTimeoutError and stops the run when it is used up."""
+async def within(run, timeout_us: float, excluded: list):
+    """Await `run` under a limit of `timeout_us` of simulated time, not counting `excluded[0]` us
+    nor the time since `excluded[1]` (the start of a read in progress, or None): the whole-memory
+    reads at the run's pauses, which the case's limit (from the schedule, or the case's own) does
+    not foresee; a read longer than what is left of the limit (a DWW of thousands of words) must
+    not end the run. Raises SimTimeoutError and stops the run when the limit is used up."""
     task = cocotb.start_soon(run)
     start = get_sim_time("us")
     while True:
-        left = timeout_us - (get_sim_time("us") - start - excluded[0])
+        now = get_sim_time("us")
+        busy = now - excluded[1] if excluded[1] is not None else 0.0
+        left = timeout_us - (now - start - excluded[0] - busy)
         if left <= 0:
             task.cancel()
             raise SimTimeoutError

@@ -46,9 +46,16 @@ def test_graph_compiles_every_new_op(block):
     # A signed input: its zero point is inside the code range, and padding loads it (real 0).
     assert 0 < prog.io.in_zero < 255 and stem.pad_code == prog.io.in_zero
     assert (stem.in_h, stem.k_h, stem.pad_h, stem.pad_w, stem.stride) == (1, 1, 0, 2, 2)
-    # The depthwise layer is one MVM whose columns see only their own channel's rows.
-    i = prog.names.index(next(n for n in prog.names if n.startswith("dw.0")))
-    dg = prog.layer_dg(i)
+    # The depthwise layer runs on the depthwise engine: k_h*k_w weight codes per channel in DWW,
+    # channel fastest, each channel's largest at full scale.
+    i = ops.index(Op.DWCONV)
+    dw = prog.layers[i]
+    w = prog.dw_weights[dw.w_base : dw.w_base + dw.dw_words].reshape(dw.k_h * dw.k_w, dw.in_c)
+    assert (dw.in_c, dw.k_h, dw.k_w, dw.pad_w) == (12, 1, 3, 1) and np.all(np.abs(w).max(0) >= QUIET.dw_max)
+    # With depthwise="array" it is one MVM whose columns see only their own channel's rows.
+    arr = compile_graph(graph, QUIET, x, act_bits=8, depthwise="array")
+    assert Op.DWCONV not in [d.op for d in arr.layers] and arr.dw_weights is None
+    dg = arr.layer_dg(i)
     rows_c = np.arange(dg.shape[0]) % 12  # (ky, kx, c) order: channel fastest
     assert np.all(dg[rows_c[:, None] != np.arange(12)[None, :]] == 0) and np.count_nonzero(dg) > 0
     # The add reads its two operands, one after the other, as a 2 x positions x C map.
@@ -56,10 +63,11 @@ def test_graph_compiles_every_new_op(block):
     assert (add.in_h, add.k_h, add.k_w, add.out_h, add.in_w) == (2, 2, 1, 1, 24)
 
 
-def test_chip_agrees_with_the_float_graph(block):
+@pytest.mark.parametrize("depthwise", ["digital", "array"])
+def test_chip_agrees_with_the_float_graph(block, depthwise):
     """8-bit activations, no read noise: the documented quantisation error (docs/byo-model.md)."""
     net, graph, x = block
-    prog = compile_graph(graph, QUIET, x, act_bits=8)
+    prog = compile_graph(graph, QUIET, x, act_bits=8, depthwise=depthwise)
     chip, ref = _chip_vs_float(prog, graph, x[:48])
     span = np.abs(ref).max()
     assert np.abs(chip - ref).max() < 0.1 * span and np.sqrt(np.mean((chip - ref) ** 2)) < 0.03 * span

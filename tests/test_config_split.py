@@ -28,7 +28,7 @@ CHIP_CHANGES = {
     "n_adcs": 16, "adc_gain_mult": 3000, "adc_gain_shift": 23, "load_lanes": 8, "pp_lanes": 2,
     "read_noise_lsb": 0.25, "pp_scale_bits": 12, "pp_bias_bits": 24, "pp_shift_max": 20, "out_bits": 12,
     "alpha_bits": 14, "alpha_frac_bits": 10, "pool_sum_bits": 14, "act_depth": 512, "out_depth": 128,
-    "max_layers": 8, "param_depth": 256,
+    "max_layers": 8, "param_depth": 256, "dw_weight_bits": 6, "dw_sum_bits": 18, "dw_depth": 512,
     "bus_data_bits": 64,  # the only valid value is 32: set past the validation, to see it hashed
 }
 

@@ -129,3 +129,40 @@ def test_read_noise_has_the_configured_spread():
     n = ReadNoise(cfg, 1234).raw(np.arange(200_000) // cfg.cols, np.arange(200_000) % cfg.cols)
     lsb = n * cfg.noise_mult / 2**cfg.adc_gain_shift
     assert abs(lsb.mean()) < 0.02 and lsb.std() == pytest.approx(cfg.read_noise_lsb, rel=0.01)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_depthwise_constants(name):
+    """Step 8a: the weight range, the DWW's address width, the accumulator and post-processing
+    input widths, and the window-sum bound of the descriptor check (DW_SUM), derived from the
+    extreme sums: the largest window the check accepts, and the next, enumerated."""
+    from aoncim.hw.pool import pool_acc_bits
+    from aoncim.program import LayerDescriptor, Op, ProgramError
+
+    cfg = CONFIGS[name]
+    wb = cfg.dw_weight_bits
+    assert (-cfg.dw_max - 1, cfg.dw_max) == (-(2 ** (wb - 1)), 2 ** (wb - 1) - 1)
+    assert 2 ** (cfg.dw_addr_bits - 1) < cfg.dw_depth <= 2**cfg.dw_addr_bits
+    pool_sum = 2**cfg.pool_sum_bits - 1
+    # What enters post-processing: a tile code sum, an unsigned pooling sum or a signed depthwise sum.
+    assert cfg.pp_code_bits == max(cfg.code_sum_bits, _signed_width(0, pool_sum), cfg.dw_sum_bits)
+    assert pool_acc_bits(cfg) == max(_signed_width(0, pool_sum), cfg.dw_sum_bits)
+    for bits in cfg.act_bits_supported:
+        x = 2**bits - 1
+        # The largest k_h x 1 window whose every sum (codes at x, weights at either rail) fits.
+        k = max(n for n in range(1, 4096) if _signed_width(-n * x * 2 ** (wb - 1), n * x * (2 ** (wb - 1) - 1))
+                <= cfg.dw_sum_bits)
+        for kh, ok in ((k, True), (k + 1, False)):
+            d = LayerDescriptor(opcode=Op.DWCONV.value, in_bits=bits, out_bits=bits, stride=1, pad_h=0, pad_w=0,
+                                relu=0, to_out=0, in_bank=0, out_bank=1, shift=0, in_h=kh, in_w=1, in_c=1, k_h=kh,
+                                k_w=1, out_h=1, out_w=1, out_c=1, k_rows=0, row0=0, col0=0, param_base=0,
+                                in_base=0, out_base=0)
+            if kh > min(cfg.act_depth, cfg.dw_depth):
+                continue   # a window this tall does not fit the memories: the bound is not reachable
+            try:
+                d.check(cfg)
+                accepted = True
+            except ProgramError as e:
+                accepted = False
+                assert "dw_sum_bits" in str(e), e
+            assert accepted == ok, (bits, kh)

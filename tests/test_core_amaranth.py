@@ -166,3 +166,28 @@ def test_packed_activation_reads(load_lanes):
     for bank, base, n, got in seen["reads"]:
         assert got.tolist() == codes[bank][base:base + n].tolist(), (bank, base, n)
     assert seen["after"] == 0
+
+
+def test_core_runs_depthwise_layers_bit_exact():
+    """Depthwise layers (Op.DWCONV) through the whole core: the driver writes the program's DWW
+    weights through the host window, the sequencer reads each group's 16 weights (18 channels: a
+    group of 16 and one of 2) with the window element's codes, pads with the layer's code, and the
+    pooling lanes multiply-accumulate; every layer equals the golden model."""
+    from test_cosim_dwconv import fit_params, layer, program
+
+    from aoncim.program import Op
+
+    prog = program(SMALL, [
+        layer(Op.DWCONV, in_h=3, in_w=4, in_c=18, k_h=3, k_w=3, pad_h=1, pad_w=1, pad_code=7, out_h=3, out_w=4,
+              out_c=18, w_base=3000),
+        layer(Op.DWCONV, in_h=3, in_w=4, in_c=18, k_h=2, k_w=2, stride=2, pad_w=1, pad_code=100, out_h=1, out_w=3,
+              out_c=18, in_bank=1, out_bank=0, w_base=SMALL.dw_depth - 72),
+        layer(Op.MVM, in_h=1, in_w=3, in_c=18, k_h=1, k_w=3, out_h=1, out_w=1, out_c=5, to_out=1, col0=3),
+    ], seed=5)
+    rng = np.random.default_rng(5)
+    inputs = [rng.integers(0, 256, (3, 4, 18)) for _ in range(2)]
+    prog = fit_params(SMALL, prog, inputs, [3, 4])
+    sb, counters = run_core(SMALL, prog, inputs, seeds=[3, 4])
+    assert sb.mismatches == [], "\n".join(map(str, sb.mismatches))
+    assert all(sb.passed) and sb.compared == [2 * 3 * 4 * 18, 2 * 3 * 18, 2 * 5]
+    assert counters[0]["mvms"] == 1

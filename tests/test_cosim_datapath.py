@@ -16,14 +16,17 @@ from torch import nn
 from aoncim.config import AonCimConfig
 from aoncim.firmware.compiler import compile_network
 from aoncim.perf.cycles import inference_cycles
-from aoncim.program import Op, ProgramError
+from aoncim.program import LayerDescriptor, Op, ProgramError
 from aoncim.regmap import ST_BUSY, ST_ERROR, ErrorCode
 from aoncim.sim.runner import golden_outputs, run_cosim
 from test_tiling import tiled_net
 
 pytestmark = pytest.mark.cosim
 
-CFG = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8)
+# dw_depth: the depthwise co-simulation (tests/test_cosim_dwconv.py) shares this build, and a small
+# DWW keeps its whole-memory checks short.
+CFG = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8,
+                   dw_depth=512)
 IN_SHAPE = (8, 8, 2)  # H, W, C
 
 
@@ -139,6 +142,13 @@ def error_cases(prog):
     # A valid conv of 144 rows: two row tiles of 6 columns, side by side from column 0.
     tiled = R(conv, in_h=4, in_w=4, in_c=16, k_rows=144, out_h=4, out_w=4)
     tiled.check(c)
+    # A valid 3x3 depthwise convolution of the first conv's output, padded 1, into the other bank.
+    dw = LayerDescriptor(opcode=Op.DWCONV.value, in_bits=conv.out_bits, out_bits=8, stride=1, pad_h=1, pad_w=1,
+                         pad_code=3, relu=0, to_out=0, in_bank=conv.out_bank, out_bank=1 - conv.out_bank, shift=8,
+                         in_h=conv.out_h, in_w=conv.out_w, in_c=conv.out_c, k_h=3, k_w=3, out_h=conv.out_h,
+                         out_w=conv.out_w, out_c=conv.out_c, k_rows=0, row0=0, col0=0, param_base=0,
+                         in_base=conv.out_base, out_base=0, w_base=10)
+    dw.check(c)
     return [
         ("opcode 0", [R(conv, opcode=0)], None, E.BAD_OPCODE, 0),
         ("opcode 7 after a good layer", [conv, R(mp, opcode=7)], None, E.BAD_OPCODE, 1),
@@ -172,6 +182,11 @@ def error_cases(prog):
         ("output over its own input", [R(conv, out_bank=conv.in_bank, out_base=conv.in_base + 1)], None,
          E.ACT_OVERLAP, 0),
         ("pad code not a 4-bit code", [conv, R(conv2, in_bits=4, pad_code=16)], None, E.BAD_PAD_CODE, 1),
+        ("depthwise on array columns", [conv, R(dw, col0=1)], None, E.BAD_DWCONV, 1),
+        ("depthwise changes channels", [conv, R(dw, out_c=dw.out_c - 1)], None, E.BAD_DWCONV, 1),
+        ("depthwise weights beyond dw_depth", [conv, R(dw, w_base=c.dw_depth - dw.dw_words + 1)], None,
+         E.DW_RANGE, 1),
+        ("depthwise sum too wide", [conv, R(dw, k_h=5, k_w=5, pad_h=2, pad_w=2)], None, E.DW_SUM, 1),
     ]
 
 

@@ -151,7 +151,7 @@ def test_postprocessor_matches_model(to_out, relu, out_bits):
 @pytest.mark.parametrize("cfg", [
     # The widest operands the config admits (their product fills the golden model's int64).
     AonCimConfig(alpha_bits=20, alpha_frac_bits=19, pool_sum_bits=17, pp_scale_bits=24, pp_bias_bits=32,
-                 pp_shift_max=31, out_bits=32),
+                 pp_shift_max=31, out_bits=32, dw_sum_bits=18),
     AonCimConfig(adc_bits=16, alpha_bits=2, alpha_frac_bits=0, pool_sum_bits=9, pp_scale_bits=2, pp_bias_bits=8,
                  pp_shift_max=1, out_bits=9),
 ], ids=["widest", "narrowest"])

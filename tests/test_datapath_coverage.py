@@ -131,7 +131,7 @@ def test_datapath_report_merge_summary_missing():
     # A co-simulation's report carries the datapath under "datapath"; merging keeps it.
     seq = cov.to_json({})
     both = cov.merge([dict(seq, datapath=r), dict(seq, datapath=r)])
-    assert both["total"] == 84 and both["datapath"]["hit"] == 2
+    assert both["total"] == 114 and both["datapath"]["hit"] == 2
     assert next(b["hits"] for b in both["datapath"]["bins"] if b["bin"] == "act <0") == 14
     assert "datapath" not in cov.merge([seq])
 

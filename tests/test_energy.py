@@ -188,3 +188,35 @@ def test_every_parameter_is_documented():
     doc = (Path(__file__).parents[1] / "docs" / "performance.md").read_text()
     missing = [f.name for f in dataclasses.fields(Technology) if f"`{f.name}`" not in doc]
     assert not missing, f"docs/performance.md does not describe {missing}"
+
+
+def test_depthwise_layer_energy_and_macs():
+    """A depthwise layer (Op.DWCONV): no array, DAC or ADC energy; per window element and channel
+    one dac_bits x dw_weight_bits multiply (mult_j_per_bit2), its accumulate and a DWW weight read;
+    its MACs count in the ops; its cycles are average pooling's over the same windows."""
+    from test_cosim_dwconv import chain_program
+
+    from aoncim.program import Op
+
+    prog = chain_program(8, CFG)
+    rep = energy_report(CFG, prog)
+    t = DEFAULT_TECH
+    for i, d in enumerate(prog.layers):
+        L = rep.layers[i]
+        if d.op is not Op.DWCONV:
+            continue
+        n = d.positions * d.out_c * d.k_h * d.k_w
+        assert L.op == "dwconv" and L.mvms == 0 and L.macs == n and L.cycles == layer_cycles(CFG, d)
+        assert L.energy_j["array"] == L.energy_j["dac"] == L.energy_j["adc"] == 0
+        # the same layer as an (unweighted) average pool: the difference is the weights' cost
+        avg = dataclasses.replace(prog, layers=[dataclasses.replace(d, opcode=Op.AVGPOOL.value)], names=["avg"])
+        a = energy_report(CFG, avg).layers[0]
+        mult = t.mult_j_per_bit2 * CFG.dac_bits * CFG.dw_weight_bits
+        acc = t.add_j_per_bit * (CFG.dw_sum_bits - CFG.pool_sum_bits - 1)
+        pp = n // (d.k_h * d.k_w) * (t.mult_j_per_bit2 * (CFG.dw_sum_bits - CFG.pool_sum_bits - 1)
+                                     * (CFG.alpha_bits + CFG.pp_scale_bits))
+        assert L.energy_j["digital"] - a.energy_j["digital"] == pytest.approx(
+            n * (mult + acc + t.add_j_per_bit * CFG.dw_addr_bits) + pp, rel=1e-9)
+        assert L.energy_j["sram"] - a.energy_j["sram"] == pytest.approx(n * CFG.dw_weight_bits * t.sram_read_j_per_bit,
+                                                                        rel=1e-9)
+    assert rep.macs == sum(d.positions * (d.k_rows * d.out_c if d.is_mvm else d.dw_words) for d in prog.layers)

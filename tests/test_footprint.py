@@ -118,10 +118,13 @@ def test_ops_are_one_vocabulary():
 
     from aoncim.program import DESCRIPTOR_FIELDS
 
-    assert [(o.name, o.value) for o in Op] == [("MVM", 1), ("MAXPOOL", 2), ("AVGPOOL", 3), ("ADD", 4)]
+    assert [(o.name, o.value) for o in Op] == [("MVM", 1), ("MAXPOOL", 2), ("AVGPOOL", 3), ("ADD", 4), ("DWCONV", 5)]
     assert Shape.cast(Op) == Shape(dict(DESCRIPTOR_FIELDS)["opcode"])
     assert [o for o in Op if o.uses_array] == [Op.MVM]
-    assert [o for o in Op if o.is_pool] == [Op.MAXPOOL, Op.AVGPOOL, Op.ADD]
-    assert [o for o in Op if o.uses_params] == [Op.MVM, Op.AVGPOOL, Op.ADD]
+    assert [o for o in Op if o.is_pool] == [Op.MAXPOOL, Op.AVGPOOL, Op.ADD, Op.DWCONV]
+    assert [o for o in Op if o.pads] == [Op.MVM, Op.DWCONV]
+    assert [o for o in Op if o.uses_dww] == [Op.DWCONV]
+    assert [o for o in Op if o.uses_params] == [Op.MVM, Op.AVGPOOL, Op.ADD, Op.DWCONV]
     assert [o for o in Op if o.keeps_bits] == [Op.MAXPOOL]
-    assert Op.known() == {1: "mvm", 2: "maxpool", 3: "avgpool", 4: "add"}
+    assert Op.known() == {1: "mvm", 2: "maxpool", 3: "avgpool", 4: "add", 5: "dwconv"}
+    assert Op.DWCONV.kinds == ("depthwise", "depthwise")

@@ -23,9 +23,11 @@ from aoncim.program import LayerDescriptor, Op, ProgramError
 from aoncim.sim import formal
 
 # Every size a power of two and as small as the config allows, yet row tiling (k_rows up to 4 on
-# 2 rows), padding, strides, both pooling ops, the residual add and the output memory all occur.
+# 2 rows), padding, strides, both pooling ops, the residual add, the depthwise convolution (padded,
+# every window up to 2x2 within its 2-bit weights' sum width) and the output memory all occur.
 TINY = AonCimConfig(rows=2, cols=2, n_adcs=2, dac_bits=2, act_bits_supported=(2,), gcode_bits=2, adc_bits=4,
-                    load_lanes=2, pp_lanes=1, act_depth=4, out_depth=2, max_layers=1, param_depth=4, pool_sum_bits=4)
+                    load_lanes=2, pp_lanes=1, act_depth=4, out_depth=2, max_layers=1, param_depth=4, pool_sum_bits=4,
+                    dw_weight_bits=2, dw_sum_bits=6, dw_depth=16)
 LONGEST = 48  # cycles of TINY's slowest accepted layer (test_longest_layer_on_tiny)
 BOUND = LONGEST + 8  # plus START's fetch and the run's end
 
@@ -75,6 +77,7 @@ class NoHangContract(Elaboratable):
         m.d.comb += Assume(~ResetSignal())
         desc = AnyConst(len(seq.prog_data.as_value()))
         m.d.comb += [seq.prog_data.eq(desc), seq.act_rdata.eq(AnySeq(len(seq.act_rdata.as_value()))),
+                     seq.dw_rdata.eq(AnySeq(len(seq.dw_rdata.as_value()))),
                      seq.codes.eq(AnySeq(len(seq.codes.as_value()))),
                      run.num_layers.eq(AnyConst(2)), run.mvm_base.eq(AnySeq(32)), run.alpha.eq(AnySeq(len(run.alpha))),
                      run.cont.eq(0), run.step.eq(0)]
@@ -99,6 +102,7 @@ def test_longest_layer_on_tiny():
     layers = list(accepted_layers(TINY))
     assert {d.op for d in layers} == set(Op)
     assert any(d.pad_h != d.pad_w for d in layers)
+    assert any(d.op is Op.DWCONV and d.pad_h != d.pad_w for d in layers)   # the pooling walk's padding
 
 
 def test_sequencer_never_hangs(tmp_path):

@@ -35,7 +35,7 @@ import pytest
 
 from cli_helpers import invoke
 from aoncim.config import DEFAULT_CONFIG, AonCimConfig, ConfigError
-from aoncim.firmware.image import _ENTRY, _HEADER, ImageError, Section, read_image, write_image
+from aoncim.firmware.image import _ENTRY, _HEADER, VERSION, ImageError, Section, read_image, write_image
 from aoncim.program import DESC_WORDS, DESCRIPTOR_FIELDS
 from aoncim.sim.random_nets import RANDOM_CFG, random_case
 
@@ -216,7 +216,7 @@ def assemble(secs: dict[Section, bytes], chash: int) -> bytes:
     """The writer's layout for these payloads (each padded to whole words), CRC recomputed."""
     secs = {s: bytes(b) + b"\0" * (-len(b) % 4) for s, b in sorted(secs.items())}
     offset = _HEADER.size + _ENTRY.size * len(secs)
-    head = [_HEADER.pack(b"AONCIMG\0", 3, 0, chash, len(secs))]
+    head = [_HEADER.pack(b"AONCIMG\0", VERSION, 0, chash, len(secs))]
     for sid, b in secs.items():
         head.append(_ENTRY.pack(int(sid), offset, len(b)))
         offset += len(b)

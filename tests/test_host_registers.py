@@ -9,6 +9,11 @@ line, ACT_PACK on `act_pack` -- and the read-only registers are driven from the 
 read at their offsets, STATUS field by field at the table's bit positions. A write to any other word
 of the REGS region must change none of these effects.
 
+The memory windows the same way (`check_window_decode`): a write anywhere in a window's region
+(the depthwise weights' DWW among them) strobes that window's write enable alone, with the offset
+and data; a read returns that window's data (DWW: the top level's sign-extended weight); the
+regions past the last window strobe nothing and read 0.
+
 Why not read-back: a decoder that puts a register at the wrong offset reads it back from the same
 wrong offset, so a write-then-read test passes (an ALPHA decode one word off did). An effect on
 another port cannot share that bug. `check_register_effects` takes the component class, so the same
@@ -18,7 +23,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from aoncim.config import DEFAULT_CONFIG, AonCimConfig
-from aoncim.regmap import REGISTER, REGISTERS, AddressMap, Region, can_pack_act
+from aoncim.regmap import REGION_BITS, REGISTER, REGISTERS, AddressMap, Region, can_pack_act
 
 SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
 # Enough layers that the ALPHA registers overflow 64 words: the REGS window grows to 128.
@@ -171,6 +176,53 @@ def check_register_effects(host_cls, cfg: AonCimConfig) -> None:
     sim.run()
 
 
+def check_window_decode(host_cls, cfg: AonCimConfig) -> None:
+    """Simulate `host_cls(cfg)` and assert the window decode of every region (module docstring)."""
+    dut = host_cls(cfg)
+    amap = AddressMap(cfg)
+    rb = amap.region_word_bits
+    size = amap.window_words
+
+    async def bench(ctx):
+        # Every window's read data distinct (and the DWW's a negative weight, sign-extended).
+        data = {r: (0x1000_0001 * (int(r) + 1)) & 0xFFFF_FFFF for r in Region if r != Region.REGS}
+        data[Region.DWW] = 0xFFFF_FF85
+        for r, v in data.items():
+            ctx.set(dut.win_rdata[r], v)
+        for region in range(1, 1 << REGION_BITS):
+            mapped = region < len(Region)
+            words = size[Region(region)] if mapped else 1 << rb
+            for k in sorted({0, 1, words // 3, words - 1}):
+                value = (0xA5A5_0000 + 31 * region + k) & 0xFFFF_FFFF
+                ctx.set(dut.bus.addr, (region << rb) + k)
+                ctx.set(dut.bus.w_data, value)
+                ctx.set(dut.bus.w_stb, 1)
+                we = [ctx.get(dut.win_we[r]) for r in Region if r != Region.REGS]
+                want = [int(r == region) for r in Region if r != Region.REGS]
+                assert we == want, f"region {region} word {k}: write strobes {we}, expected {want}"
+                assert (ctx.get(dut.win_addr), ctx.get(dut.win_wdata)) == (k, value), f"region {region} word {k}"
+                await ctx.tick()
+                ctx.set(dut.bus.w_stb, 0)
+                ctx.set(dut.bus.r_stb, 1)
+                await ctx.tick()
+                ctx.set(dut.bus.r_stb, 0)
+                got = ctx.get(dut.bus.r_data)
+                assert got == (data[Region(region)] if mapped else 0), f"region {region} word {k}: read {got:#x}"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@CONFIGS
+def test_every_window_is_decoded_at_its_region(cfg):
+    from aoncim.hw.host import HostInterface
+
+    assert Region.DWW in Region and len(Region) <= 1 << REGION_BITS
+    check_window_decode(HostInterface, cfg)
+
+
 @CONFIGS
 def test_every_register_has_its_effect_at_the_tables_offset(cfg):
     from aoncim.hw.host import HostInterface
@@ -197,3 +249,20 @@ def test_effect_check_catches_decode_bugs(bug):
     broken = mutant_module("aoncim.hw.host", *DECODE_BUGS[bug])
     with pytest.raises(AssertionError):
         check_register_effects(broken.HostInterface, SMALL)
+
+
+WINDOW_BUGS = {
+    # the region select one bit short: DWW (region 8) aliases REGS, the unused regions alias windows
+    "three region bits": ("region = Signal(REGION_BITS)", "region = Signal(3)"),
+    "DWW reads as GCODE": ("m.d.comb += win_q.eq(self.win_rdata[reg])",
+                           "m.d.comb += win_q.eq(self.win_rdata[min(reg, Region.GCODE)])"),
+}
+
+
+@pytest.mark.parametrize("bug", list(WINDOW_BUGS))
+def test_window_check_catches_decode_bugs(bug):
+    from aoncim.sim.mutation import mutant_module
+
+    broken = mutant_module("aoncim.hw.host", *WINDOW_BUGS[bug])
+    with pytest.raises(AssertionError):
+        check_window_decode(broken.HostInterface, SMALL)

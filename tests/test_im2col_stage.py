@@ -3,7 +3,10 @@ simulator, against the golden model: the activation addresses it streams are tho
 `model.bittrue.im2col` (MVM layers) and `model.bittrue.pool_windows` (pooling layers) applied to a
 map whose every code is its own address, split into MVMs by `LayerDescriptor.tile_rects` and into
 runs as `perf.cycles.load_cycles` counts them; the lanes it flags as padding (which load the
-layer's pad_code) are exactly im2col's padded rows, pad_h above and below and pad_w beside.
+layer's pad_code) are exactly im2col's padded rows, pad_h above and below and pad_w beside. A
+depthwise layer (Op.DWCONV) walks as a pooling layer that is padded: its window elements in the
+padding are flagged on every lane of the group (and only there), and each read carries the DWW
+address of the group's weights of that element (`model.bittrue.dw_kernel`'s layout).
 """
 import dataclasses
 
@@ -14,7 +17,7 @@ from amaranth.sim import Simulator
 
 from aoncim.config import AonCimConfig
 from aoncim.hw.im2col import Im2colWalker
-from aoncim.model.bittrue import im2col, pool_windows
+from aoncim.model.bittrue import dw_kernel, im2col, pool_windows
 from aoncim.perf.cycles import load_cycles
 from aoncim.program import LayerDescriptor, Op, ProgramError
 
@@ -52,16 +55,19 @@ def model_mvms(cfg: AonCimConfig, d: LayerDescriptor) -> list[dict]:
 
 
 def model_groups(cfg: AonCimConfig, d: LayerDescriptor) -> list[dict]:
-    """Per pooling group, in issue order: first channel, channels, output address and the address
-    of channel c0 of every window element, (ky, kx) row-major."""
-    win = pool_windows(address_map(d), d)[0]                    # (oh, ow, C, kh*kw)
+    """Per pooling group, in issue order: first channel, channels, output address, the address of
+    channel c0 of every window element, (ky, kx) row-major (None: in the padding), and the DWW
+    address of channel c0's weight of every element."""
+    win = pool_windows(address_map(d), dataclasses.replace(d, pad_code=0))[0]   # (oh, ow, C, kh*kw); 0: padding
+    weights = dw_kernel(np.arange(cfg.dw_depth), d)                           # (C, kh*kw): DWW addresses
     out = []
     for oy in range(d.out_h):
         for ox in range(d.out_w):
             for c0 in range(0, d.in_c, cfg.load_lanes):
                 out.append(dict(c0=c0, n=min(cfg.load_lanes, d.in_c - c0),
                                 out_base=d.out_base + (oy * d.out_w + ox) * d.out_c,
-                                addrs=[int(a) - 1 for a in win[oy, ox, c0]]))
+                                addrs=[int(a) - 1 if a else None for a in win[oy, ox, c0]],
+                                waddrs=[int(a) for a in weights[c0]]))
     return out
 
 
@@ -91,7 +97,7 @@ def run_walker(cfg: AonCimConfig, d: LayerDescriptor, seed: int) -> list[dict]:
                     await ctx.tick()
                     continue
                 rd = dict(addr=ctx.get(dut.read.addr), lanes=ctx.get(dut.read.lanes), pads=ctx.get(dut.read.pads),
-                          row=ctx.get(dut.read.row),
+                          row=ctx.get(dut.read.row), waddr=ctx.get(dut.read.waddr),
                           first=ctx.get(dut.read.first), last=ctx.get(dut.read.last))
                 item["reads"].append(rd)
                 ctx.set(dut.read.take, 1)
@@ -147,7 +153,14 @@ def check_pool(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert (g["c0"], g["n"], g["out_base"]) == (w["c0"], w["n"], w["out_base"])
-        assert [r["addr"] for r in g["reads"]] == w["addrs"]
+        # An element in the map reads its channels from addr; one in the padding flags every lane
+        # of the group as padding (it loads pad_code) and reads nothing anyone uses.
+        group = (1 << w["n"]) - 1
+        assert [r["addr"] if a is not None else None for r, a in zip(g["reads"], w["addrs"])] == w["addrs"]
+        assert [(r["lanes"], r["pads"]) for r in g["reads"]] == [(0, group) if a is None else (group, 0)
+                                                              for a in w["addrs"]]
+        if d.op.uses_dww:
+            assert [r["waddr"] for r in g["reads"]] == w["waddrs"]
         k = len(w["addrs"])
         assert [r["first"] for r in g["reads"]] == [1] + [0] * (k - 1)
         assert [r["last"] for r in g["reads"]] == [0] * (k - 1) + [1]
@@ -161,8 +174,8 @@ def descriptor(cfg: AonCimConfig, rng, op=Op.MVM, **fix) -> LayerDescriptor | No
     g["k_h"] = fix.get("k_h", int(rng.integers(1, g["in_h"] + 1)))
     g["k_w"] = fix.get("k_w", int(rng.integers(1, g["in_w"] + 1)))
     # Padding on each axis below its kernel side (every output sees the input), drawn apart.
-    pad_h = 0 if op != Op.MVM else fix.get("pad_h", int(rng.integers(0, min(g["k_h"], 3))))
-    pad_w = 0 if op != Op.MVM else fix.get("pad_w", int(rng.integers(0, min(g["k_w"], 3))))
+    pad_h = 0 if not op.pads else fix.get("pad_h", int(rng.integers(0, min(g["k_h"], 3))))
+    pad_w = 0 if not op.pads else fix.get("pad_w", int(rng.integers(0, min(g["k_w"], 3))))
     out_h = (g["in_h"] + 2 * pad_h - g["k_h"]) // g["stride"] + 1
     out_w = (g["in_w"] + 2 * pad_w - g["k_w"]) // g["stride"] + 1
     if out_h < 1 or out_w < 1:
@@ -175,12 +188,15 @@ def descriptor(cfg: AonCimConfig, rng, op=Op.MVM, **fix) -> LayerDescriptor | No
     col0 = int(rng.integers(0, cfg.cols - tiles * out_c + 1)) if mvm and tiles * out_c <= cfg.cols else 0
     in_n = g["in_h"] * g["in_w"] * g["in_c"]
     in_base = int(rng.integers(0, max(1, cfg.act_depth - in_n + 1)))
+    w_n = g["k_h"] * g["k_w"] * g["in_c"] if op.uses_dww else 0
+    w_base = int(rng.integers(0, max(1, cfg.dw_depth - w_n + 1)))
     out_base = int(rng.integers(0, max(1, cfg.act_depth - out_h * out_w * out_c + 1)))
     d = LayerDescriptor(opcode=op.value, in_bits=4, out_bits=4, stride=g["stride"], pad_h=pad_h, pad_w=pad_w,
                         pad_code=int(rng.integers(0, 16)) if pad_h or pad_w else 0, relu=0, to_out=0,
                         in_bank=0, out_bank=1, shift=0, in_h=g["in_h"], in_w=g["in_w"], in_c=g["in_c"],
                         k_h=g["k_h"], k_w=g["k_w"], out_h=out_h, out_w=out_w, out_c=out_c, k_rows=k_rows,
-                        row0=row0, col0=col0, param_base=0, in_base=in_base, out_base=out_base)
+                        row0=row0, col0=col0, param_base=0, in_base=in_base, out_base=out_base,
+                        w_base=w_base if op.uses_dww else 0)
     try:
         d.check(cfg)
     except ProgramError:
@@ -240,6 +256,22 @@ def test_pool_walker_random_layers(name, op):
     cfg = CONFIGS[name]
     for i, d in enumerate(layers(cfg, seed=7, n=6, op=op)):
         check_pool(cfg, d, run_walker(cfg, d, seed=i))
+
+
+@pytest.mark.parametrize("name", ["lanes1", "lanes32", "default"])
+def test_dwconv_walker_pads_and_reads_weights(name):
+    """A depthwise layer walks as a padded pooling layer: window elements above, below and beside
+    the map are padding on every lane of the group, the rest read their channels; each read
+    carries the group's DWW weight address of its element, channel fastest."""
+    cfg = CONFIGS[name]
+    ds = layers(cfg, seed=13, n=8, op=Op.DWCONV)
+    # channels beyond one group of lanes, where the config has few lanes
+    ds += layers(cfg, seed=14, n=2, op=Op.DWCONV, in_c=min(cfg.load_lanes + 3, 40), in_h=4, in_w=3, k_h=3, k_w=3,
+                 pad_h=1, pad_w=2, stride=2)
+    for i, d in enumerate(ds):
+        check_pool(cfg, d, run_walker(cfg, d, seed=i))
+    assert any(d.pad_h != d.pad_w for d in ds) and any(d.stride == 2 for d in ds)
+    assert any(d.in_c > cfg.load_lanes for d in ds) == (cfg.load_lanes < 40)
 
 
 @pytest.mark.parametrize("name", ["lanes1", "lanes32", "default"])

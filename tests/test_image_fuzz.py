@@ -1,7 +1,7 @@
 """Fuzzing the image reader: every corrupted or malformed image is refused with one ImageError line.
 
-Mutants of valid images (a row-tiled network, a network with batch norm and pooling, and one
-without the optional CALIB section): bit flips, truncation, extension, a corrupted section table
+Mutants of valid images (a row-tiled network, a network with batch norm and pooling, one without
+the optional CALIB section, and one with depthwise layers and the optional DWW section): bit flips, truncation, extension, a corrupted section table
 with the CRC recomputed (so the structural checks run, not only the CRC), sections reordered,
 duplicated or missing, a wrong config hash, a wrong version. The reader must raise ImageError
 whose message is one line, never another exception, and accept a mutant only if it is the
@@ -16,6 +16,7 @@ import struct
 import zlib
 from functools import cache
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +30,7 @@ from aoncim.firmware.image import _ENTRY, _HEADER, MAGIC, OPTIONAL, VERSION, Ima
 # Small array so that the GCODE section does not drown the structure: the 144-row linear layer and
 # the 270-row convolution take row tiles (contract step 12).
 CFG = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=2048, out_depth=64, param_depth=256, max_layers=16,
-                   read_noise_lsb=0.0)
+                   read_noise_lsb=0.0, dw_depth=256)
 
 
 def _tiled_net():
@@ -53,11 +54,14 @@ def _pool_net():
 def images() -> dict[str, bytes]:
     tiled = compile_network(_tiled_net(), CFG, torch.rand(32, 30, 4, 4, generator=torch.Generator().manual_seed(2)))
     pool = compile_network(_pool_net(), CFG, torch.rand(32, 1, 12, 12, generator=torch.Generator().manual_seed(3)))
+    from test_cosim_dwconv import chain_program
+
     return {"tiled": write_image(tiled, CFG), "pool": write_image(pool, CFG),
-            "no_calib": write_image(dataclasses.replace(pool, calib_codes=None), CFG)}
+            "no_calib": write_image(dataclasses.replace(pool, calib_codes=None), CFG),
+            "dwconv": write_image(chain_program(6, CFG), CFG)}
 
 
-NAMES = ["tiled", "pool", "no_calib"]
+NAMES = ["tiled", "pool", "no_calib", "dwconv"]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -138,7 +142,8 @@ def test_originals_are_accepted_and_canonical(name):
     blob = images()[name]
     prog, cfg = read_image(blob, CFG)
     assert cfg == CFG and write_image(prog, cfg) == blob
-    assert (Section.CALIB in {Section(s) for s, _, _ in table(blob)}) == (name != "no_calib")
+    assert (Section.CALIB in {Section(s) for s, _, _ in table(blob)}) == (name not in ("no_calib", "dwconv"))
+    assert (Section.DWW in {Section(s) for s, _, _ in table(blob)}) == (name == "dwconv")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -187,7 +192,7 @@ def test_reordered_duplicated_missing_and_unknown_sections(name):
         dup = secs[: i + 1] + [secs[i]] + secs[i + 1 :]
         msg = rejected(assemble(dup, chash), blob)
         assert "appears twice" in msg or "section count" in msg
-        if Section(secs[i][0]) not in OPTIONAL:  # CALIB, IO: a program may lack them
+        if Section(secs[i][0]) not in OPTIONAL:  # CALIB, IO, DWW: a program may lack them
             assert "missing section" in rejected(assemble(secs[:i] + secs[i + 1 :], chash), blob)
     for sid in (0, len(Section) + 1, 0xFFFFFFFF):
         assert "unknown section id" in rejected(assemble(secs[:-1] + [(sid, secs[-1][1])], chash), blob)
@@ -222,6 +227,46 @@ def test_extension(name):
         if len(extra) % 4 == 0:
             sid, off, length = t[-1]
             rejected(with_table(with_crc(blob[:-4] + extra), t[:-1] + [(sid, off, length + len(extra))]), blob)
+
+
+def test_dww_section_checks():
+    """The DWW section: one i8 weight per DWW word, exactly dw_depth of them (padded to a whole
+    word); weights outside the config's dw_weight_bits, or depthwise layers without the section,
+    are programs the chip cannot run; the section without depthwise layers is a valid program."""
+    from test_cosim_dwconv import chain_program
+
+    blob = images()["dwconv"]
+    chash, secs = _HEADER.unpack_from(blob)[3], payloads(blob)
+    k = [s for s, _ in secs].index(Section.DWW)
+    for cut in (secs[k][1][:-4], secs[k][1] + b"\0" * 4):
+        msg = rejected(assemble(secs[:k] + [(Section.DWW, cut)] + secs[k + 1 :], chash), blob)
+        assert f"DWW section holds {len(cut)} weights; the chip's DWW has dw_depth={CFG.dw_depth}" in msg, msg
+    msg = rejected(assemble(secs[:k] + secs[k + 1 :], chash), blob)
+    assert "program invalid for its config: layer 0 (L0:dwconv) is a depthwise convolution but the program has no " \
+           "dw_weights" in msg, msg
+    # 6-bit weights: 40 is not one.
+    cfg6 = dataclasses.replace(CFG, dw_weight_bits=6, dw_sum_bits=18)
+    prog = chain_program(6, cfg6)
+    good = write_image(prog, cfg6)
+    bad = bytearray(good)
+    t = table(good)
+    off = next(o for s, o, _ in t if s == Section.DWW)
+    bad[off + 3] = 40
+    msg = rejected(with_crc(bytes(bad[:-4])), good)
+    assert "dw_weights outside -32..31 (signed dw_weight_bits=6)" in msg, msg
+    # Weights without depthwise layers: kept, and canonical.
+    plain = dataclasses.replace(prog, layers=prog.layers[2:3], names=prog.names[2:3], calib_codes=None,
+                                alpha=prog.alphas(cfg6)[:1])
+    r0, nr, c0, nc = plain.used_rect(0)
+    keep = np.zeros(prog.g_plus.shape, dtype=bool)
+    keep[r0 : r0 + nr, c0 : c0 + nc] = True
+    plain = dataclasses.replace(plain, g_plus=np.where(keep, prog.g_plus, 0), g_minus=np.where(keep, prog.g_minus, 0))
+    assert read_image(write_image(plain, cfg6))[0] == plain
+    # A DWW smaller than a word (dw_depth 2): its two bytes padded to four.
+    tiny = dataclasses.replace(CFG, load_lanes=2, pp_lanes=2, dw_depth=2)
+    prog2 = dataclasses.replace(plain, dw_weights=prog.dw_weights[:2])
+    img = write_image(prog2, tiny)
+    assert next(n for s, _, n in table(img) if s == Section.DWW) == 4 and read_image(img)[0] == prog2
 
 
 # ------------------------------------------------------------------------------------ hypothesis

@@ -6,6 +6,8 @@ padding 0-2, 1-16 channels, optionally BatchNorm2d, ReLU, MaxPool2d/AvgPool2d; t
 Linear) on 1-3 channel inputs of 6-16 pixels. A network the compiler refuses (CompileError: it does
 not fit the small array, say) is skipped; any other exception fails the test.
 """
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -87,3 +89,25 @@ def test_compile_write_read_is_identity(n):
         check_roundtrip(*net_calib, act_bits)
 
     check()
+
+
+@pytest.mark.parametrize("bits", [8, 6, 4])
+def test_depthwise_programs_round_trip(bits):
+    """Hand-built programs with depthwise layers (tests/test_cosim_dwconv.py): the descriptors'
+    w_base and the DWW section (Program.dw_weights, one i8 per word) read back identically and
+    re-write to the same bytes; without depthwise weights there is no DWW section."""
+    from test_cosim_dwconv import chain_program
+
+    from aoncim.firmware.image import Section, section_table
+
+    prog = chain_program(bits, CFG)
+    prog = dataclasses.replace(prog, alpha=prog.alphas(CFG))   # the image always carries alpha
+    blob = write_image(prog, CFG)
+    back, cfg = read_image(blob, CFG)
+    assert back == prog and write_image(back, cfg) == blob
+    assert [d.w_base for d in back.layers] == [d.w_base for d in prog.layers] and back.dw_weights.dtype.kind == "i"
+    (length,) = [n for s, _, n in section_table(blob) if s is Section.DWW]
+    assert length == CFG.dw_depth
+    pool_only = write_image(prog.__class__(prog.layers[2:3], prog.g_plus, prog.g_minus, prog.pp_scale, prog.pp_bias,
+                                           prog.names[2:3]), CFG)
+    assert Section.DWW not in {s for s, _, _ in section_table(pool_only)}

@@ -111,6 +111,21 @@ def test_rdl_is_config_specific():
     text = systemrdl(SMALL)
     assert f"{SMALL.config_hash:#010x}" in text and f"ALPHA[{SMALL.max_layers}]" in text
     assert f"mementries = {AddressMap(SMALL).window_words[Region.GCODE]};" in text
+    # The depthwise weight window: dw_depth words of signed dw_weight_bits, in region 8.
+    assert f"mementries = {SMALL.dw_depth};" in text and f"signed {SMALL.dw_weight_bits} bits" in text
+
+
+def test_dww_window_and_region_select():
+    """DWW is the ninth region: four select bits (sixteen regions, the unused ones named in the
+    RDL's description), every window at its region's base, the address map one bit wider."""
+    from aoncim.regmap import REGION_BITS
+
+    amap = AddressMap(SMALL)
+    assert int(Region.DWW) == 8 and REGION_BITS == 4 and len(Region) == 9
+    assert amap.word_addr_bits == amap.region_word_bits + 4
+    assert amap.window_words[Region.DWW] == SMALL.dw_depth
+    assert amap.base(Region.DWW) == 8 << (amap.region_word_bits + 2)
+    assert "top 4 address bits (the other 7 read 0 and ignore writes)" in systemrdl(SMALL)
 
 
 def test_ipxact_has_an_address_block_per_region():

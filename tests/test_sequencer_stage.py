@@ -6,8 +6,10 @@ residual-add layers runs in the cycles `perf.cycles.layer_cycles` counts, with t
 one conversion per ADC slot of every MVM under its read-noise counter, every MVM's DAC registers
 loaded with its im2col vector (padding with the layer's pad_code, rows past it with 0), every
 output issued to post-processing once with its layer's constants (a pooling layer's, and the
-residual add's, with its window's max or sum), and step mode, CONTINUE and the run's ErrorCodes as
-the register map describes them. The arithmetic after the array is the co-simulation's to check.
+residual add's, with its window's max or sum; a depthwise layer's, padded and strided, over more
+channels than the load lanes, with its window's sum of codes times the stub weight memory's
+weights), and step mode, CONTINUE and the run's ErrorCodes as the register map describes them.
+The arithmetic after the array is the co-simulation's to check.
 """
 import dataclasses
 
@@ -18,7 +20,7 @@ from amaranth.sim import Simulator
 
 from aoncim.config import AonCimConfig
 from aoncim.hw.sequencer import LayerSequencer
-from aoncim.model.bittrue import im2col, pool_windows
+from aoncim.model.bittrue import dwconv_sums, im2col, pool_windows
 from aoncim.perf.cycles import _slots, layer_cycles
 from aoncim.program import LayerDescriptor, Op
 from aoncim.regmap import ErrorCode
@@ -46,6 +48,13 @@ PROGRAM = [
     # residual add of the max pool's two rows (a 2 x 3 x 5 view): 3 positions, 2 groups of channels each
     layer(Op.ADD, in_h=2, in_w=3, in_c=5, k_h=2, k_w=1, out_h=1, out_w=3, out_c=5, out_base=200, shift=1,
           param_base=30),
+    # depthwise 3x3, stride 2, padded 1 above and below and 2 beside with code 11, 6 channels (two
+    # groups of the 4 load lanes), weights from DWW word 70
+    layer(Op.DWCONV, in_h=4, in_w=5, in_c=6, k_h=3, k_w=3, stride=2, pad_h=1, pad_w=2, pad_code=11, out_h=2,
+          out_w=4, out_c=6, in_base=20, out_base=300, shift=6, param_base=50, w_base=70, in_bits=4, out_bits=6),
+    # depthwise 2x1, stride 1, padded only above and below, weights at the DWW's end
+    layer(Op.DWCONV, in_h=3, in_w=2, in_c=3, k_h=2, k_w=1, pad_h=1, out_h=4, out_w=2, out_c=3, in_bank=1,
+          out_bank=0, out_base=400, param_base=60, w_base=CFG.dw_depth - 6, in_bits=6, out_bits=4),
     # one position, one tile from row 5, 3 channels to the output memory
     layer(Op.MVM, in_h=1, in_w=1, in_c=5, k_h=1, k_w=1, out_h=1, out_w=1, out_c=3, k_rows=5, row0=5, col0=20,
           in_bank=1, in_base=100, to_out=1, relu=1, in_bits=6, out_bits=8),
@@ -55,6 +64,14 @@ PROGRAM = [
 def act_code(addr: int) -> int:
     """The stub activation banks' code at an address (4 bits: every layer's input fits)."""
     return (7 * addr + 3) % 16
+
+
+def dw_code(addr: int) -> int:
+    """The stub DWW's weight at an address (signed 8 bits, both signs)."""
+    return (37 * addr + 5) % 256 - 128
+
+
+DWW = np.array([dw_code(a) for a in range(CFG.dw_depth)])
 
 
 def run_program(layers, *, step=False, num_layers=None, mvm_base=1000, seed=0):
@@ -74,6 +91,7 @@ def run_program(layers, *, step=False, num_layers=None, mvm_base=1000, seed=0):
         async def step_():
             nonlocal load
             prog_addr, conv, raddr = ctx.get(dut.prog_addr), ctx.get(dut.conv.stb), ctx.get(dut.act_raddr)
+            waddr = ctx.get(dut.dw_raddr)
             if load is not None:
                 rec["loads"].append(load | dict(x=[ctx.get(dut.load.x[j]) for j in range(CFG.load_lanes)]))
             load = dict(layer=ctx.get(run.layer), row=ctx.get(dut.load.row), first=ctx.get(dut.load.first)) \
@@ -92,6 +110,7 @@ def run_program(layers, *, step=False, num_layers=None, mvm_base=1000, seed=0):
             ctx.set(dut.prog_data.as_value(), sum(w << (32 * i) for i, w in enumerate(d.pack())))
             for j in range(CFG.load_lanes):
                 ctx.set(dut.act_rdata[j], act_code((raddr + j) % CFG.act_depth))
+                ctx.set(dut.dw_rdata[j], dw_code((waddr + j) % CFG.dw_depth))
             if conv:
                 for i in range(CFG.n_adcs):
                     ctx.set(dut.codes[i], int(rng.integers(-CFG.adc_max, CFG.adc_max + 1)))
@@ -167,8 +186,12 @@ def check_run(layers, rec, mvm_base=1000):
         if not d.is_mvm:
             got = {a: v for x in issues for a, v in zip(x["addrs"], x["codes"])}
             x = torch.tensor([act_code(d.in_base + a) for a in range(d.in_h * d.in_w * d.in_c)])
-            win = pool_windows(x.reshape(1, d.in_h, d.in_w, d.in_c), d)[0]
-            y = (win.amax(-1) if d.op.keeps_bits else win.sum(-1)).reshape(-1)
+            x = x.reshape(1, d.in_h, d.in_w, d.in_c)
+            if d.op.uses_dww:
+                y = dwconv_sums(x, d, DWW)[0].reshape(-1)
+            else:
+                win = pool_windows(x, d)[0]
+                y = (win.amax(-1) if d.op.keeps_bits else win.sum(-1)).reshape(-1)
             assert got == {d.out_base + k: int(v) for k, v in enumerate(y)}, i
         consts = dict(alpha=rec["alphas"][i], shift=d.shift, out_bits=d.out_bits, to_out=d.to_out, relu=d.relu,
                       passthrough=int(d.opcode == Op.MAXPOOL.value), bank=d.out_bank)
@@ -204,6 +227,20 @@ def test_bad_descriptor_stops_before_its_layer():
     assert (rec["done"], rec["error"], rec["error_code"], rec["layer"]) == (0, 1, ErrorCode.BAD_SHIFT, 1)
     assert rec["mvms"] == PROGRAM[0].mvms(CFG.rows) and rec["events"] == ["ev_error"]
     assert not any(x["layer"] == 1 for x in rec["issues"])
+
+
+def test_dwconv_runs_on_the_pooling_path():
+    """The depthwise layers alone: the pooling schedule's cycles (R reads a window element of a
+    group a cycle, weights alongside; S issues), no MVM, and every output its padded window's sum
+    of codes times weights (check_run)."""
+    dws = [d for d in PROGRAM if d.op is Op.DWCONV]
+    rec = run_program(dws, seed=3)
+    check_run(dws, rec)
+    assert rec["mvms"] == 0 and rec["convs"] == [] and rec["loads"] == []
+    # The cycle model's schedule is average pooling's over the same windows: padding and weights
+    # cost no cycle of their own.
+    for d in dws:
+        assert layer_cycles(CFG, d) == layer_cycles(CFG, dataclasses.replace(d, opcode=Op.AVGPOOL.value))
 
 
 def test_residual_add_runs_as_average_pooling():
