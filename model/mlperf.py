@@ -396,6 +396,21 @@ MODELS: dict[str, MlperfModel] = {m.name: m for m in (
 )}
 
 
+CALIB_SAMPLES = 128
+CALIB_SEED_INPUTS = 1_000_003  # calibration inputs: a stream of their own, never a test input
+
+
+def compile_model(name: str, cfg: AonCimConfig | None = None, act_bits: int = 8, depthwise: str = "digital"):
+    """MLPerf model `name` (weights of seed 0) compiled for `cfg` (default: the model's own
+    config) at `act_bits`, calibrated on CALIB_SAMPLES synthetic inputs: the Program that
+    `aoncim cosim --model`, `aoncim report` and the benchmarks run."""
+    from aoncim.firmware.compiler import compile_network
+
+    m = get(name)
+    return compile_network(m.build(0), cfg or m.config(), m.inputs(CALIB_SAMPLES, CALIB_SEED_INPUTS),
+                           act_bits=act_bits, depthwise=depthwise)
+
+
 def get(name: str) -> MlperfModel:
     """The MLPerf Tiny model called `name`; ValueError (one line, listing the names) otherwise."""
     try:

@@ -40,9 +40,9 @@ def compile_task(name: str, cfg: AonCimConfig, act_bits: int = 8, calib_samples:
     if act_bits not in cfg.act_bits_supported:
         raise CompileError(f"act_bits={act_bits} not supported; choose one of {cfg.act_bits_supported}")
     if name.startswith("mlperf-"):  # an MLPerf Tiny model (model/mlperf.py): random weights, synthetic calibration
-        from aoncim.sim.jobs import mlperf_job
+        from aoncim.model.mlperf import compile_model
 
-        return mlperf_job(name, cfg, 1, 0, act_bits).prog
+        return compile_model(name, cfg, act_bits)
     _, _, calib = task_data(name, calib_samples)
     _, hwa, _, _ = load_checkpoint(get_task(name), None, cfg)
     return compile_trained(hwa, cfg, calib, act_bits)

@@ -47,22 +47,16 @@ def analognet_job(name: str, cfg: AonCimConfig, n: int, seed: int, act_bits: int
     return AnalogNetJob(task.title, prog, inputs, seeds, y[pick].numpy())
 
 
-MLPERF_CALIB_SAMPLES = 128
-MLPERF_CALIB_SEED = 1_000_003  # calibration inputs: a stream of their own, never a test input
-
-
 def mlperf_job(name: str, cfg: AonCimConfig | None, n: int, seed: int, act_bits: int = 8) -> AnalogNetJob:
     """MLPerf Tiny model `name` ("mlperf-kws", ...; model/mlperf.py: random weights, batch norm
     calibrated on synthetic inputs) compiled for `cfg` (default: the model's own config, the
     default chip with what it needs to fit) at `act_bits`, calibrated on synthetic inputs, and `n`
     synthetic test inputs of `seed` quantised as the host does (`Program.io`). No labels: the
     weights are random; bit-exactness and performance are the point."""
-    from aoncim.firmware.compiler import compile_network
     from aoncim.model import mlperf
 
     m = mlperf.get(name)
-    cfg = cfg or m.config()
-    prog = compile_network(m.build(0), cfg, m.inputs(MLPERF_CALIB_SAMPLES, MLPERF_CALIB_SEED), act_bits=act_bits)
+    prog = mlperf.compile_model(name, cfg, act_bits)
     d0 = prog.layers[0]
     x = m.inputs(n, seed).double().numpy().reshape(n, d0.in_c, d0.in_h, d0.in_w)
     inputs = list(prog.io.quantise(x, act_bits))
@@ -157,7 +151,9 @@ def _read_input_file(path: str, hwc: tuple[int, int, int], bits: int, io=None) -
             raise InputFileError(f"--input {p}: codes from {x.min()} to {x.max()}; the first layer's {bits}-bit "
                                  f"inputs take 0..{(1 << bits) - 1} (or give floats in [0, 1])")
         codes = x.reshape(-1, h, w, c).astype(np.int64)
-    elif io is not None:
+    elif io is not None and not (io.in_zero == 0 and abs(io.in_scale * ((1 << bits) - 1) - 1) < 1e-12):
+        # A general input grid (signed or scaled inputs); the [0, 1] grid of images keeps the
+        # compiler's own quantisation below (quantise_input), ties and range check included.
         layouts = {(c, h, w)} | ({(c, w)} if h == 1 else set()) | ({(c,)} if h == w == 1 else set())
         shape = next((tuple(x.shape[x.ndim - len(s):]) for s in sorted(layouts, key=len, reverse=True)
                       if tuple(x.shape[x.ndim - len(s):]) == s and x.ndim - len(s) in (0, 1)), None)
@@ -167,6 +163,14 @@ def _read_input_file(path: str, hwc: tuple[int, int, int], bits: int, io=None) -
                                  "(the model's layout)")
         if not np.isfinite(x).all():
             raise InputFileError(f"--input {p}: float values must be finite")
+        # Values a little past the grid clip like any activation; far past it, the file is likely
+        # scaled differently from the calibration inputs: refuse rather than clip it silently.
+        lo, hi = -io.in_zero * io.in_scale, ((1 << bits) - 1 - io.in_zero) * io.in_scale
+        slack = 0.25 * (hi - lo)
+        if x.min() < lo - slack or x.max() > hi + slack:
+            raise InputFileError(f"--input {p}: values {x.min():.4g}..{x.max():.4g} lie far outside the image's input "
+                                 f"grid {lo:.4g}..{hi:.4g} (set by its calibration inputs); scale them as the model's "
+                                 "input, or recompile with --calib covering them")
         codes = io.quantise(x.reshape(-1, c, h, w), bits)
     else:
         if x.shape[-3:] != (c, h, w) or x.ndim not in (3, 4):

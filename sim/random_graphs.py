@@ -9,7 +9,8 @@ average pooling or a flatten, and a linear layer. Inputs are signed (zero point 
 range, padding loads it) or unsigned; activations are ReLU, ReLU6 (an exact clamp), hard-tanh, or
 none (signed maps with a zero point). The graph is compiled by the real compiler for the small
 random config (sim/random_nets.RANDOM_CFG), and then what the compiler keeps regular is moved:
-placement, parameter blocks, alpha. The golden model and the RTL must agree on every integer.
+placement, parameter blocks, alpha (by the caller's `moves`: sim/random_nets.py draws the cases
+and owns the moves). The golden model and the RTL must agree on every integer.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from aoncim.config import AonCimConfig
 from aoncim.firmware.graph import Graph, Node
 from aoncim.program import ProgramError
 
-from .random_nets import _ATTEMPTS, RANDOM_CFG, RandomCase, _random_alpha, _relocate_params, _relocate_rects
+_ATTEMPTS = 200
 
 ACTS = ("relu", "relu6", "hardtanh", "none")
 
@@ -121,10 +122,11 @@ def random_graph(rng: np.random.Generator, cfg: AonCimConfig) -> tuple[Graph, bo
     return Graph("x", b.shape, b.nodes, out, source="random graph"), signed
 
 
-def random_graph_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None = None, n_inputs: int = 1,
-                      randomise: bool = True) -> RandomCase:
-    """The graph case of `seed`: a legal program for `cfg` compiled from a random graph, with
-    `n_inputs` input codes and read-noise seeds (`act_bits` forces the precision)."""
+def random_graph_program(seed: int, cfg: AonCimConfig, act_bits: int | None = None, n_inputs: int = 1,
+                         moves=None) -> tuple:
+    """(program, input codes, read-noise seeds, notes) of graph seed `seed`: a legal program for
+    `cfg` compiled from a random graph (`act_bits` forces the precision); `moves(prog, cfg, rng)` ->
+    (prog, notes) moves what the compiler keeps regular (None: nothing moved)."""
     from aoncim.firmware.compiler import CompileError, compile_graph
 
     rng = np.random.default_rng([0x96A9, seed])
@@ -139,17 +141,12 @@ def random_graph_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int |
         except (CompileError, ProgramError):
             continue
         notes = ["graph"]
-        if randomise:
-            for what, fn, p in (("placement", _relocate_rects, 0.6), ("parameter bases", _relocate_params, 0.5)):
-                if r.random() < p:
-                    moved = fn(prog, cfg, r)
-                    if moved is not None:
-                        prog, notes = moved, notes + [what]
-            if r.random() < 0.5:
-                prog, notes = _random_alpha(prog, cfg, r), notes + ["alpha"]
+        if moves is not None:
+            prog, moved = moves(prog, cfg, r)
+            notes += moved
         prog.check(cfg)
         d0 = prog.layers[0]
         inputs = [r.integers(0, 1 << d0.in_bits, (d0.in_h, d0.in_w, d0.in_c)) for _ in range(n_inputs)]
         seeds = [int(v) for v in r.integers(0, 2**32, n_inputs)]
-        return RandomCase(seed, prog, inputs, seeds, act_bits, notes)
+        return prog, inputs, seeds, notes
     raise RuntimeError(f"seed {seed}: no graph of {_ATTEMPTS} drawn fits {cfg}")

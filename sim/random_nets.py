@@ -39,6 +39,8 @@ from torch import nn
 from aoncim.config import AonCimConfig
 from aoncim.program import LayerDescriptor, Op, Program, ProgramError
 
+from .random_graphs import random_graph_program
+
 # Small rows so that row tiling (fan-in > rows) is the rule; one Verilator build serves every case:
 # programs, inputs and descriptors are loaded over the bus.
 # A small DWW (the depthwise layers' weights are at most 3x3 x 12 channels) keeps the whole-memory check short.
@@ -647,6 +649,20 @@ def _rails(prog: Program, cfg: AonCimConfig, inputs: list[np.ndarray], seeds: li
     return prog, inputs, seeds
 
 
+def _graph_moves(prog: Program, cfg: AonCimConfig, r: np.random.Generator) -> tuple[Program, list[str]]:
+    """What a graph case moves off the compiler's choices: placement, parameter blocks, alpha
+    (activation addresses stay: the compiler's allocation is the graph's dataflow)."""
+    notes = []
+    for what, fn, p in (("placement", _relocate_rects, 0.6), ("parameter bases", _relocate_params, 0.5)):
+        if r.random() < p:
+            moved = fn(prog, cfg, r)
+            if moved is not None:
+                prog, notes = moved, notes + [what]
+    if r.random() < 0.5:
+        prog, notes = _random_alpha(prog, cfg, r), notes + ["alpha"]
+    return prog, notes
+
+
 def is_graph_seed(seed: int) -> bool:
     """Whether `random_case(seed)` draws a graph (sim/random_graphs.py) rather than a sequence."""
     return bool(np.random.default_rng([0xA0C1, seed, 0x64A9]).random() < GRAPH_P)
@@ -666,9 +682,9 @@ def random_case(seed: int, cfg: AonCimConfig = RANDOM_CFG, act_bits: int | None 
     # signed inputs and activations: sim/random_graphs.py), drawn from a stream of their own so
     # the sequential cases stay as they were.
     if is_graph_seed(seed):
-        from .random_graphs import random_graph_case
-
-        return random_graph_case(seed, cfg, act_bits, n_inputs, randomise)
+        prog, inputs, seeds, notes = random_graph_program(seed, cfg, act_bits, n_inputs,
+                                                          _graph_moves if randomise else None)
+        return RandomCase(seed, prog, inputs, seeds, act_bits, notes)
     rng = np.random.default_rng([0xA0C1, seed])
     for _ in range(_ATTEMPTS):
         sub = int(rng.integers(0, 2**63))

@@ -17,7 +17,7 @@ from aoncim.hw.pcm_array_verilog import MODEL_NAME, MODEL_SOURCE, amaranth_model
 from aoncim.hw.verilog import AMARANTH_TWIN_MAX_MACS, ArrayTwinError, design_key, generate_verilog
 from aoncim.sim.cosim import CosimCase
 from aoncim.sim.jobs import small_conv_job
-from aoncim.sim.random_nets import RANDOM_CFG, random_case, replay_command
+from aoncim.sim.random_nets import RANDOM_CFG, is_graph_seed, random_case, replay_command
 from aoncim.sim.runner import BuildError, build, run_cases, run_cosim
 
 TWIN_CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, load_lanes=4, act_depth=256, out_depth=64, param_depth=128,
@@ -94,7 +94,8 @@ def test_amaranth_twin_bit_exact_on_small_nets():
     """The small conv net (read noise on, three inferences) and row-tiled random nets of mixed
     precision, bit-exact on the Amaranth twin, on one build."""
     prog, inputs, seeds = small_conv_job(TWIN_CFG, 8, 3, 0)
-    randoms = [random_case(s, TWIN_CFG) for s in range(6)]
+    randoms = [random_case(s, TWIN_CFG) for s in range(3, 20) if not is_graph_seed(s)][:4] + \
+        [random_case(s, TWIN_CFG) for s in range(3) if is_graph_seed(s)][:2]  # sequences (tiled) and graphs
     cases = [CosimCase("small-conv", prog, inputs, seeds)] + cosim_cases(randoms)
     r = run_cases(TWIN_CFG, cases, array_twin="amaranth")
     check_bit_exact(r, [c.name for c in cases])

@@ -12,7 +12,7 @@ from aoncim.model import bittrue
 from aoncim.model.bittrue import BitTrueExecutor, DatapathEvents, PostProcessing
 from aoncim.program import LayerDescriptor, Op
 from aoncim.sim import coverage as cov
-from aoncim.sim.random_nets import RANDOM_CFG, random_case
+from aoncim.sim.random_nets import RANDOM_CFG, is_graph_seed, random_case
 
 from test_cosim_random import SUITE_SEEDS
 
@@ -156,16 +156,19 @@ def test_datapath_counts_only_matching_inferences():
 
 
 def test_rails_cases_are_deterministic_legal_and_replayable():
-    rails = [s for s in range(12) if "rails" in random_case(s).randomised]
+    seqs = [s for s in range(40) if not is_graph_seed(s)][:12]  # rails cases are sequential
+    rails = [s for s in seqs if "rails" in random_case(s).randomised]
     assert 3 <= len(rails) <= 9  # about half
     for s in rails[:3]:
         a, b = random_case(s), random_case(s)
         a.prog.check(CFG)
         assert a.prog == b.prog and a.noise_seeds == b.noise_seeds
         assert all(np.array_equal(x, y) for x, y in zip(a.inputs, b.inputs))
-        # The same network as without the rails: only values moved.
+        # The same network as without the rails: only values moved (and a depthwise layer the
+        # randomisation may insert).
         plain = random_case(s, randomise=False)
-        assert [d.opcode for d in a.prog.layers] == [d.opcode for d in plain.prog.layers]
+        ops = lambda c: [d.opcode for d in c.prog.layers if d.opcode != Op.DWCONV.value]  # noqa: E731
+        assert ops(a) == ops(plain)
 
 
 def test_generator_hits_every_datapath_bin_on_the_default_suite(suite):
