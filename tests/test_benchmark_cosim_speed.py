@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "cosim_speed.py"
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_env(monkeypatch):
+    """main() sets $AONCIM_FULL_CHECK for the simulators it starts; in-process calls here must not
+    leave it set for the other tests of this worker (the whole-memory scoreboard tests read it)."""
+    monkeypatch.setenv("AONCIM_FULL_CHECK", "off")
+
+
 def load_benchmark():
     spec = importlib.util.spec_from_file_location("cosim_speed", SCRIPT)
     mod = importlib.util.module_from_spec(spec)

@@ -22,6 +22,12 @@ from aoncim.program import LayerDescriptor, Op
 from aoncim.sim.scoreboard import (FullStateCheck, MemoryImage, MemoryMismatch, Mismatch, Scoreboard,
                                    full_check_due, mismatch_lines, output_region)
 
+@pytest.fixture(autouse=True)
+def _default_full_check(monkeypatch):
+    """These tests are about the default mode ($AONCIM_FULL_CHECK unset: first inference checked)."""
+    monkeypatch.delenv("AONCIM_FULL_CHECK", raising=False)
+
+
 CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=64, out_depth=16, param_depth=128, max_layers=4)
 
 
