@@ -43,6 +43,16 @@ class GraphError(ValueError):
     """A model the flow cannot take; the message is one line naming the node, its op and the fix."""
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_1`, `base_2`, ... : the first not in `taken`, which it joins (node names
+    of an imported graph are unique)."""
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
 def supported() -> str:
     """The vocabulary in one phrase, for messages."""
     return ("Conv1d/Conv2d (any groups, dilation 1, symmetric zero padding), Linear/Gemm/MatMul, BatchNorm, "

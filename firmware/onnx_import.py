@@ -21,7 +21,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from .graph import Graph, GraphError, Node, supported
+from .graph import Graph, GraphError, Node, supported, unique_name
 
 # A symbolic batch size, while constant-folding shape arithmetic (Shape -> Gather -> Concat ->
 # Reshape): a prime no real dimension has, so a reshape target that holds it exactly at axis 0
@@ -197,11 +197,7 @@ class _Importer:
         return GraphError(f"{self.src}: {what} is not supported; supported: {supported()}")
 
     def _unique(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.names:
-            name, i = f"{base}_{i}", i + 1
-        self.names.add(name)
-        return name
+        return unique_name(base, self.names)
 
     def _name(self, i_node: onnx.NodeProto) -> str:
         """A readable unique name: the module path the torch exporter records ("block1.conv1"),

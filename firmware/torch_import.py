@@ -31,7 +31,7 @@ from torch import nn
 
 from aoncim.model.analog import _AnalogMVM
 
-from .graph import Graph, GraphError, Node, supported
+from .graph import Graph, GraphError, Node, supported, unique_name
 
 # torch.nn modules that only hold others: an op never belongs to them as it does to a layer
 # (naming, `_Importer._name`).
@@ -253,11 +253,7 @@ class _Importer:
         return GraphError(f"{self.source(fx)}: {what} is not supported; supported: {supported()}")
 
     def _unique(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.names:
-            name, i = f"{base}_{i}", i + 1
-        self.names.add(name)
-        return name
+        return unique_name(base, self.names)
 
     def _name(self, fx) -> str:
         """The module path for the op of a torch.nn layer ("block1.conv1"), else the path and the

@@ -249,19 +249,10 @@ class BitTrueExecutor:
         seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
         if len(seeds) != x.shape[0]:
             raise ValueError(f"{len(seeds)} seeds for {x.shape[0]} inputs: give one read-noise seed per input")
-        # The two activation banks, as on the chip: each layer reads its input where the descriptor
-        # says and writes its output there, so a layer may read any earlier output still in memory
-        # (a residual add's skip operand). Only the words the program touches are held.
-        n, mem = x.shape[0], {}
-        for b in (0, 1):
-            ends = [d.in_base + d.in_h * d.in_w * d.in_c for d in self.program.layers if d.in_bank == b] + \
-                   [d.out_base + d.positions * d.out_c for d in self.program.layers if d.out_bank == b and not d.to_out]
-            mem[b] = torch.zeros((n, max(ends, default=0)), dtype=torch.int64)
-        bank, base, words = self.program.input_region
-        mem[bank][:, base : base + words] = x.reshape(n, -1)
+        n, mem = x.shape[0], self._banks(x)
         traces, mvm0 = [], int(mvm_base)
         for i, d in enumerate(self.program.layers):
-            xin = mem[d.in_bank][:, d.in_base : d.in_base + d.in_h * d.in_w * d.in_c].reshape(n, d.in_h, d.in_w, d.in_c)
+            xin = self._read(mem, d)
             if d.is_mvm:
                 trace = self._mvm(xin, d, seeds, mvm0, int(self._alpha[i]))
                 mvm0 += d.mvms(self.cfg.rows)
@@ -270,9 +261,39 @@ class BitTrueExecutor:
             else:
                 trace = self._pool(xin, d, int(self._alpha[i]))
             traces.append(trace)
-            if not d.to_out:
-                mem[d.out_bank][:, d.out_base : d.out_base + d.positions * d.out_c] = trace.output.reshape(n, -1)
+            self._write(mem, d, trace.output)
         return traces
+
+    def layer_input(self, x_nhwc, traces: list[LayerTrace], i: int) -> torch.Tensor:
+        """Layer i's input (N, H, W, C) as the banks held it when it ran: the host's input and the
+        outputs (`traces` of `run_batch`) of the layers before it, written where their descriptors say."""
+        mem = self._banks(torch.as_tensor(np.asarray(x_nhwc), dtype=torch.int64))
+        for d, t in zip(self.program.layers[:i], traces):
+            self._write(mem, d, t.output)
+        return self._read(mem, self.program.layers[i])
+
+    # The two activation banks, as on the chip: each layer reads its input where the descriptor
+    # says and writes its output there, so a layer may read any earlier output still in memory
+    # (a residual add's skip operand). Only the words the program touches are held.
+    def _banks(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        n, mem, layers = x.shape[0], {}, self.program.layers
+        for b in (0, 1):
+            ends = [d.in_base + d.in_h * d.in_w * d.in_c for d in layers if d.in_bank == b] + \
+                   [d.out_base + d.positions * d.out_c for d in layers if d.out_bank == b and not d.to_out]
+            mem[b] = torch.zeros((n, max(ends, default=0)), dtype=torch.int64)
+        bank, base, words = self.program.input_region
+        mem[bank][:, base : base + words] = x.reshape(n, -1)
+        return mem
+
+    @staticmethod
+    def _read(mem: dict[int, torch.Tensor], d: LayerDescriptor) -> torch.Tensor:
+        n = mem[d.in_bank].shape[0]
+        return mem[d.in_bank][:, d.in_base : d.in_base + d.in_h * d.in_w * d.in_c].reshape(n, d.in_h, d.in_w, d.in_c)
+
+    @staticmethod
+    def _write(mem: dict[int, torch.Tensor], d: LayerDescriptor, out: torch.Tensor) -> None:
+        if not d.to_out:
+            mem[d.out_bank][:, d.out_base : d.out_base + d.positions * d.out_c] = out.reshape(out.shape[0], -1)
 
     def _params(self, d: LayerDescriptor) -> tuple[torch.Tensor, torch.Tensor]:
         ps = slice(d.param_base, d.param_base + d.out_c)

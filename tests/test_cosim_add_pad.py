@@ -62,20 +62,6 @@ def program(layers: list[LayerDescriptor], seed: int) -> Program:
     return prog
 
 
-def layer_input(prog: Program, x: torch.Tensor, traces, i: int) -> torch.Tensor:
-    """Layer i's input (N, H, W, C) as the activation banks hold it: the host's input and the
-    outputs of the layers before it, each written where its descriptor says."""
-    n = x.shape[0]
-    mem = {b: torch.zeros((n, CFG.act_depth), dtype=torch.int64) for b in (0, 1)}
-    bank, base, words = prog.input_region
-    mem[bank][:, base : base + words] = x.reshape(n, -1)
-    for j, e in enumerate(prog.layers[:i]):
-        if not e.to_out:
-            mem[e.out_bank][:, e.out_base : e.out_base + e.positions * e.out_c] = traces[j].output.reshape(n, -1)
-    d = prog.layers[i]
-    return mem[d.in_bank][:, d.in_base : d.in_base + d.in_h * d.in_w * d.in_c].reshape(n, d.in_h, d.in_w, d.in_c)
-
-
 def fit_params(prog: Program, inputs, seeds) -> Program:
     """Per channel, scale and bias that map the codes entering post-processing (ADC codes, window
     sums) on these inferences onto 10..245 (to_out: -100..100), layer by layer on the golden model."""
@@ -86,7 +72,7 @@ def fit_params(prog: Program, inputs, seeds) -> Program:
         if d.is_mvm:
             codes = traces[i].adc_codes.reshape(-1, d.out_c)
         else:
-            codes = pool_windows(layer_input(prog, x, traces, i), d).sum(-1).reshape(-1, d.out_c)
+            codes = pool_windows(BitTrueExecutor(CFG, prog).layer_input(x, traces, i), d).sum(-1).reshape(-1, d.out_c)
         lo, hi = (-100, 100) if d.to_out else (10, 245)
         for c in range(d.out_c):
             a, b = int(codes[:, c].min()), int(codes[:, c].max())

@@ -151,20 +151,6 @@ def cases(n: int = 3) -> list[CosimCase]:
     return out
 
 
-def layer_input(prog: Program, x: torch.Tensor, traces, i: int) -> torch.Tensor:
-    """Layer i's input (N, H, W, C) as the activation banks hold it: the host's input and the
-    outputs of the layers before it, each written where its descriptor says."""
-    n = x.shape[0]
-    mem = {b: torch.zeros((n, CFG.act_depth), dtype=torch.int64) for b in (0, 1)}
-    bank, base, words = prog.input_region
-    mem[bank][:, base : base + words] = x.reshape(n, -1)
-    for j, e in enumerate(prog.layers[:i]):
-        if not e.to_out:
-            mem[e.out_bank][:, e.out_base : e.out_base + e.positions * e.out_c] = traces[j].output.reshape(n, -1)
-    d = prog.layers[i]
-    return mem[d.in_bank][:, d.in_base : d.in_base + d.in_h * d.in_w * d.in_c].reshape(n, d.in_h, d.in_w, d.in_c)
-
-
 def test_programs_exercise_what_they_claim():
     """No simulator: the programs are legal; every layer's outputs spread over the codes; the pad
     code, the weights and the multiply all matter to the depthwise sums (a chip that pads with 0,
@@ -181,7 +167,7 @@ def test_programs_exercise_what_they_claim():
             assert len(np.unique(y)) >= min(8, y.size // 3), (c.name, i)
             if not d.op.uses_dww:
                 continue
-            xin, w = layer_input(c.prog, x, traces, i), c.prog.dw_weights
+            xin, w = BitTrueExecutor(CFG, c.prog).layer_input(x, traces, i), c.prog.dw_weights
             sums = dwconv_sums(xin, d, w)
             assert torch.equal(sums.reshape(traces[i].sums.shape), traces[i].sums)
             off = 1 if d.w_base + d.dw_words < CFG.dw_depth else -1
