@@ -65,12 +65,21 @@ class AonCimConfig:
     # Activation codes the sequencer reads per cycle from an activation bank (interleaved over this
     # many SRAM banks) into the DAC registers, and channels a pooling step reduces at once. The
     # input load of an MVM overlaps the previous PWM window, so it stays hidden while
-    # ceil(im2col rows / load_lanes) <= 2**bits + ADC slots.
-    load_lanes: int = 16
+    # ceil(im2col rows / load_lanes) <= 2**bits + ADC slots: 64 lanes hide a 3x3x72 kernel's
+    # loads behind the 16-cycle window of 4-bit layers (16 lanes could not: docs/architecture.md,
+    # "Schedule").
+    load_lanes: int = 64
     # Post-processing lanes: output channels scaled, biased and written per cycle. One MVM's
     # post-processing (out_c / pp_lanes cycles) overlaps the next MVM's PWM window, so it stays
-    # hidden while that is <= 2**bits + ADC slots.
-    pp_lanes: int = 4
+    # hidden while that is <= 2**bits + ADC slots (8 lanes: 120 channels in 15 cycles).
+    pp_lanes: int = 8
+    # Pooling-type layers (max and average pooling, residual add, depthwise convolution) whose
+    # channel count C is a power of two from pool_fold_min_channels to load_lanes/2 read a kernel
+    # row's k_w*C codes in runs of load_lanes (several window elements a read, like an MVM load)
+    # and fold the lanes holding one channel after the pooling units: log2(load_lanes /
+    # pool_fold_min_channels) levels of max or add. A smaller minimum folds more levels (a
+    # longer path); narrower layers keep one window element a read.
+    pool_fold_min_channels: int = 8
     # Read noise added before the ADC, as a std-dev in ADC LSBs; 0 switches it off.
     read_noise_lsb: float = 0.5
     # Post-processing fixed point: per-channel scale and bias widths, per-layer shift limit.
@@ -111,7 +120,7 @@ class AonCimConfig:
                 raise ConfigError(f"invalid config: {what}")
 
         for name in ("rows", "cols", "n_adcs", "load_lanes", "pp_lanes", "act_depth", "out_depth", "max_layers", "param_depth",
-                     "dw_depth"):
+                     "dw_depth", "pool_fold_min_channels"):
             v = getattr(self, name)
             need(isinstance(v, int) and v > 0 and v & (v - 1) == 0,
                  f"{name}={v} must be a positive power of two")
@@ -242,6 +251,21 @@ class AonCimConfig:
     @property
     def dw_addr_bits(self) -> int:
         return _clog2(self.dw_depth)
+
+    @property
+    def pool_fold_levels(self) -> int:
+        """Fold levels after the pooling units: lanes j and j + load_lanes/2**k are added (or
+        maxed) at level k, down to pool_fold_min_channels lanes; 0 when load_lanes is narrower
+        than two minimum groups."""
+        return max(0, _clog2(self.load_lanes) - _clog2(self.pool_fold_min_channels) if
+                   self.load_lanes >= 2 * self.pool_fold_min_channels else 0)
+
+    def pool_folds(self, in_c: int) -> bool:
+        """Whether a pooling-type layer of `in_c` channels reads several window elements a read
+        and folds its lanes (see pool_fold_min_channels): C a power of two within
+        pool_fold_min_channels .. load_lanes/2."""
+        return (self.pool_fold_levels > 0 and in_c & (in_c - 1) == 0
+                and self.pool_fold_min_channels <= in_c <= self.load_lanes // 2)
 
     @property
     def row_bits(self) -> int:

@@ -53,11 +53,11 @@ QUICK_MODEL = "small"
 
 
 def small_config():
-    from aoncim.config import AonCimConfig
+    from aoncim.sim.jobs import SMALL_CFG
 
-    # The small co-simulation config of tests/test_cosim.py (and tests/test_raw_verilator.py):
-    # one Verilog and one build serve the quick benchmark and the tests.
-    return AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+    # The small co-simulation config of the tests: one Verilog and one build serve the quick
+    # benchmark and the tests.
+    return SMALL_CFG
 
 
 @dataclasses.dataclass

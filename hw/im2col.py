@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from aoncim.config import AonCimConfig
 from aoncim.program import DESCRIPTOR_FIELDS, Op
 
-from .descriptor import descriptor_layout, dim_bits
+from .descriptor import descriptor_layout, dim_bits, pool_fold_levels
 from .postproc import pp_addr_bits
 
 
@@ -31,11 +31,13 @@ class ActReadSignature(wiring.Signature):
              layer's pad_code; pooling: the window element is outside the map, which only a
              depthwise layer's padding reaches); lanes past the run / group (in neither) load 0
       waddr  depthwise: the DWW word of lane 0's weight, w_base + (ky*k_w + kx)*in_c + c0 (lane j:
-             waddr + j, channel c0 + j); modulo dw_depth
+             waddr + j, channel c0 + j; a folding layer: w_base + ky*k_w*in_c + the run's offset
+             in the kernel row); modulo dw_depth
       row    MVM: the array row of lane 0 (row0 + row within the row tile)
       first  MVM: first run of the MVM (row 0 of the tile); pooling: first window element
+             (folding: first run of the window)
       last   MVM: last run of the MVM (end of the tile or of the position's im2col rows);
-             pooling: last window element
+             pooling: last window element (folding: last run of the window)
     """
 
     def __init__(self, cfg: AonCimConfig):
@@ -57,7 +59,10 @@ class Im2colWalker(wiring.Component):
     that stay within one kernel row (whose `k_w * in_c` codes are consecutive HWC addresses) and
     within the row tile. Pooling (and depthwise) layer: per position, groups of `load_lanes`
     channels; a group's reads are its window's elements, (ky, kx) with kx innermost, each with
-    the DWW address of the group's weights for that element.
+    the DWW address of the group's weights for that element. A pooling-type layer that folds
+    (`AonCimConfig.pool_folds`: in_c a power of two, at most load_lanes/2) is one group per
+    position whose reads are runs like an MVM's: per kernel row ky its k_w*in_c codes, at most
+    `load_lanes` a read, so lane j holds channel j mod in_c of some window element.
 
     Protocol: `desc` is the layer's descriptor, stable for the layer. `start` (one cycle) loads the
     layer's first MVM / group. `read` then offers its reads one at a time (see `ActReadSignature`);
@@ -91,6 +96,8 @@ class Im2colWalker(wiring.Component):
         db = dim_bits()
         k_rows_bits = dict(DESCRIPTOR_FIELDS)["k_rows"]
         is_mvm = d.opcode == Op.MVM
+        fold = pool_fold_levels(c, d) != 0
+        runs = is_mvm | fold            # reads are runs of a kernel row, not single window elements
         # Signed address arithmetic (padding reaches below the map): in_base + iy * in_w * in_c + ...
         addr = signed(max(c.act_addr_bits, dict(DESCRIPTOR_FIELDS)["in_base"]) + 3 * db + 3)
 
@@ -136,26 +143,26 @@ class Im2colWalker(wiring.Component):
         tile_left = Signal(range(c.rows + 1))
         m.d.comb += [
             seg_left.eq(seg_len - off), tile_left.eq(c.rows - rl),
-            n1.eq(Mux(seg_left < W, seg_left, W)), n.eq(Mux(tile_left < n1, tile_left, n1)),
+            n1.eq(Mux(seg_left < W, seg_left, W)), n.eq(Mux(is_mvm & (tile_left < n1), tile_left, n1)),
         ]
         iy_in = (iy >= 0) & (iy < d.in_h)
         # Pooling: the window element (iy, ix) is in the map for every lane of the group, or in the
         # padding (only a depthwise layer has any) for every lane.
         elem_in = iy_in & (ix >= 0) & (ix < d.in_w)
         for j in range(W):
-            in_map = Mux(is_mvm, iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len), elem_in)
-            used = Mux(is_mvm, n > j, self.n > j)
+            in_map = Mux(runs, iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len), elem_in)
+            used = Mux(runs, n > j, self.n > j)
             m.d.comb += [self.read.lanes[j].eq(used & in_map), self.read.pads[j].eq(used & ~in_map)]
         seg_end, pos_end, mvm_end, win_last = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             seg_end.eq(seg_left == n),
             pos_end.eq(r + n == d.k_rows),
             mvm_end.eq(pos_end | (rl + n == c.rows)),
-            win_last.eq((ky == d.k_h - 1) & (kx == d.k_w - 1)),
-            self.read.addr.eq(Mux(is_mvm, seg_a, pool_a)[:c.act_addr_bits]),
+            win_last.eq((ky == d.k_h - 1) & Mux(fold, seg_end, kx == d.k_w - 1)),
+            self.read.addr.eq(Mux(runs, seg_a, pool_a)[:c.act_addr_bits]),
             self.read.waddr.eq((d.w_base + w_off + self.c0)[:c.dw_addr_bits]),
             self.read.row.eq(d.row0 + rl),
-            self.read.first.eq(Mux(is_mvm, rl == 0, (ky == 0) & (kx == 0))),
+            self.read.first.eq(Mux(is_mvm, rl == 0, (ky == 0) & Mux(fold, off == 0, kx == 0))),
             self.read.last.eq(Mux(is_mvm, mvm_end, win_last)),
         ]
         # Pooling group: up to W channels from c0.
@@ -184,6 +191,15 @@ class Im2colWalker(wiring.Component):
                     m.d.sync += [loaded.eq(1), posdone.eq(pos_end), rl.eq(0)]
                     with m.If(pos_end):
                         m.d.sync += [ky.eq(0), off.eq(0), r.eq(0)]
+            with m.Elif(fold):
+                # A kernel row's weights are as contiguous as its codes: w_off follows the run.
+                m.d.sync += w_off.eq(w_off + n)
+                with m.If(seg_end):
+                    m.d.sync += [off.eq(0), ky.eq(ky + 1)]
+                with m.Else():
+                    m.d.sync += off.eq(off + n)
+                with m.If(win_last):
+                    m.d.sync += [ky.eq(0), off.eq(0), w_off.eq(0), loaded.eq(1)]
             with m.Else():
                 m.d.sync += w_off.eq(w_off + d.in_c)
                 with m.If(kx != d.k_w - 1):

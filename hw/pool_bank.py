@@ -1,6 +1,7 @@
 """Stage R's datapath: `load_lanes` pooling units, one per channel of a group, and the two halves
-of their results (stage S reads half b while stage R fills the other)."""
-from amaranth import Array, Module, Signal, signed, unsigned
+of their results (stage S reads half b while stage R fills the other), folded for a layer whose
+reads hold several window elements."""
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,7 +34,12 @@ class PoolBank(wiring.Component):
     both) the sum of code x weight (DWCONV). Lane j reduces
     lane j of `win.x` over the elements from `win.first` to `win.last`; at the last, the results of
     all lanes are stored in half `win.half`, where they stay until the next group for that half
-    ends. `result` is half `rd_half` (lane j: channel c0 + j of the group stored there).
+    ends. `result` is half `rd_half` (lane j: channel c0 + j of the group stored there), folded
+    `fold` levels: level k adds (or, for max pooling, maxes) lane j + load_lanes/2**k into lane j,
+    so a layer of C = load_lanes/2**fold channels whose reads put channel j mod C in lane j
+    (`Im2colWalker`'s runs) has channel c's window result in lane c. Lanes a read does not use
+    carry 0, which neither the sum nor the max of unsigned codes notices. The fold sits after the
+    result register, on stage S's side, so it does not lengthen the units' path from the SRAM.
     """
 
     def __init__(self, cfg: AonCimConfig):
@@ -42,6 +48,7 @@ class PoolBank(wiring.Component):
             "sum": In(1), "mac": In(1),
             "win": In(PoolWindowSignature(cfg)),
             "rd_half": In(1),
+            "fold": In(range(cfg.pool_fold_levels + 1)),
             "result": Out(data.ArrayLayout(signed(pool_acc_bits(cfg)), cfg.load_lanes)),
         })
 
@@ -62,5 +69,22 @@ class PoolBank(wiring.Component):
                 for b in range(2):
                     with m.If(self.win.half == b):
                         m.d.sync += res[b][j].eq(unit.out_value)
-            m.d.comb += self.result[j].eq(Array(res[b][j] for b in range(2))[self.rd_half])
+        stored = [Signal(signed(pool_acc_bits(c)), name=f"pool_rd{j}") for j in range(W)]
+        for j in range(W):
+            m.d.comb += stored[j].eq(Array(res[b][j] for b in range(2))[self.rd_half])
+        # The fold: each level halves the lanes that matter; a layer's `fold` says how many apply.
+        # No width grows: a fold's sum is part of the window's sum, which the descriptor check
+        # bounds to pool_sum_bits (dw_sum_bits).
+        lanes = stored
+        for k in range(1, c.pool_fold_levels + 1):
+            half = W >> k
+            folded = []
+            for j in range(half):
+                a, b = lanes[j], lanes[j + half]
+                v = Signal(signed(pool_acc_bits(c)), name=f"pool_fold{k}_{j}")
+                m.d.comb += v.eq(Mux(self.fold >= k, Mux(self.sum | self.mac, a + b, Mux(b > a, b, a)), a))
+                folded.append(v)
+            lanes = folded + lanes[half:]
+        for j in range(W):
+            m.d.comb += self.result[j].eq(lanes[j])
         return m

@@ -20,7 +20,8 @@ when loading and post-processing keep up (perf/cycles.py has the exact count).
 A pooling layer uses the same beats with two stages over (position, group of load_lanes channels):
 R reads the group's window, one wide read per window element, into load_lanes pooling units; S
 feeds the previous group's results, pp_lanes per cycle, to post-processing (max pooling passes
-through). A residual add (Op.ADD) runs as average pooling: its 2x1 window over the 2 x positions x C
+through). A layer of few channels (`AonCimConfig.pool_folds`) reads a kernel row's elements in one
+run instead, and the pooling bank folds the lanes that hold one channel. A residual add (Op.ADD) runs as average pooling: its 2x1 window over the 2 x positions x C
 view of its operands sums operand A and B of each element. A depthwise convolution (Op.DWCONV) runs
 on the same stages: each read of R also reads the group's load_lanes weights of the window element
 from the DWW memory (the same cycle, the same latency), window elements in the padding read the
@@ -60,7 +61,7 @@ from aoncim.schedule import LAYER_END
 from .array_control import ArrayControl
 from .array_port import ConvertSignature, LoadSignature, codes_layout
 from .desc_check import DescriptorCheck
-from .descriptor import descriptor_layout
+from .descriptor import descriptor_layout, pool_fold_levels
 from .host import RunControlSignature
 from .im2col import Im2colWalker
 from .pool_bank import PoolBank, PoolWindowSignature
@@ -261,9 +262,11 @@ class LayerSequencer(wiring.Component):
         pool_win = PoolWindowSignature(c).create(path=("pool_win",))
         wiring.connect(m, pool_win, pool.win)
         m.d.sync += pool_win.valid.eq(0)
-        m.d.comb += [pool.sum.eq(win_sum), pool.mac.eq(win_mac), pool_win.x.eq(lane_x), pool_win.w.eq(self.dw_rdata)]
+        m.d.comb += [pool.sum.eq(win_sum), pool.mac.eq(win_mac), pool.fold.eq(pool_fold_levels(c, d)),
+                     pool_win.x.eq(lane_x), pool_win.w.eq(self.dw_rdata)]
         with m.If(~is_mvm & walk.read.take):
-            # One window element of W channels per cycle, (ky, kx) innermost.
+            # One window element of W channels per cycle, (ky, kx) innermost (a folding layer: one
+            # run of a kernel row's elements).
             m.d.sync += [pool_win.valid.eq(1), pool_win.first.eq(walk.read.first),
                          pool_win.last.eq(walk.read.last), pool_win.half.eq(l_par)]
 

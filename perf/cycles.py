@@ -8,8 +8,9 @@ b (stage L: one cycle per run of up to `load_lanes` codes of one kernel row with
 integrates and converts MVM b-1 (stage A: 2**in_bits PWM cycles + one per ADC slot), and
 post-processes MVM b-2 (stage P: one cycle per `pp_lanes` channels); a beat lasts as long as its
 longest stage. A pooling layer has two stages over (position, group of `load_lanes` channels): R
-reads the window (k_h*k_w cycles), S hands the previous group's results to post-processing (1 +
-channels / pp_lanes). A residual add (Op.ADD) is one: its window is the 2x1 pair of operands, so
+reads the window (k_h*k_w cycles; a layer that folds, `cfg.pool_folds`, is one group whose kernel
+rows are read in runs of `load_lanes` codes), S hands the previous group's results to
+post-processing (1 + channels / pp_lanes). A residual add (Op.ADD) is one: its window is the 2x1 pair of operands, so
 it costs what average pooling with that window costs; so is a depthwise convolution (Op.DWCONV):
 its group's weights of a window element are read in the cycle of the element's codes. Padding
 (pad_h, pad_w) costs nothing of its own: a padded lane loads in the cycle of its run, a padded
@@ -87,14 +88,31 @@ def layer_schedule(cfg: AonCimConfig, d: LayerDescriptor) -> LayerSchedule:
         beats[1:n + 1] = np.maximum(beats[1:n + 1], ar)
         beats[2:] = np.maximum(beats[2:], pp)
         return LayerSchedule(beats, {"load": int(ld.sum()), "array": int(ar.sum()), "postproc": int(pp.sum())})
-    w = cfg.load_lanes
-    groups = [min(w, d.in_c - g) for g in range(0, d.in_c, w)]
+    groups = pool_groups(cfg, d)
     u = d.positions * len(groups)
     s = np.tile(-(-np.array(groups) // cfg.pp_lanes) + 1, d.positions)
+    reads = pool_reads(cfg, d)
     beats = np.zeros(u + 1, dtype=np.int64)
-    beats[:u] = d.k_h * d.k_w
+    beats[:u] = reads
     beats[1:] = np.maximum(beats[1:], s)
-    return LayerSchedule(beats, {"read": u * d.k_h * d.k_w, "results": int(s.sum())})
+    return LayerSchedule(beats, {"read": u * reads, "results": int(s.sum())})
+
+
+def pool_groups(cfg: AonCimConfig, d: LayerDescriptor) -> list[int]:
+    """Channel counts of a pooling-type layer's groups at one position: one group of all channels
+    when the layer folds (`cfg.pool_folds`), else groups of `load_lanes` channels."""
+    if cfg.pool_folds(d.in_c):
+        return [d.in_c]
+    w = cfg.load_lanes
+    return [min(w, d.in_c - g) for g in range(0, d.in_c, w)]
+
+
+def pool_reads(cfg: AonCimConfig, d: LayerDescriptor) -> int:
+    """Stage R's reads per group: one per window element, or, when the layer folds, per kernel
+    row its k_w*C codes in runs of at most load_lanes."""
+    if cfg.pool_folds(d.in_c):
+        return d.k_h * -(-d.k_w * d.in_c // cfg.load_lanes)
+    return d.k_h * d.k_w
 
 
 def layer_cycles(cfg: AonCimConfig, d: LayerDescriptor) -> int:
@@ -131,6 +149,6 @@ def postproc_cycle(cfg: AonCimConfig, prog: Program, layer: int, y: int, x: int,
         beat = p * d.tiles(cfg.rows) + d.tiles(cfg.rows) - 1 + 2  # P works on MVM b-2
         return start + int(sched.beats[:beat].sum()) + c // q + 2  # issue, code sum, PP input
     w = cfg.load_lanes
-    groups = -(-d.in_c // w)
+    groups = len(pool_groups(cfg, d))
     beat = p * groups + c // w + 1                                   # S works on group b-1
     return start + int(sched.beats[:beat].sum()) + 1 + (c % w) // q + 1  # landing, issue, PP input

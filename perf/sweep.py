@@ -159,9 +159,13 @@ def load_grid(path: str | Path) -> Grid:
 # ---------------------------------------------------------------------------------------- one unit
 def sweep_config(base: AonCimConfig, rows: int, cols: int, n_adcs: int, adc_bits: int) -> AonCimConfig:
     """`base` with the point's array, ADC count and ADC bits; the ADC gain and read noise (in LSBs)
-    scale with the ADC range so the analog full scale and noise stay those of `base`."""
+    scale with the ADC range so the analog full scale and noise stay those of `base`. The lanes
+    stay `base`'s where the point has room for them (a load run is at most `rows` codes, a
+    post-processing step at most `n_adcs` channels)."""
     ratio = ((1 << (adc_bits - 1)) - 1) / base.adc_max
+    load_lanes = min(base.load_lanes, rows)
     return dataclasses.replace(base, rows=rows, cols=cols, n_adcs=n_adcs, adc_bits=adc_bits,
+                               load_lanes=load_lanes, pp_lanes=min(base.pp_lanes, n_adcs, load_lanes),
                                adc_gain_mult=max(1, round(base.adc_gain_mult * ratio)),
                                read_noise_lsb=base.read_noise_lsb * ratio)
 

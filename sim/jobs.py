@@ -15,6 +15,13 @@ from aoncim.model.flows import drifted_chip  # noqa: F401  (the drifted chip for
 from aoncim.model.tasks import CALIB_SAMPLES
 from aoncim.program import Program
 
+# The small co-simulation config: elaborates and builds in seconds, so one Verilog and one build
+# serve the quick benchmark and the co-simulation, build-cache, register and Amaranth-core tests.
+# 16 load lanes and 4 post-processing lanes: several load runs per kernel row and post-processing
+# steps per MVM on a small array (the default's 64 and 8 would hide both).
+SMALL_CFG = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4,
+                         load_lanes=16, pp_lanes=4)
+
 
 @dataclass
 class AnalogNetJob:

@@ -35,6 +35,7 @@ KILL_TESTS = [
     "tests/test_cosim_array_twins.py::test_amaranth_twin_bit_exact_on_small_nets",
     "tests/test_cosim_add_pad.py::test_pad_code_asymmetric_padding_and_residual_add_bit_exact",
     "tests/test_cosim_dwconv.py::test_depthwise_programs_bit_exact",
+    "tests/test_cosim_pool_fold.py::test_fold_programs_bit_exact",
     "tests/test_formal_sequencer.py::test_sequencer_never_hangs",
 ]
 
@@ -119,6 +120,16 @@ CATALOGUE = [
     # The accumulator one bit short of pool_acc_bits: depthwise sums near the limit wrap.
     Mutant("pool_acc_width", "pooling", "hw/pool.py", "return max(cfg.pool_sum_bits + 1, cfg.dw_sum_bits)",
            "return max(cfg.pool_sum_bits + 1, cfg.dw_sum_bits - 1)"),
+    # Folded pooling reads (hw/pool_bank.py, im2col.py, descriptor.py): the fold maxes a sum's lanes,
+    # folds one level too few, or the walker's folding run starts one code late (and its weights
+    # follow the elements instead of the run).
+    Mutant("pool_fold_op", "pooling", "hw/pool_bank.py", "Mux(self.sum | self.mac, a + b, Mux(b > a, b, a))",
+           "Mux(self.mac, a + b, Mux(b > a, b, a))"),
+    Mutant("pool_fold_levels", "pooling", "hw/pool_bank.py", "Mux(self.fold >= k,", "Mux(self.fold > k,"),
+    Mutant("fold_decode", "pooling", "hw/descriptor.py", "(desc.in_c == cfg.load_lanes >> k)",
+           "(desc.in_c == cfg.load_lanes >> (k - 1))"),
+    Mutant("im2col_fold_weights", "stage R", "hw/im2col.py", "m.d.sync += w_off.eq(w_off + n)",
+           "m.d.sync += w_off.eq(w_off + d.in_c)"),
     # ---------------------------------------------------------------- depthwise weight memory (hw/top.py)
     # The group's weights rotated one lane: lane j gets channel c0 + j + 1's weight.
     Mutant("top_dww_lane", "dww", "hw/top.py", "m.d.comb += run_off.eq(b - ra[:lw])",

@@ -44,8 +44,10 @@ from .random_graphs import random_graph_program
 # Small rows so that row tiling (fan-in > rows) is the rule; one Verilator build serves every case:
 # programs, inputs and descriptors are loaded over the bus.
 # A small DWW (the depthwise layers' weights are at most 3x3 x 12 channels) keeps the whole-memory check short.
+# 16 load lanes (at most rows) and 4 post-processing lanes: more than one load run per kernel row and
+# row tile, pooling groups and folds (C = 8) on the small maps.
 RANDOM_CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8,
-                          dw_depth=512)
+                          dw_depth=512, load_lanes=16, pp_lanes=4)
 BITS = (8, 6, 4)
 _ATTEMPTS = 200
 ASYMMETRIC_PAD_P = 0.5  # probability that a case has a layer with pad_h != pad_w (where one can)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aoncim.config import AonCimConfig
 
 # A small chip: memories and array small enough for the simulator, row tiles on small layers.
-SMALL = dict(rows=16, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128)
+SMALL = dict(rows=16, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, load_lanes=16, pp_lanes=4)
 
 
 def stage_config(**fields) -> AonCimConfig:

@@ -542,7 +542,7 @@ def test_conv1d_is_a_1xk_conv2d(groups):
     rows (kx, c) and their tiles, the DAC/ADC, every noise draw, the PCM read, offset calibration."""
     from aoncim.model.analog import AnalogConv1d, calibrate_offsets
 
-    cfg = AonCimConfig(rows=16)
+    cfg = AonCimConfig(rows=16, load_lanes=16, pp_lanes=4)
     torch.manual_seed(6)
     c1 = nn.Conv1d(8, 6, 5, stride=2, padding=2, groups=groups).double()
     c2 = nn.Conv2d(8, 6, (1, 5), stride=(1, 2), padding=(0, 2), groups=groups).double()

@@ -19,11 +19,11 @@ import pytest
 
 from aoncim import procgroup
 from aoncim.buildcache import STAMP, cached_dir, cached_file
-from aoncim.config import AonCimConfig
 from aoncim.hw.verilog import cached_verilog, design_key
+from aoncim.sim.jobs import SMALL_CFG
 from aoncim.sim.waves import fst_support, gtkw_signals, read_vars
 
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 N_INPUTS = 2
 
 # One co-simulation (or only the build) of the small job, in its own Python process; prints the

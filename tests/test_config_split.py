@@ -16,9 +16,10 @@ from aoncim.firmware.image import ImageError, read_image, write_image
 from aoncim.hw.verilog import design_key, generate_verilog
 from aoncim.regmap import CHIP_ID, AddressMap, Reg
 from aoncim.sim.recording_bus import run_sync
+from aoncim.sim.jobs import SMALL_CFG
 
 # The config of tests/test_core_amaranth.py: small enough to elaborate in seconds.
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 
 # Another valid value for every field of SMALL; a new config field must be added here (and so be
 # classified: chip unless listed in DEVICE_FIELDS).
@@ -29,6 +30,7 @@ CHIP_CHANGES = {
     "read_noise_lsb": 0.25, "pp_scale_bits": 12, "pp_bias_bits": 24, "pp_shift_max": 20, "out_bits": 12,
     "alpha_bits": 14, "alpha_frac_bits": 10, "pool_sum_bits": 14, "act_depth": 512, "out_depth": 128,
     "max_layers": 8, "param_depth": 256, "dw_weight_bits": 6, "dw_sum_bits": 18, "dw_depth": 512,
+    "pool_fold_min_channels": 16,
     "bus_data_bits": 64,  # the only valid value is 32: set past the validation, to see it hashed
 }
 

@@ -15,8 +15,9 @@ from aoncim.regmap import ST_ERROR, ErrorCode, Reg, Region
 from aoncim.sim.amaranth_bus import AmaranthHostBus
 from aoncim.sim.runner import golden_outputs
 from aoncim.sim.scoreboard import Scoreboard
+from aoncim.sim.jobs import SMALL_CFG
 
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 
 
 def small_net(seed):

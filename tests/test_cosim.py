@@ -11,17 +11,18 @@ import shutil
 import numpy as np
 import pytest
 
-from aoncim.config import DEFAULT_CONFIG, AonCimConfig
+from aoncim.config import DEFAULT_CONFIG
 from aoncim.firmware.compiler import compile_network, quantise_input
 from aoncim.firmware.driver import ChipError
 from aoncim.model.patterns import make_patterns
 from aoncim.model.tiny import load_tiny
 from aoncim.sim.jobs import small_conv_job
 from aoncim.sim.runner import run_cosim
+from aoncim.sim.jobs import SMALL_CFG
 
 pytestmark = pytest.mark.cosim
 
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 
 
 def tiny_job(act_bits, n, seed):

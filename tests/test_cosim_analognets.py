@@ -39,7 +39,7 @@ def check_case(cfg, res, chip, cal, n):
 
 
 def test_kws_a_day_after_programming_bit_exact_with_compensation_on_chip():
-    """Two AnalogNet-KWS inferences (526 MVMs, 136 965 cycles each) on chip 1 a day after
+    """Two AnalogNet-KWS inferences (526 MVMs, 136 490 cycles each) on chip 1 a day after
     programming: the driver's calibration reads on the RTL give the golden model's alphas and
     offset-corrected biases, and every layer of both inferences is bit-exact."""
     cfg, j = DEFAULT_CONFIG, job("kws", 8, 2)
@@ -77,7 +77,7 @@ def test_kws_bit_exact_at_several_drift_times_and_chips(bits):
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", [8, 6, 4])
 def test_vww_a_day_after_programming_bit_exact(bits):
-    """AnalogNet-VWW (1697 MVMs, max pooling, 864-row layers; 440 501 cycles at 8 bits) a day after
+    """AnalogNet-VWW (1697 MVMs, max pooling, 864-row layers; 439 221 cycles at 8 bits) a day after
     programming, compensated on the chip, two inferences: ~40 s per precision."""
     cfg, j = DEFAULT_CONFIG, job("vww", bits, 2, seed=bits)
     chip, cal = drifted_chip(j.prog, cfg, 4, DAY)

@@ -20,11 +20,11 @@ from aoncim.sim.jobs import small_conv_job
 from aoncim.sim.random_nets import RANDOM_CFG, is_graph_seed, random_case, replay_command
 from aoncim.sim.runner import BuildError, build, run_cases, run_cosim
 
-TWIN_CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, load_lanes=4, act_depth=256, out_depth=64, param_depth=128,
+TWIN_CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, load_lanes=4, pp_lanes=4, act_depth=256, out_depth=64, param_depth=128,
                         max_layers=4)
 # Port-list checks only convert the array: tiny configs, one with a single ADC slot (a zero-width
 # slot select in Amaranth, one bit in Verilog).
-PORT_CFGS = [AonCimConfig(rows=16, cols=16, n_adcs=4, load_lanes=4, act_depth=64, out_depth=16, param_depth=32,
+PORT_CFGS = [AonCimConfig(rows=16, cols=16, n_adcs=4, load_lanes=4, pp_lanes=4, act_depth=64, out_depth=16, param_depth=32,
                           max_layers=2),
              AonCimConfig(rows=8, cols=8, n_adcs=8, load_lanes=2, pp_lanes=2, act_depth=64, out_depth=16,
                           param_depth=32, max_layers=2)]

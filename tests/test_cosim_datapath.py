@@ -24,9 +24,10 @@ from test_tiling import tiled_net
 pytestmark = pytest.mark.cosim
 
 # dw_depth: the depthwise co-simulation (tests/test_cosim_dwconv.py) shares this build, and a small
-# DWW keeps its whole-memory checks short.
+# DWW keeps its whole-memory checks short. 16 load lanes and 4 post-processing lanes, as the small
+# config of test_cosim.py: pooling groups split a layer's channels, folds join 8 (test_cosim_pool_fold.py).
 CFG = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, max_layers=8,
-                   dw_depth=512)
+                   dw_depth=512, load_lanes=16, pp_lanes=4)
 IN_SHAPE = (8, 8, 2)  # H, W, C
 
 

@@ -78,6 +78,8 @@ def fit_params(cfg: AonCimConfig, prog: Program, inputs, seeds) -> Program:
     x = torch.as_tensor(np.stack(inputs))
     lim = (1 << (cfg.pp_scale_bits - 1)) - 1
     for i, d in enumerate(prog.layers):
+        if not d.op.uses_params:   # max pooling passes its codes through
+            continue
         traces = BitTrueExecutor(cfg, prog).run_batch(x, seeds)
         codes = (traces[i].adc_codes if d.is_mvm else traces[i].sums).reshape(-1, d.out_c)
         lo, hi = (-100, 100) if d.to_out else (1, (1 << d.out_bits) - 2)

@@ -17,7 +17,8 @@ from aoncim.hw.desc_check import DescriptorCheck
 from aoncim.program import DESCRIPTOR_FIELDS, LayerDescriptor, Op, ProgramError
 from aoncim.regmap import ErrorCode as E
 
-CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, dw_depth=512)
+CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=512, out_depth=64, param_depth=128, dw_depth=512,
+                   load_lanes=16, pp_lanes=4)
 FIELD_BITS = dict(DESCRIPTOR_FIELDS)
 # Raised by the sequencer for the run, not for one descriptor.
 RUN_CODES = {E.NONE, E.NO_LAYERS, E.TOO_MANY_LAYERS}

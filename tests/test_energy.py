@@ -11,6 +11,7 @@ from aoncim.perf.cycles import layer_cycles
 from aoncim.perf.energy import (COMPONENTS, PAPER_TOPS_W, energy_report, format_tops_w_table, tops_w_row)
 from aoncim.perf.tech import DEFAULT_TECH, Technology, TechnologyError
 from aoncim.perf.workload import compile_task
+from aoncim.sim.jobs import SMALL_CFG
 
 from cli_helpers import invoke, one_error_line
 
@@ -172,9 +173,7 @@ def test_area_synth_cache_is_used(tmp_path, monkeypatch):
 def test_memory_bits_formula_matches_synthesis(tmp_path):
     """perf.area.memory_bits is the synthesis report's memory list as a formula (small config, cached
     per design key under tmp_path: one Yosys run of a few seconds)."""
-    from aoncim.config import AonCimConfig
-
-    small = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+    small = SMALL_CFG
     t, cached = area_mod.synth_counts(small, tmp_path)
     assert not cached and t["memory_bits"] == sum(area_mod.memory_bits(small).values())
     assert area_mod.synth_counts(small, tmp_path) == (t, True)

@@ -24,8 +24,9 @@ from amaranth.sim import Simulator
 
 from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 from aoncim.regmap import REGION_BITS, REGISTER, REGISTERS, AddressMap, Region, can_pack_act
+from aoncim.sim.jobs import SMALL_CFG
 
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 # Enough layers that the ALPHA registers overflow 64 words: the REGS window grows to 128.
 MANY = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=64)
 CONFIGS = pytest.mark.parametrize("cfg", [DEFAULT_CONFIG, SMALL, MANY], ids=["default", "small", "many-layers"])

@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 from aoncim.config import AonCimConfig
 from aoncim.hw.im2col import Im2colWalker
 from aoncim.model.bittrue import dw_kernel, im2col, pool_windows
-from aoncim.perf.cycles import load_cycles
+from aoncim.perf.cycles import load_cycles, pool_reads
 from aoncim.program import LayerDescriptor, Op, ProgramError
 
 CONFIGS = {
@@ -149,6 +149,8 @@ def check_mvm(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
 
 
 def check_pool(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
+    if cfg.pool_folds(d.in_c):
+        return check_pool_folded(cfg, d, got)
     want = model_groups(cfg, d)
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -164,6 +166,40 @@ def check_pool(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
         k = len(w["addrs"])
         assert [r["first"] for r in g["reads"]] == [1] + [0] * (k - 1)
         assert [r["last"] for r in g["reads"]] == [0] * (k - 1) + [1]
+
+
+def check_pool_folded(cfg: AonCimConfig, d: LayerDescriptor, got: list[dict]) -> None:
+    """A layer that folds (`cfg.pool_folds`): one group of all C channels per position, whose reads
+    are runs over each kernel row's k_w*C codes, at most load_lanes a read (the cycle model's
+    `pool_reads`): lane j of a run at offset `off` of kernel row ky loads element (ky, (off+j) // C),
+    channel (off+j) mod C, or pads where that element is outside the map; its DWW address is
+    w_base + ky*k_w*C + off, the layout of `dw_kernel`."""
+    win = pool_windows(address_map(d), dataclasses.replace(d, pad_code=0))[0]   # (oh, ow, C, kh*kw); 0: padding
+    W, C, seg = cfg.load_lanes, d.in_c, d.k_w * d.in_c
+    assert len(got) == d.positions
+    assert sum(len(g["reads"]) for g in got) == d.positions * pool_reads(cfg, d)
+    for p, g in enumerate(got):
+        oy, ox = divmod(p, d.out_w)
+        assert (g["c0"], g["n"], g["out_base"]) == (0, C, d.out_base + p * d.out_c)
+        want = []                                       # (ky, off, n) per run, in order
+        for ky in range(d.k_h):
+            want += [(ky, off, min(W, seg - off)) for off in range(0, seg, W)]
+        assert len(g["reads"]) == len(want)
+        for r, (ky, off, n) in zip(g["reads"], want):
+            for j in range(W):
+                in_map, pad = r["lanes"] >> j & 1, r["pads"] >> j & 1
+                if j >= n:
+                    assert not in_map and not pad
+                    continue
+                kx, c = divmod(off + j, C)
+                a = int(win[oy, ox, c, ky * d.k_w + kx])
+                assert (in_map, pad) == ((1, 0) if a else (0, 1)), (ky, off, j)
+                if a:
+                    assert (r["addr"] + j) % cfg.act_depth == a - 1
+            if d.op.uses_dww:
+                assert r["waddr"] == (d.w_base + ky * seg + off) % cfg.dw_depth
+        assert [r["first"] for r in g["reads"]] == [1] + [0] * (len(want) - 1)
+        assert [r["last"] for r in g["reads"]] == [0] * (len(want) - 1) + [1]
 
 
 def descriptor(cfg: AonCimConfig, rng, op=Op.MVM, **fix) -> LayerDescriptor | None:
@@ -283,3 +319,29 @@ def test_add_walker_reads_both_operands(name):
         got = run_walker(cfg, d, seed=i)
         check_pool(cfg, d, got)
         assert all(g["reads"][1]["addr"] - g["reads"][0]["addr"] == d.in_w * d.in_c for g in got)
+
+
+@pytest.mark.parametrize("name", ["lanes32", "default"])
+@pytest.mark.parametrize("op", [Op.MAXPOOL, Op.AVGPOOL, Op.DWCONV, Op.ADD])
+def test_folding_walker_reads_kernel_rows(name, op):
+    """A pooling-type layer whose channels fold (`AonCimConfig.pool_folds`: C a power of two from
+    pool_fold_min_channels to load_lanes/2) reads each kernel row as runs, several window elements
+    a read; on the 32-lane config C = 8 and 16 fold (two levels and one), a kernel row of 3 x 16
+    codes is two runs, and depthwise padding falls on some lanes of a run only."""
+    cfg = CONFIGS[name]
+    fold_cs = [c for c in range(1, cfg.load_lanes + 1) if cfg.pool_folds(c)]
+    assert fold_cs == [cfg.pool_fold_min_channels << k for k in range(cfg.pool_fold_levels)]
+    ds = []
+    for i, in_c in enumerate(fold_cs):
+        if op == Op.ADD:
+            ds += layers(cfg, seed=20 + i, n=2, op=op, in_c=in_c, in_h=2, k_h=2, k_w=1, stride=1)
+        else:
+            ds += layers(cfg, seed=20 + i, n=3, op=op, in_c=in_c, in_h=5, in_w=6, k_h=3, k_w=3)
+            ds += layers(cfg, seed=30 + i, n=2, op=op, in_c=in_c, in_h=4, in_w=5, k_h=2, k_w=2, stride=2)
+    for i, d in enumerate(ds):
+        assert cfg.pool_folds(d.in_c)
+        check_pool(cfg, d, run_walker(cfg, d, seed=i))
+    if op == Op.DWCONV:
+        assert any(d.pad_w for d in ds) and any(d.pad_h for d in ds)
+    if name == "lanes32" and op != Op.ADD:
+        assert any(d.k_w * d.in_c > cfg.load_lanes for d in ds)       # a kernel row over two runs

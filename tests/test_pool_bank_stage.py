@@ -114,3 +114,72 @@ def test_pool_bank_matches_model(name, op):
         # The rails windows came within 20 % of both limits of the signed dw_sum_bits accumulator.
         lim = 1 << (cfg.dw_sum_bits - 1)
         assert min(extremes) < -0.8 * lim and max(extremes) > 0.8 * lim, (min(extremes), max(extremes), lim)
+
+
+FOLD_CONFIGS = {
+    "lanes32": AonCimConfig(rows=32, cols=64, n_adcs=8, load_lanes=32, pp_lanes=4, act_depth=4096, out_depth=64,
+                            param_depth=128),
+    "lanes16": AonCimConfig(),
+}
+
+
+@pytest.mark.parametrize("name", FOLD_CONFIGS)
+@pytest.mark.parametrize("op", [Op.MAXPOOL, Op.AVGPOOL, Op.DWCONV])
+def test_pool_bank_folds_runs(name, op):
+    """A layer that folds (C = load_lanes / 2**fold channels) feeds the units runs of a kernel row,
+    lane j holding channel j mod C of some window element and lanes past the run code 0 (as stage
+    R delivers `Im2colWalker`'s runs); after the fold, result lane c is channel c's window
+    reduction, the golden model's."""
+    cfg = FOLD_CONFIGS[name]
+    W = cfg.load_lanes
+    rng = np.random.default_rng(W * 7 + op.value)
+    dut = PoolBank(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    checked = []
+
+    async def tb(ctx):
+        ctx.set(dut.sum, op == Op.AVGPOOL)
+        ctx.set(dut.mac, op == Op.DWCONV)
+        for k in range(8):
+            C = cfg.pool_fold_min_channels << int(rng.integers(cfg.pool_fold_levels))
+            assert cfg.pool_folds(C)
+            d = pool_layer(rng, op, in_c=C, k_max=4 if op == Op.DWCONV else 3)
+            if op == Op.DWCONV:
+                d.check(cfg)
+                x, w = dw_draw(rng, cfg, d, rails=k % 2 == 1)
+                kernel = dw_kernel(w, d)
+                want = dwconv_sums(x, d, w)[0]
+            else:
+                x = torch.tensor(rng.integers(0, 1 << cfg.dac_bits, size=(1, d.in_h, d.in_w, C)))
+            win = pool_windows(x, d)[0]
+            if op != Op.DWCONV:
+                want = win.amax(-1) if op == Op.MAXPOOL else win.sum(-1)
+            ctx.set(dut.fold, (W // C).bit_length() - 1)
+            seg = d.k_w * C
+            runs = [(ky, off, min(W, seg - off)) for ky in range(d.k_h) for off in range(0, seg, W)]
+            for oy in range(d.out_h):
+                for ox in range(d.out_w):
+                    half = int(rng.integers(2))
+                    for i, (ky, off, n) in enumerate(runs):
+                        ctx.set(dut.win.valid, 1)
+                        ctx.set(dut.win.first, i == 0)
+                        ctx.set(dut.win.last, i == len(runs) - 1)
+                        ctx.set(dut.win.half, half)
+                        for j in range(W):
+                            kx, c = divmod(off + j, C)
+                            e = ky * d.k_w + kx
+                            ctx.set(dut.win.x[j], int(win[oy, ox, c, e]) if j < n else 0)
+                            ctx.set(dut.win.w[j], int(kernel[c, e]) if op == Op.DWCONV and j < n else
+                                    int(rng.integers(-cfg.dw_max - 1, cfg.dw_max + 1)))
+                        await ctx.tick()
+                        ctx.set(dut.win.valid, 0)
+                    ctx.set(dut.rd_half, half)
+                    got = [ctx.get(dut.result[j]) for j in range(C)]
+                    assert got == [int(v) for v in want[oy, ox]], (d, oy, ox)
+                    checked.append(C)
+
+    sim.add_testbench(tb)
+    sim.run()
+    # every fold depth the config has was exercised
+    assert {W // c for c in checked} == {2 << k for k in range(cfg.pool_fold_levels)}

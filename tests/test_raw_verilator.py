@@ -10,15 +10,15 @@ import dataclasses
 
 import pytest
 
-from aoncim.config import AonCimConfig
 from aoncim.firmware.driver import AonCimDriver
 from aoncim.program import DESC_WORDS
 from aoncim.sim.raw_verilator import ToolMissing, check_tools, host_session, record, run_raw
 from aoncim.sim.recording_bus import ReplayDiverged, ReplayHostBus, run_sync
 from aoncim.sim.jobs import small_conv_job
 from aoncim.sim.runner import golden_outputs
+from aoncim.sim.jobs import SMALL_CFG
 
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 
 
 def small_job(act_bits=8, n=3, seed=0):

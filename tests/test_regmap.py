@@ -10,8 +10,9 @@ from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 from aoncim.regmap import (ALPHA_BASE, CTRL_CONTINUE, CTRL_START, CTRL_STEP, IRQ_DONE, IRQ_ERROR, IRQ_PAUSED,
                            REGISTERS, ST_BUSY, ST_DONE, ST_ERROR, ST_PAUSED, WINDOWS, Access, AddressMap, Reg,
                            Region, elaborated, systemrdl)
+from aoncim.sim.jobs import SMALL_CFG
 
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 CONFIGS = pytest.mark.parametrize("cfg", [DEFAULT_CONFIG, SMALL], ids=["default", "small"])
 
 

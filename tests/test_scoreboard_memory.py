@@ -28,7 +28,8 @@ def _default_full_check(monkeypatch):
     monkeypatch.delenv("AONCIM_FULL_CHECK", raising=False)
 
 
-CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=64, out_depth=16, param_depth=128, max_layers=4)
+CFG = AonCimConfig(rows=32, cols=64, n_adcs=8, act_depth=64, out_depth=16, param_depth=128, max_layers=4,
+                   load_lanes=16, pp_lanes=4)
 
 
 def layer(**f) -> LayerDescriptor:

@@ -7,12 +7,12 @@ from amaranth import Instance, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from aoncim.config import AonCimConfig
 from aoncim.hw import synth
 from aoncim.program import DESC_BITS
+from aoncim.sim.jobs import SMALL_CFG
 
 # Small enough to synthesise in a few seconds; the default config takes ~10 s (make synth).
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 BLOCKS = ("axil", "core", "core.host", "core.seq", "core.pp0")  # pp0..: the pp_lanes post-processors
 
 

@@ -7,6 +7,7 @@ import pytest
 from aoncim.config import DEFAULT_CONFIG, AonCimConfig
 from aoncim.hw.docgen import top_ports
 from aoncim.regmap import CHIP_ID, REGISTERS, AddressMap, ErrorCode, Reg, Region, systemrdl
+from aoncim.sim.jobs import SMALL_CFG
 from cli_helpers import invoke, one_error_line
 
 SMALL_TOML = """\
@@ -19,7 +20,7 @@ out_depth = 64
 param_depth = 128
 max_layers = 4
 """
-SMALL = AonCimConfig(rows=128, cols=64, n_adcs=8, act_depth=256, out_depth=64, param_depth=128, max_layers=4)
+SMALL = SMALL_CFG
 
 
 @pytest.fixture(scope="module")
