@@ -149,8 +149,13 @@ class Im2colWalker(wiring.Component):
         # Pooling: the window element (iy, ix) is in the map for every lane of the group, or in the
         # padding (only a depthwise layer has any) for every lane.
         elem_in = iy_in & (ix >= 0) & (ix < d.in_w)
+        # A run's lane j is in the map's row iff row_lo <= seg_a + j < row_lo + row_len: with the
+        # run's start relative to the row computed once, each lane compares against its constant j
+        # instead of adding and comparing full addresses (64 lanes x two 49-bit compares before).
+        lo_rel, hi_rel = Signal(signed(3 * db + 4)), Signal(signed(3 * db + 4))
+        m.d.comb += [lo_rel.eq(-(ix0 * d.in_c) - off), hi_rel.eq(lo_rel + row_len)]
         for j in range(W):
-            in_map = Mux(runs, iy_in & (seg_a + j >= row_lo) & (seg_a + j < row_lo + row_len), elem_in)
+            in_map = Mux(runs, iy_in & (lo_rel <= j) & (hi_rel > j), elem_in)
             used = Mux(runs, n > j, self.n > j)
             m.d.comb += [self.read.lanes[j].eq(used & in_map), self.read.pads[j].eq(used & ~in_map)]
         seg_end, pos_end, mvm_end, win_last = Signal(), Signal(), Signal(), Signal()
