@@ -8,7 +8,7 @@ block stays a pure datapath/controller with ports:
   out       signed outputs of the final layer
   dww       depthwise weights (Op.DWCONV), interleaved like an activation bank
 """
-from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -23,6 +23,21 @@ from .host import HostInterface
 from .pcm_array import PcmArray
 from .postproc import PostProcessor
 from .sequencer import LayerSequencer
+
+
+def rotate_lanes(m: Module, name: str, lanes: list, amount) -> list:
+    """Lane j of the result is `lanes[(j + amount) mod W]` (W = len(lanes), a power of two): a
+    log2(W)-stage rotator of W * width * log2(W) two-input multiplexers. A W-to-1 multiplexer per
+    lane (`Array(lanes)[amount + j]`) costs W * width * (W - 1): 64 lanes of 8-bit codes took
+    32 k cells per rotator that way."""
+    width = len(Value.cast(lanes[0]))
+    total = width * len(lanes)
+    vec = Cat(*(Value.cast(v).as_unsigned() for v in lanes))
+    for k in range(len(amount)):
+        stage = Signal(total, name=f"{name}_rot{k}")
+        m.d.comb += stage.eq(Mux(amount[k], vec.rotate_right((width << k) % total), vec))
+        vec = stage
+    return [vec[j * width : (j + 1) * width] for j in range(len(lanes))]
 
 
 class AonCim(wiring.Component):
@@ -161,26 +176,27 @@ class AonCimCore(wiring.Component):
             ra_lane_q, a_lane_q = Signal(lw, name="dww_rlane_q"), Signal(lw, name="dww_hlane_q")
             m.d.sync += [ra_lane_q.eq(ra[:lw]), a_lane_q.eq(a[:lw])]
         host_r, seq_r = [], []
+        # SRAM b holds the read's weight at ra + ((b - ra) mod W): word ra >> lw of the SRAMs from
+        # ra's own on, the next word of those before it.
+        row = ra >> lw
+        row_next = Signal.like(row, name="dww_row_next")
+        m.d.comb += row_next.eq(row + 1)
         for b in range(W):
             mem = Memory(shape=signed(c.dw_weight_bits), depth=c.dw_depth // W, init=[])
             m.submodules[f"dww_{b}"] = mem
             wp, hr, sr = mem.write_port(), mem.read_port(), mem.read_port()
-            # SRAM b holds the read's weight at ra + ((b - ra) mod W).
-            run_off = C(0, 1)
-            if lw:
-                run_off = Signal(lw, name=f"dww_{b}_off")
-                m.d.comb += run_off.eq(b - ra[:lw])
             m.d.comb += [
                 wp.addr.eq(a >> lw), wp.data.eq(host.win_wdata),
                 wp.en.eq(host.win_we[Region.DWW] & ((a[:lw] == b) if lw else 1)),
-                hr.addr.eq(a >> lw), sr.addr.eq((ra + run_off) >> lw),
+                hr.addr.eq(a >> lw), sr.addr.eq(Mux(b < ra[:lw], row_next, row) if lw else row),
             ]
             host_r.append(hr.data)
             seq_r.append(sr.data)
         weight = Signal(signed(c.dw_weight_bits))
         m.d.comb += [weight.eq(Array(host_r)[a_lane_q]), host.win_rdata[Region.DWW].eq(weight)]
+        got = rotate_lanes(m, "dww", seq_r, ra_lane_q) if lw else seq_r
         for j in range(W):
-            m.d.comb += seq.dw_rdata[j].eq(Array(seq_r)[(ra_lane_q + j)[:lw]] if lw else seq_r[0])
+            m.d.comb += seq.dw_rdata[j].eq(got[j])
 
     def _activation_banks(self, m: Module, host: HostInterface, seq: LayerSequencer, pps: list) -> None:
         """The two activation banks: host window (plain and packed reads), the sequencer's
@@ -197,8 +213,6 @@ class AonCimCore(wiring.Component):
         # Post-processing lane q writes address out_addr + q: Q <= W consecutive addresses, so
         # each SRAM takes at most one lane, lane (b - out_addr) mod W.
         pp_addr0 = pps[0].out_addr
-        pp_y = Array(u.out_y for u in pps)
-        pp_ok = Array(u.out_valid & ~seq.pp.to_out for u in pps)
         ra = seq.act_raddr
         rbank_q = Signal()
         m.d.sync += rbank_q.eq(seq.act_rbank)
@@ -219,6 +233,18 @@ class AonCimCore(wiring.Component):
             m.d.sync += pa_lane_q.eq((a << (P - 1).bit_length())[:lw])
         else:
             host_word = a >> lw
+        # SRAM b holds the run's code at ra + ((b - ra) mod W) (word ra >> lw of the SRAMs from ra's
+        # own on, the next word of those before it); post-processing lane (b - out_addr) mod W
+        # writes it, its value brought to SRAM b by one rotator for both banks.
+        row, pp_row = ra >> lw, pp_addr0 >> lw
+        row_next, pp_row_next = Signal.like(row, name="act_row_next"), Signal.like(pp_row, name="act_pp_row_next")
+        m.d.comb += [row_next.eq(row + 1), pp_row_next.eq(pp_row + 1)]
+        pp_lanes = [Cat(u.out_y, u.out_valid & ~seq.pp.to_out) for u in pps]
+        pp_lanes += [C(0, len(pp_lanes[0]))] * (W - Q)
+        if lw:
+            pp_back = Signal(lw, name="act_pp_rot")
+            m.d.comb += pp_back.eq(-pp_addr0[:lw])
+            pp_lanes = rotate_lanes(m, "act_pp", pp_lanes, pp_back)
         seq_rdata = []
         for bank, region in enumerate((Region.ACT0, Region.ACT1)):
             host_r, seq_r = [], []
@@ -226,20 +252,14 @@ class AonCimCore(wiring.Component):
                 mem = Memory(shape=unsigned(c.dac_bits), depth=c.act_depth // W, init=[])
                 m.submodules[f"{region.name.lower()}_{b}"] = mem
                 hw_, hr, sr, pw = mem.write_port(), mem.read_port(), mem.read_port(), mem.write_port()
-                # SRAM b holds the run's code at ra + ((b - ra) mod W); post-processing lane
-                # (b - out_addr) mod W writes it.
-                run_off = lane = C(0, 1)
-                if lw:
-                    run_off = Signal(lw, name=f"{region.name.lower()}_{b}_off")
-                    lane = Signal(lw, name=f"{region.name.lower()}_{b}_pp_lane")
-                    m.d.comb += [run_off.eq(b - ra[:lw]), lane.eq(b - pp_addr0[:lw])]
                 m.d.comb += [
                     hw_.addr.eq(a >> lw), hw_.data.eq(host.win_wdata),
                     hw_.en.eq(host.win_we[region] & ((a[:lw] == b) if lw else 1)),
                     hr.addr.eq(host_word),
-                    sr.addr.eq((ra + run_off) >> lw),
-                    pw.addr.eq((pp_addr0 + lane) >> lw), pw.data.eq(pp_y[lane]),
-                    pw.en.eq((lane < Q) & pp_ok[lane] & (seq.pp.bank == bank)),
+                    sr.addr.eq(Mux(b < ra[:lw], row_next, row) if lw else row),
+                    pw.addr.eq(Mux(b < pp_addr0[:lw], pp_row_next, pp_row) if lw else pp_row),
+                    pw.data.eq(pp_lanes[b][:c.dac_bits]),
+                    pw.en.eq(pp_lanes[b][-1] & (seq.pp.bank == bank)),
                 ]
                 host_r.append(hr.data)
                 seq_r.append(sr.data)
@@ -252,6 +272,7 @@ class AonCimCore(wiring.Component):
             else:
                 m.d.comb += rdata[region].eq(one)
             seq_rdata.append(seq_r)
+        lane = [Mux(rbank_q, seq_rdata[1][b], seq_rdata[0][b]) for b in range(W)]
+        got = rotate_lanes(m, "act", lane, ra_lane_q) if lw else lane
         for j in range(W):
-            lane = [Mux(rbank_q, seq_rdata[1][b], seq_rdata[0][b]) for b in range(W)]
-            m.d.comb += seq.act_rdata[j].eq(Array(lane)[(ra_lane_q + j)[:lw]] if lw else lane[0])
+            m.d.comb += seq.act_rdata[j].eq(got[j])

@@ -132,8 +132,8 @@ CATALOGUE = [
            "m.d.sync += w_off.eq(w_off + d.in_c)"),
     # ---------------------------------------------------------------- depthwise weight memory (hw/top.py)
     # The group's weights rotated one lane: lane j gets channel c0 + j + 1's weight.
-    Mutant("top_dww_lane", "dww", "hw/top.py", "m.d.comb += run_off.eq(b - ra[:lw])",
-           "m.d.comb += run_off.eq(b + 1 - ra[:lw])"),
+    Mutant("top_dww_lane", "dww", "hw/top.py", 'rotate_lanes(m, "dww", seq_r, ra_lane_q)',
+           'rotate_lanes(m, "dww", seq_r[1:] + seq_r[:1], ra_lane_q)'),
     # Host reads of the DWW window not sign-extended.
     Mutant("top_dww_read_sign", "dww", "hw/top.py", "weight = Signal(signed(c.dw_weight_bits))",
            "weight = Signal(c.dw_weight_bits)"),

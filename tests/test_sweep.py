@@ -71,6 +71,16 @@ def test_adc_bits_keep_the_analog_full_scale_and_noise():
     assert sweep_config(CFG, 1024, 512, 32, 8) == CFG
 
 
+def test_lanes_shrink_to_fit_small_points():
+    """A point whose array or ADC count is below the base config's lanes keeps as many lanes as it
+    can hold (a load run is at most `rows` codes, a post-processing step at most `n_adcs`
+    channels) instead of failing as an invalid config; other points keep the base's lanes."""
+    assert (CFG.load_lanes, CFG.pp_lanes) == (64, 8)
+    small = sweep_config(CFG, 32, 64, 4, 8)
+    assert (small.load_lanes, small.pp_lanes) == (32, 4)
+    assert (sweep_config(CFG, 256, 256, 8, 8).load_lanes, sweep_config(CFG, 256, 256, 8, 8).pp_lanes) == (64, 8)
+
+
 @pytest.mark.parametrize("text,match", [
     ("tasks = ['kws']\nbogus = 1\n", "unknown key(s) bogus"),
     ("tasks = ['asr']\n", "tasks ['asr']"),
