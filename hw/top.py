@@ -25,6 +25,14 @@ from .postproc import PostProcessor
 from .sequencer import LayerSequencer
 
 
+def before(b: int, addr, lanes: int) -> Value:
+    """Whether SRAM b of `lanes` interleaved SRAMs comes before `addr`'s own (b < addr mod lanes):
+    its word of a run from `addr` is then in the next row. Never for the last SRAM (nor with one
+    SRAM), which Verilator would flag as a constant comparison."""
+    lw = (lanes - 1).bit_length()
+    return C(0, 1) if b == lanes - 1 else b < addr[:lw]
+
+
 def rotate_lanes(m: Module, name: str, lanes: list, amount) -> list:
     """Lane j of the result is `lanes[(j + amount) mod W]` (W = len(lanes), a power of two): a
     log2(W)-stage rotator of W * width * log2(W) two-input multiplexers. A W-to-1 multiplexer per
@@ -188,7 +196,7 @@ class AonCimCore(wiring.Component):
             m.d.comb += [
                 wp.addr.eq(a >> lw), wp.data.eq(host.win_wdata),
                 wp.en.eq(host.win_we[Region.DWW] & ((a[:lw] == b) if lw else 1)),
-                hr.addr.eq(a >> lw), sr.addr.eq(Mux(b < ra[:lw], row_next, row) if lw else row),
+                hr.addr.eq(a >> lw), sr.addr.eq(Mux(before(b, ra, W), row_next, row)),
             ]
             host_r.append(hr.data)
             seq_r.append(sr.data)
@@ -256,8 +264,8 @@ class AonCimCore(wiring.Component):
                     hw_.addr.eq(a >> lw), hw_.data.eq(host.win_wdata),
                     hw_.en.eq(host.win_we[region] & ((a[:lw] == b) if lw else 1)),
                     hr.addr.eq(host_word),
-                    sr.addr.eq(Mux(b < ra[:lw], row_next, row) if lw else row),
-                    pw.addr.eq(Mux(b < pp_addr0[:lw], pp_row_next, pp_row) if lw else pp_row),
+                    sr.addr.eq(Mux(before(b, ra, W), row_next, row)),
+                    pw.addr.eq(Mux(before(b, pp_addr0, W), pp_row_next, pp_row)),
                     pw.data.eq(pp_lanes[b][:c.dac_bits]),
                     pw.en.eq(pp_lanes[b][-1] & (seq.pp.bank == bank)),
                 ]
