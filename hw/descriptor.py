@@ -26,7 +26,7 @@ def pool_fold_levels(cfg: AonCimConfig, desc) -> Value:
     pooling-type layer of `in_c` channels reads several window elements a read and folds its
     lanes, else 0. One decode for the walker (runs instead of elements) and the pooling bank (how
     many levels it folds)."""
-    levels = Const(0, range(cfg.pool_fold_levels + 1))
+    levels = Const(0, range(max(2, cfg.pool_fold_levels + 1)))
     if cfg.pool_fold_levels:
         for k in range(1, cfg.pool_fold_levels + 1):
             levels = Mux((desc.in_c == cfg.load_lanes >> k) & (desc.opcode != Op.MVM), k, levels)

@@ -48,7 +48,8 @@ class PoolBank(wiring.Component):
             "sum": In(1), "mac": In(1),
             "win": In(PoolWindowSignature(cfg)),
             "rd_half": In(1),
-            "fold": In(range(cfg.pool_fold_levels + 1)),
+            # at least one bit: a zero-width port is a `[-1:0]` wire in Verilog
+            "fold": In(range(max(2, cfg.pool_fold_levels + 1))),
             "result": Out(data.ArrayLayout(signed(pool_acc_bits(cfg)), cfg.load_lanes)),
         })
 
