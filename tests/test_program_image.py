@@ -96,7 +96,7 @@ def test_model_that_does_not_fit_is_rejected():
     ("rows", 1000, "power of two"), ("n_adcs", 1024, "multiple of n_adcs"), ("adc_bits", 1, "adc_bits"),
     ("act_bits_supported", (8, 10), "act_bits_supported"),
     ("load_lanes", 12, "load_lanes=12 must be a positive power of two"), ("load_lanes", 128, "at most 64"),
-    ("pp_lanes", 32, "pp_lanes=32 must be at most n_adcs=32, load_lanes=16"),
+    ("pp_lanes", 64, "pp_lanes=64 must be at most n_adcs=32, load_lanes=64"),
 ])
 def test_invalid_config_is_one_clear_line(field, value, match):
     with pytest.raises(ConfigError, match=match) as e:

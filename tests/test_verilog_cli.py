@@ -11,7 +11,7 @@ from aoncim.sim.jobs import SMALL_CFG
 from cli_helpers import invoke, one_error_line
 
 SMALL_TOML = """\
-# the config of tests/test_core_amaranth.py
+# the small co-simulation config (SMALL_CFG of sim/jobs.py)
 rows = 128
 cols = 64
 n_adcs = 8
@@ -19,6 +19,8 @@ act_depth = 256
 out_depth = 64
 param_depth = 128
 max_layers = 4
+load_lanes = 16
+pp_lanes = 4
 """
 SMALL = SMALL_CFG
 
