@@ -257,8 +257,7 @@ class AonCimConfig:
         """Fold levels after the pooling units: lanes j and j + load_lanes/2**k are added (or
         maxed) at level k, down to pool_fold_min_channels lanes; 0 when load_lanes is narrower
         than two minimum groups."""
-        return max(0, _clog2(self.load_lanes) - _clog2(self.pool_fold_min_channels) if
-                   self.load_lanes >= 2 * self.pool_fold_min_channels else 0)
+        return max(0, _clog2(self.load_lanes) - _clog2(self.pool_fold_min_channels))  # both powers of two
 
     def pool_folds(self, in_c: int) -> bool:
         """Whether a pooling-type layer of `in_c` channels reads several window elements a read
